@@ -1,0 +1,143 @@
+"""The Backbone record: a timm model travels with its weights' identity and its own preprocessing.
+
+Preprocessing is derived from the model's pretrained config
+(``timm.data.resolve_data_config``), never typed by the user, so the right
+normalisation cannot be forgotten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import timm
+import torch
+from timm.data import create_transform, resolve_data_config
+from torch import nn
+
+from ..errors import UserError
+from ..storage import file_digest
+from .layers import LayerView, build_layer_view
+from .names import DEFAULT_BACKBONE, resolve_timm_name
+from .weights import (
+    cached_hub_file,
+    find_weights,
+    looks_like_lite_package,
+    missing_weights_error,
+    read_state_dict,
+    rename_lite_state_dict,
+)
+
+
+@dataclass
+class Backbone:
+    """A pretrained (or randomly initialised) timm model with what determines its outputs."""
+
+    name: str  # as the user asked for it
+    timm_name: str  # timm model name with pretrained tag
+    model: nn.Module = field(repr=False)  # full ImageNet model, eval mode
+    weights_id: str  # "sha256:<hex>" of the weights file, or "random-init:<seed>"
+    weights_source: str  # where the weights came from, for people
+
+    @property
+    def architecture(self) -> str:
+        return self.timm_name.split(".", 1)[0]
+
+    @property
+    def pretrained(self) -> bool:
+        return not self.weights_id.startswith("random-init")
+
+    @cached_property
+    def data_config(self) -> dict[str, Any]:
+        """Input size, resize/crop, interpolation, mean and std of this model's weights."""
+        config = resolve_data_config(model=self.model)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
+
+    def transform(self, training: bool = False, **augment: Any):
+        """timm's transform for this backbone (evaluation by default)."""
+        config = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.data_config.items()}
+        return create_transform(**config, is_training=training, **augment)
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        return tuple(self.data_config["input_size"])  # type: ignore[return-value]
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.model.num_features)
+
+    def backbone_parameters(self) -> int:
+        """Parameters without the ImageNet classifier, which transfer learning replaces."""
+        classifier = self.model.get_classifier()
+        head = sum(p.numel() for p in classifier.parameters()) if isinstance(classifier, nn.Module) else 0
+        return sum(p.numel() for p in self.model.parameters()) - head
+
+    @cached_property
+    def layer_view(self) -> LayerView | None:
+        return build_layer_view(self.model, self.input_size)
+
+    def require_layer_view(self) -> LayerView:
+        view = self.layer_view
+        if view is None:
+            raise UserError(
+                f"{self.timm_name} does not run as a plain sequence of layers, so it has no layer list; "
+                "use its final pooled features (layer pre_logits)"
+            )
+        return view
+
+    def identity(self) -> dict[str, Any]:
+        """Everything about the backbone that determines its features (a cache key part)."""
+        return {"timm_name": self.timm_name, "weights": self.weights_id, "data_config": self.data_config}
+
+
+def load_backbone(
+    name: str = DEFAULT_BACKBONE,
+    weights: str | None = None,
+    random_init: bool = False,
+    seed: int = 0,
+) -> Backbone:
+    """Build a backbone with ImageNet weights found offline, or randomly initialised."""
+    timm_name = resolve_timm_name(name)
+    if random_init:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = timm.create_model(timm_name, pretrained=False)
+        return Backbone(name, timm_name, model.eval(), f"random-init:{seed}", "random initialisation")
+
+    source = find_weights(timm_name, weights)
+    if source.kind == "download":
+        model = _download_with_timm(timm_name)
+        cached = cached_hub_file(timm_name)
+        weights_id = f"sha256:{file_digest(cached)}" if cached else f"timm:{timm_name}"
+        return Backbone(name, timm_name, model.eval(), weights_id, "timm download")
+
+    assert source.path is not None
+    if source.kind == "hub-cache":
+        model = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(source.path)})
+    else:
+        model = timm.create_model(timm_name, pretrained=False)
+        state = read_state_dict(source.path)
+        if looks_like_lite_package(state):
+            state = rename_lite_state_dict(state, [len(stage) for stage in model.blocks])
+        _load_strict(model, state, source.description)
+    return Backbone(name, timm_name, model.eval(), f"sha256:{file_digest(source.path)}", source.description)
+
+
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise UserError(f"weights in {where} do not fit this backbone: {first[:200]}") from None
+
+
+def _download_with_timm(timm_name: str) -> nn.Module:
+    """timm's own pretrained loading; any failure (no network, no file) becomes one clear line."""
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            return timm.create_model(timm_name, pretrained=True)
+    except Exception:
+        raise missing_weights_error(timm_name) from None

@@ -1,0 +1,51 @@
+"""Built-in datasets that work offline: rendered from data that installed packages ship."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..storage import cache_root
+
+BUILTIN_DATASETS = ("digits",)
+
+
+def materialize_digits(root: Path | None = None) -> Path:
+    """scikit-learn's 1797 8x8 digits written once as greyscale PNGs, one folder per digit.
+
+    Written into a temporary folder and renamed into place, so a concurrent or killed
+    run never sees a half-written dataset.
+    """
+    target = (root or cache_root() / "datasets") / "digits"
+    if target.exists():
+        return target
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".digits-"))
+    try:
+        for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+            pixels = (image * (255.0 / 16.0)).round().astype(np.uint8)
+            folder = staging / str(label)
+            folder.mkdir(exist_ok=True)
+            Image.fromarray(pixels, mode="L").save(folder / f"{index:04d}.png")
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_data_path(data: str | Path) -> Path:
+    """A folder path, or the folder of a built-in dataset named ``data``."""
+    path = Path(data).expanduser()
+    if not path.exists() and str(data) == "digits":
+        return materialize_digits()
+    return path

@@ -1,0 +1,107 @@
+"""A small torch MLP head (e.g. Dense 512 - Dropout 0.2 - Dense 256 - softmax) with early stopping.
+
+It follows scikit-learn's conventions (``fit`` returns self, ``predict``,
+``predict_proba``) so that the probe treats it like the other heads. Validation
+data for early stopping is passed to ``fit``; without it a stratified share of
+the training data is held out, as sklearn's ``MLPClassifier(early_stopping=True)`` does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch import nn
+
+from ..training.early_stopping import EarlyStopping
+
+
+def mlp_layers(in_dim: int, hidden: tuple[int, ...], num_classes: int, dropout: float) -> nn.Sequential:
+    """Linear layers with ReLU and dropout between them; ``hidden=()`` gives a linear classifier."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        width = size
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+class MLPHead:
+    def __init__(
+        self,
+        hidden: tuple[int, ...] = (512, 256),
+        dropout: float = 0.2,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 64,
+        max_epochs: int = 200,
+        patience: int = 10,
+        validation_fraction: float = 0.15,
+        seed: int = 0,
+    ):
+        self.hidden = tuple(hidden)
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None):
+        if X_val is None or y_val is None:
+            X, X_val, y, y_val = train_test_split(
+                X, y, test_size=self.validation_fraction, stratify=y, random_state=self.seed
+            )
+        self.classes_ = np.unique(np.concatenate([y, y_val]))
+        self.mean_ = X.mean(axis=0)
+        self.scale_ = X.std(axis=0) + 1e-6
+        generator = torch.Generator().manual_seed(self.seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            self.model_ = mlp_layers(X.shape[1], self.hidden, len(self.classes_), self.dropout)
+        xt, yt = self._inputs(X), torch.as_tensor(np.searchsorted(self.classes_, y))
+        xv, yv = self._inputs(X_val), torch.as_tensor(np.searchsorted(self.classes_, y_val))
+        optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        loss_fn = nn.CrossEntropyLoss()
+        stopper = EarlyStopping(self.patience, "val_loss")
+        self.history_: list[dict[str, float]] = []
+        for epoch in range(self.max_epochs):
+            self.model_.train()
+            order = torch.randperm(len(xt), generator=generator)
+            total = 0.0
+            for start in range(0, len(xt), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                optimizer.zero_grad()
+                loss = loss_fn(self.model_(xt[idx]), yt[idx])
+                loss.backward()
+                optimizer.step()
+                total += float(loss) * len(idx)
+            self.model_.eval()
+            with torch.no_grad():
+                logits = self.model_(xv)
+                metrics = {
+                    "epoch": epoch + 1,
+                    "train_loss": total / len(xt),
+                    "val_loss": float(loss_fn(logits, yv)),
+                    "val_accuracy": float((logits.argmax(1) == yv).float().mean()),
+                }
+            self.history_.append(metrics)
+            if stopper.step(epoch, metrics, self.model_):
+                break
+        stopper.restore(self.model_)
+        self.best_epoch_ = stopper.best_epoch + 1
+        self.model_.eval()
+        return self
+
+    def _inputs(self, X: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(((X - self.mean_) / self.scale_).astype(np.float32))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.model_(self._inputs(X)).softmax(dim=1).numpy()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -1,0 +1,27 @@
+"""scikit-learn heads on frozen features, each with the scaling that makes it fast and sound.
+
+- ``logreg``: standardise, then L2-regularised logistic regression (C=0.1 by default).
+- ``svm``: L2-normalise, then a linear SVM. (Standardising before ``LinearSVC``'s
+  primal solver took 213 s on 1347x1280 features; L2 normalisation 0.16 s.)
+- ``knn``: L2-normalise, then k nearest neighbours (cosine distance in effect).
+"""
+
+from __future__ import annotations
+
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import Normalizer, StandardScaler
+from sklearn.svm import LinearSVC
+
+
+def logreg_head(C: float = 0.1, seed: int = 0) -> Pipeline:
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
+
+
+def svm_head(C: float = 1.0, seed: int = 0) -> Pipeline:
+    return make_pipeline(Normalizer(), LinearSVC(C=C, random_state=seed))
+
+
+def knn_head(k: int = 5) -> Pipeline:
+    return make_pipeline(Normalizer(), KNeighborsClassifier(n_neighbors=k))

@@ -1,0 +1,39 @@
+"""Top ImageNet classes of a few images: proves weights and preprocessing are right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from timm.data import ImageNetInfo
+
+from .backbones import DEFAULT_BACKBONE, load_backbone
+from .data import UnreadableImage, open_rgb
+from .errors import UserError
+
+
+def predict_imagenet(images: list[str | Path], backbone: str = DEFAULT_BACKBONE, weights: str | None = None, top_k: int = 5) -> list[dict]:
+    model = load_backbone(backbone, weights=weights)
+    transform = model.transform()
+    info = ImageNetInfo()
+    tensors = []
+    for image in images:
+        if not Path(image).is_file():
+            raise UserError(f"image not found: {image}")
+        try:
+            tensors.append(transform(open_rgb(image)))
+        except UnreadableImage:
+            raise UserError(f"not a readable image: {image}") from None
+    with torch.inference_mode():
+        probabilities = model.model(torch.stack(tensors)).softmax(dim=1)
+    top = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+    return [
+        {
+            "image": str(image),
+            "top": [
+                {"label": info.index_to_description(int(i)), "probability": round(float(p), 4)}
+                for p, i in zip(values, indices)
+            ],
+        }
+        for image, values, indices in zip(images, top.values, top.indices)
+    ]

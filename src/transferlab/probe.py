@@ -1,0 +1,234 @@
+"""Linear probing: frozen backbone features, then a head, evaluated on held-out images.
+
+``probe(data, backbone=..., head=...)`` is the whole job in one call; the CLI's
+``transferlab probe`` is a thin shell around it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from .backbones import DEFAULT_BACKBONE, load_backbone
+from .data import DatasetSplits, Sample, load_dataset
+from .errors import UserError
+from .features import FeatureExtractor, FeatureSet
+from .heads import MLPHead, make_head
+
+StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
+
+UNREADABLE_EXAMPLES = 5
+INFERENCE_BATCH = 16
+
+
+@dataclass
+class ProbeConfig:
+    """Everything that defines a probe run."""
+
+    data: str = "digits"
+    backbone: str = DEFAULT_BACKBONE
+    head: str = "logreg"
+    layer: str = "pre_logits"
+    pooling: str = "avg"
+    weights: str | None = None
+    random_init: bool = False
+    seed: int = 0
+    per_class: int | None = None
+    classes: list[str] | None = None
+    num_classes: int | None = None
+    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    C: float | None = None
+    dropout: float = 0.2
+    batch_size: int = 32
+    num_workers: int | None = None
+    cache: bool = True
+
+
+@dataclass
+class ProbeResult:
+    """What a probe measured. Times are wall-clock seconds on this machine."""
+
+    backbone: str
+    timm_name: str
+    weights: str
+    head: str
+    layer: str
+    pooling: str
+    data: str
+    evaluated_on: str
+    classes: list[str]
+    train_images: int
+    val_images: int
+    test_images: int
+    accuracy: float
+    macro_f1: float
+    feature_dim: int
+    backbone_layers: int | None
+    backbone_parameters: int
+    backbone_load_seconds: float
+    extraction_seconds: float
+    images_per_second: float
+    features_computed: int
+    features_from_cache: int
+    head_fit_seconds: float
+    inference_ms_per_image: float
+    unreadable_count: int
+    unreadable_examples: list[str]
+    confusion_matrix: list[list[int]]
+    notes: list[str] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    predictions: list[dict] = field(default_factory=list)  # per test image: path, true, predicted
+
+    def table_rows(self) -> list[tuple[str, object]]:
+        return [
+            ("data", self.data),
+            ("evaluated on", f"{self.evaluated_on} ({self.test_images} images)"),
+            ("classes", len(self.classes)),
+            ("train / val images", f"{self.train_images} / {self.val_images}"),
+            ("backbone", f"{self.backbone} ({self.timm_name})"),
+            ("layer / pooling", f"{self.layer} / {self.pooling}"),
+            ("head", self.head),
+            ("accuracy", self.accuracy),
+            ("macro F1", self.macro_f1),
+            ("feature dimension", self.feature_dim),
+            ("backbone layers", self.backbone_layers if self.backbone_layers is not None else "n/a"),
+            ("backbone parameters", self.backbone_parameters),
+            ("extraction seconds", self.extraction_seconds),
+            ("images per second", self.images_per_second),
+            ("features computed / from cache", f"{self.features_computed} / {self.features_from_cache}"),
+            ("head fit seconds", self.head_fit_seconds),
+            ("inference ms per image", self.inference_ms_per_image),
+            ("unreadable files skipped", self.unreadable_count),
+        ]
+
+
+def probe(data: str | Path = "digits", progress: StageProgress | None = None, **options) -> ProbeResult:
+    """Extract features with a frozen backbone, fit a head, evaluate. Options: see ``ProbeConfig``."""
+    try:
+        config = ProbeConfig(data=str(data), **options)
+    except TypeError as exc:
+        raise UserError(str(exc).replace("ProbeConfig.__init__()", "probe()")) from None
+    return run_probe(config, progress)
+
+
+def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> ProbeResult:
+    splits = load_dataset(
+        config.data,
+        ratios=tuple(config.ratios),
+        seed=config.seed,
+        classes=config.classes,
+        num_classes=config.num_classes,
+        per_class=config.per_class,
+    )
+    head = make_head(config.head, C=config.C, dropout=config.dropout, seed=config.seed)
+    needs_validation = isinstance(head, MLPHead)
+
+    started = time.perf_counter()
+    backbone = load_backbone(config.backbone, weights=config.weights, random_init=config.random_init, seed=config.seed)
+    extractor = FeatureExtractor(
+        backbone,
+        layer=config.layer,
+        pooling=config.pooling,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        cache=config.cache,
+    )
+    load_seconds = time.perf_counter() - started
+
+    train, val = (splits.train_and_validation(seed=config.seed) if needs_validation else (splits.train, []))
+    parts = {"train": train, "val": val, "test": splits.test}
+    extracted = {name: _extract(extractor, samples, name, progress) for name, samples in parts.items()}
+    xs = {name: fs.features for name, fs in extracted.items()}
+    ys = {name: _labels(parts[name], fs) for name, fs in extracted.items()}
+    _check_usable(ys, splits)
+
+    fit_started = time.perf_counter()
+    if needs_validation:
+        head.fit(xs["train"], ys["train"], xs["val"], ys["val"])
+    else:
+        head.fit(xs["train"], ys["train"])
+    fit_seconds = time.perf_counter() - fit_started
+
+    predicted = head.predict(xs["test"])
+    test_kept = [parts["test"][i] for i in extracted["test"].kept]
+    unreadable = [str(p) for fs in extracted.values() for p in fs.unreadable]
+    extraction = list(extracted.values())
+    seconds = sum(fs.seconds for fs in extraction)
+    computed = sum(fs.computed for fs in extraction)
+    cached = sum(fs.from_cache for fs in extraction)
+    view = backbone.layer_view
+    return ProbeResult(
+        backbone=config.backbone,
+        timm_name=backbone.timm_name,
+        weights=backbone.weights_source,
+        head=config.head,
+        layer=extractor.layer,
+        pooling=config.pooling if extractor.layer not in ("pre_logits", "logits") else "model",
+        data=str(splits.root),
+        evaluated_on=splits.evaluated_on,
+        classes=splits.classes,
+        train_images=len(ys["train"]),
+        val_images=len(ys["val"]),
+        test_images=len(ys["test"]),
+        accuracy=float(accuracy_score(ys["test"], predicted)),
+        macro_f1=float(f1_score(ys["test"], predicted, average="macro")),
+        feature_dim=int(xs["train"].shape[1]),
+        backbone_layers=len(view) if view is not None else None,
+        backbone_parameters=backbone.backbone_parameters(),
+        backbone_load_seconds=load_seconds,
+        extraction_seconds=seconds,
+        images_per_second=(computed + cached) / seconds if seconds > 0 else 0.0,
+        features_computed=computed,
+        features_from_cache=cached,
+        head_fit_seconds=fit_seconds,
+        inference_ms_per_image=measure_inference_ms(extractor, head, [s.path for s in test_kept]),
+        unreadable_count=len(unreadable),
+        unreadable_examples=unreadable[:UNREADABLE_EXAMPLES],
+        confusion_matrix=confusion_matrix(ys["test"], predicted, labels=range(len(splits.classes))).tolist(),
+        notes=splits.notes,
+        config=asdict(config),
+        predictions=[
+            {"path": str(s.path), "true": splits.classes[s.label], "predicted": splits.classes[int(p)]}
+            for s, p in zip(test_kept, predicted)
+        ],
+    )
+
+
+def _extract(extractor: FeatureExtractor, samples: list[Sample], name: str, progress: StageProgress | None) -> FeatureSet:
+    hook = (lambda done, total: progress(f"features ({name})", done, total)) if progress else None
+    return extractor.extract([s.path for s in samples], hook)
+
+
+def _labels(samples: list[Sample], features: FeatureSet) -> np.ndarray:
+    return np.array([samples[i].label for i in features.kept], dtype=np.int64)
+
+
+def _check_usable(ys: dict[str, np.ndarray], splits: DatasetSplits) -> None:
+    if len(np.unique(ys["train"])) < 2:
+        raise UserError(f"fewer than two classes have readable training images in {splits.root}")
+    if len(ys["test"]) == 0:
+        raise UserError(f"no readable test images in {splits.root} ({splits.evaluated_on})")
+
+
+def measure_inference_ms(extractor: FeatureExtractor, head, paths: list[Path]) -> float:
+    """Milliseconds per image for backbone + head on a batch of preprocessed test images.
+
+    Decoding is excluded: this is the model's cost, measured after one warm-up pass.
+    """
+    from .data import image_batches
+
+    batch = next(iter(image_batches(paths[:INFERENCE_BATCH], extractor.backbone.transform(), INFERENCE_BATCH, 0)), None)
+    if batch is None or batch.images is None:
+        return float("nan")
+    images = batch.images
+    extractor.forward(images[:2])  # warm-up: first calls allocate
+    start = time.perf_counter()
+    with torch.inference_mode():
+        head.predict(extractor.forward(images).float().numpy())
+    return (time.perf_counter() - start) * 1000.0 / len(images)

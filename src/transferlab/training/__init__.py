@@ -1,0 +1,1 @@
+"""Training utilities shared by the MLP probe head and fine-tuning."""
