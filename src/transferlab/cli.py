@@ -58,7 +58,7 @@ weights_option = click.option("--weights", type=click.Path(dir_okay=False), help
 @main.command()
 @click.option("--data", "-d", required=True, help="Image folder (one sub-folder per class, or train/ val/ test/), or 'digits'.")
 @backbone_option
-@click.option("--head", default="logreg", show_default=True, help="logreg, svm, knn, mlp or mlp:512,256.")
+@click.option("--head", default="logreg", show_default=True, help="logreg, svm, knn, mlp, mlp:512,256, linear or softmax.")
 @click.option("--layer", default="pre_logits", show_default=True, help="pre_logits, logits, or a layer index/name from `transferlab layers`.")
 @click.option("--pooling", type=click.Choice(["avg", "max", "flatten"]), default="avg", show_default=True, help="How a layer's feature map becomes a vector.")
 @weights_option
@@ -67,6 +67,7 @@ weights_option = click.option("--weights", type=click.Path(dir_okay=False), help
 @click.option("--classes", help="Keep these classes (comma-separated).")
 @click.option("--num-classes", type=int, help="Keep the first K classes.")
 @click.option("--split", default="0.7,0.15,0.15", show_default=True, help="Train,val,test ratios for a folder without given splits.")
+@click.option("--temperature", type=float, help="Features = softmax(ImageNet logits / T) (use with --head softmax).")
 @click.option("--C", "C", type=float, help="Regularisation of logreg (default 0.1) or svm (default 1).")
 @click.option("--dropout", type=float, default=0.2, show_default=True, help="Dropout of the mlp head.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -75,7 +76,7 @@ weights_option = click.option("--weights", type=click.Path(dir_okay=False), help
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--predictions", is_flag=True, help="With --json: include every test image's prediction.")
-def probe(data, backbone, head, layer, pooling, weights, random_init, per_class, classes, num_classes, split, C, dropout, seed, batch_size, workers, no_cache, as_json, predictions):
+def probe(data, backbone, head, layer, pooling, weights, random_init, per_class, classes, num_classes, split, temperature, C, dropout, seed, batch_size, workers, no_cache, as_json, predictions):
     """Frozen-backbone features + a head, evaluated on held-out images."""
     from .probe import ProbeConfig, run_probe
     from .results import print_table, to_json
@@ -83,7 +84,7 @@ def probe(data, backbone, head, layer, pooling, weights, random_init, per_class,
     config = ProbeConfig(
         data=data, backbone=backbone, head=head, layer=layer, pooling=pooling, weights=weights,
         random_init=random_init, seed=seed, per_class=per_class, classes=parse_list(classes),
-        num_classes=num_classes, ratios=parse_ratios(split), C=C, dropout=dropout,
+        num_classes=num_classes, ratios=parse_ratios(split), temperature=temperature, C=C, dropout=dropout,
         batch_size=batch_size, num_workers=workers, cache=not no_cache,
     )
     with stage_progress(sys.stderr.isatty()) as hook:

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -43,6 +43,7 @@ class ProbeConfig:
     classes: list[str] | None = None
     num_classes: int | None = None
     ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    temperature: float | None = None  # features = softmax(ImageNet logits / T)
     C: float | None = None
     dropout: float = 0.2
     batch_size: int = 32
@@ -81,6 +82,10 @@ class ProbeResult:
     unreadable_count: int
     unreadable_examples: list[str]
     confusion_matrix: list[list[int]]
+    temperature: float | None = None
+    history: list[dict] = field(default_factory=list)  # per epoch, for torch heads
+    val_accuracy_max: float | None = None
+    val_accuracy_final: float | None = None
     notes: list[str] = field(default_factory=list)
     config: dict = field(default_factory=dict)
     predictions: list[dict] = field(default_factory=list)  # per test image: path, true, predicted
@@ -126,6 +131,10 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
         num_classes=config.num_classes,
         per_class=config.per_class,
     )
+    if config.temperature is not None:
+        if config.temperature <= 0:
+            raise UserError(f"temperature must be positive, got {config.temperature}")
+        config = replace(config, layer="logits")
     head = make_head(config.head, C=config.C, dropout=config.dropout, seed=config.seed)
     needs_validation = isinstance(head, MLPHead)
 
@@ -144,7 +153,7 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
     train, val = (splits.train_and_validation(seed=config.seed) if needs_validation else (splits.train, []))
     parts = {"train": train, "val": val, "test": splits.test}
     extracted = {name: _extract(extractor, samples, name, progress) for name, samples in parts.items()}
-    xs = {name: fs.features for name, fs in extracted.items()}
+    xs = {name: temperature_features(fs.features, config.temperature) for name, fs in extracted.items()}
     ys = {name: _labels(parts[name], fs) for name, fs in extracted.items()}
     _check_usable(ys, splits)
 
@@ -163,6 +172,7 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
     computed = sum(fs.computed for fs in extraction)
     cached = sum(fs.from_cache for fs in extraction)
     view = backbone.layer_view
+    history = list(getattr(head, "history_", []))
     return ProbeResult(
         backbone=config.backbone,
         timm_name=backbone.timm_name,
@@ -187,10 +197,14 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
         features_computed=computed,
         features_from_cache=cached,
         head_fit_seconds=fit_seconds,
-        inference_ms_per_image=measure_inference_ms(extractor, head, [s.path for s in test_kept]),
+        inference_ms_per_image=measure_inference_ms(extractor, head, [s.path for s in test_kept], config.temperature),
         unreadable_count=len(unreadable),
         unreadable_examples=unreadable[:UNREADABLE_EXAMPLES],
         confusion_matrix=confusion_matrix(ys["test"], predicted, labels=range(len(splits.classes))).tolist(),
+        temperature=config.temperature,
+        history=history,
+        val_accuracy_max=max((h["val_accuracy"] for h in history), default=None),
+        val_accuracy_final=history[-1]["val_accuracy"] if history else None,
         notes=splits.notes,
         config=asdict(config),
         predictions=[
@@ -198,6 +212,14 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
             for s, p in zip(test_kept, predicted)
         ],
     )
+
+
+def temperature_features(features: np.ndarray, temperature: float | None) -> np.ndarray:
+    """``softmax(logits / T)`` when a temperature is set; the features unchanged otherwise."""
+    if temperature is None:
+        return features
+    scaled = torch.from_numpy(features).double() / temperature
+    return scaled.softmax(dim=1).float().numpy()
 
 
 def _extract(extractor: FeatureExtractor, samples: list[Sample], name: str, progress: StageProgress | None) -> FeatureSet:
@@ -216,7 +238,7 @@ def _check_usable(ys: dict[str, np.ndarray], splits: DatasetSplits) -> None:
         raise UserError(f"no readable test images in {splits.root} ({splits.evaluated_on})")
 
 
-def measure_inference_ms(extractor: FeatureExtractor, head, paths: list[Path]) -> float:
+def measure_inference_ms(extractor: FeatureExtractor, head, paths: list[Path], temperature: float | None = None) -> float:
     """Milliseconds per image for backbone + head on a batch of preprocessed test images.
 
     Decoding is excluded: this is the model's cost, measured after one warm-up pass.
@@ -230,5 +252,5 @@ def measure_inference_ms(extractor: FeatureExtractor, head, paths: list[Path]) -
     extractor.forward(images[:2])  # warm-up: first calls allocate
     start = time.perf_counter()
     with torch.inference_mode():
-        head.predict(extractor.forward(images).float().numpy())
+        head.predict(temperature_features(extractor.forward(images).float().numpy(), temperature))
     return (time.perf_counter() - start) * 1000.0 / len(images)

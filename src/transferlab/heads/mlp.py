@@ -38,6 +38,7 @@ class MLPHead:
         max_epochs: int = 200,
         patience: int = 10,
         validation_fraction: float = 0.15,
+        standardize: bool = True,
         seed: int = 0,
     ):
         self.hidden = tuple(hidden)
@@ -48,6 +49,7 @@ class MLPHead:
         self.max_epochs = max_epochs
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.standardize = standardize
         self.seed = seed
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None):
@@ -56,8 +58,8 @@ class MLPHead:
                 X, y, test_size=self.validation_fraction, stratify=y, random_state=self.seed
             )
         self.classes_ = np.unique(np.concatenate([y, y_val]))
-        self.mean_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0) + 1e-6
+        self.mean_ = X.mean(axis=0) if self.standardize else np.zeros(X.shape[1], X.dtype)
+        self.scale_ = X.std(axis=0) + 1e-6 if self.standardize else np.ones(X.shape[1], X.dtype)
         generator = torch.Generator().manual_seed(self.seed)
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
