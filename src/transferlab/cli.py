@@ -179,6 +179,11 @@ def predict_imagenet(images, backbone, weights, top_k, as_json):
             click.echo(f"  {guess['probability']:.3f}  {guess['label']}")
 
 
+# Commands of other packages register here, one line each (keeps this file from growing).
+# from .finetune.cli import register as register_finetune; register_finetune(main)
+# from .study.cli import register as register_study; register_study(main)
+
+
 def run() -> None:
     """Entry point: one clear line and exit code 2 for bad input, never a traceback."""
     try:
