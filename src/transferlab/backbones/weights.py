@@ -104,11 +104,11 @@ def missing_weights_error(timm_name: str) -> UserError:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Load a state dict without unpickling arbitrary objects."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or not a checkpoint
         raise UserError(f"cannot read weights file {path}: {exc.__class__.__name__}") from None

@@ -1,0 +1,51 @@
+"""Shared fixtures: an isolated transferlab cache per test session, small image folders, backbones.
+
+Every test sees ``TRANSFERLAB_CACHE_DIR`` pointing at one temporary folder for the
+whole session, so the built-in digits dataset and the real backbone's features are
+computed once, and nothing touches ``~/.cache``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers import make_class_folders
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # no test may try a model hub
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("transferlab-cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(session_cache, monkeypatch) -> Path:
+    monkeypatch.setenv("TRANSFERLAB_CACHE_DIR", str(session_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return session_cache
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """The real EfficientNet-Lite0 with its offline ImageNet weights (loaded once)."""
+    from transferlab.backbones import load_backbone
+
+    return load_backbone("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """A tiny randomly initialised EfficientNet (input 160 px): fast, for plumbing tests."""
+    from transferlab.backbones import load_backbone
+
+    return load_backbone("test_efficientnet", random_init=True)
+
+
+@pytest.fixture
+def class_folders(tmp_path) -> Path:
+    """Three classes (a, b, c) of 20 small images each, one folder per class."""
+    return make_class_folders(tmp_path / "data", {"a": 20, "b": 20, "c": 20})
