@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import UserError
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, emoji=False, highlight=False)
 
 
 @contextlib.contextmanager
@@ -180,7 +180,7 @@ def predict_imagenet(images, backbone, weights, top_k, as_json):
 
 
 # Commands of other packages register here, one line each (keeps this file from growing).
-# from .finetune.cli import register as register_finetune; register_finetune(main)
+from .finetune.cli import register as register_finetune; register_finetune(main)  # noqa: E402
 # from .study.cli import register as register_study; register_study(main)
 
 

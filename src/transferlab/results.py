@@ -32,4 +32,4 @@ def print_table(title: str, rows: list[tuple[str, Any]], console: Console | None
     table.add_column("value", justify="right")
     for name, value in rows:
         table.add_row(name, _fmt(value))
-    (console or Console()).print(table)
+    (console or Console(emoji=False)).print(table)

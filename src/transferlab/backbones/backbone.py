@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import UserError
 from ..storage import file_digest
 from .layers import LayerView, build_layer_view
-from .names import DEFAULT_BACKBONE, resolve_timm_name
+from .names import DEFAULT_BACKBONE, FROM_SCRATCH, resolve_timm_name
 from .weights import (
     cached_hub_file,
     find_weights,
@@ -101,7 +101,7 @@ def load_backbone(
 ) -> Backbone:
     """Build a backbone with ImageNet weights found offline, or randomly initialised."""
     timm_name = resolve_timm_name(name)
-    if random_init:
+    if random_init or name in FROM_SCRATCH:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = timm.create_model(timm_name, pretrained=False)

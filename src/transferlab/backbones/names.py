@@ -8,6 +8,7 @@ from __future__ import annotations
 import timm
 
 from ..errors import UserError
+from . import small_cnn  # noqa: F401  (registers transferlab_small_cnn with timm)
 
 FRIENDLY_NAMES: dict[str, str] = {
     "vgg16": "vgg16.tv_in1k",
@@ -21,7 +22,11 @@ FRIENDLY_NAMES: dict[str, str] = {
     "efficientnet_lite0": "tf_efficientnet_lite0.in1k",
     "efficientnet_lite1": "tf_efficientnet_lite1.in1k",
     "efficientnet_lite2": "tf_efficientnet_lite2.in1k",
+    "small-cnn": "transferlab_small_cnn",
 }
+
+# Backbones trained from scratch: they have no pretrained weights to look for.
+FROM_SCRATCH = {"small-cnn", "transferlab_small_cnn"}
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 

@@ -41,7 +41,7 @@ class Batch:
     unreadable: list[int]  # positions of files that could not be decoded
 
 
-def _collate(items) -> Batch:
+def collate_batch(items) -> Batch:
     good = [(i, x) for i, x in items if x is not None]
     bad = [i for i, x in items if x is None]
     images = torch.stack([x for _, x in good]) if good else None
@@ -68,7 +68,7 @@ def image_batches(
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
-        collate_fn=_collate,
+        collate_fn=collate_batch,
         persistent_workers=False,
     )
     return iter(loader)

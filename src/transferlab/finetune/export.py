@@ -1,0 +1,68 @@
+"""Export a bundle to ONNX or TorchScript, checked against the PyTorch output."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from .bundle import Bundle, load_bundle
+
+FORMATS = ("onnx", "torchscript")
+PARITY_TOLERANCE = 1e-4
+
+
+def export_model(model: str | Path | Bundle, fmt: str, output: str | Path | None = None) -> dict:
+    """Write the exported model and return its path and the largest probability difference from PyTorch."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}: use {', '.join(FORMATS)}")
+    folder = None if isinstance(model, Bundle) else Path(model)
+    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    suffix = ".onnx" if fmt == "onnx" else ".pt"
+    target = Path(output) if output else (folder or Path(".")) / f"model{suffix}"
+    size = tuple(bundle.meta["preprocessing"]["input_size"])
+    example = torch.randn((2, *size), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = bundle.model(example).softmax(dim=1).numpy()
+    from ..storage import atomic_path
+
+    with atomic_path(target) as tmp:
+        got = _export_onnx(bundle, example, tmp) if fmt == "onnx" else _export_torchscript(bundle, example, tmp)
+    difference = float(np.abs(got - expected).max())
+    if difference > PARITY_TOLERANCE:
+        target.unlink(missing_ok=True)
+        raise UserError(f"exported {fmt} model differs from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE}); not kept")
+    return {"path": str(target), "format": fmt, "max_abs_difference": difference}
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _export_onnx(bundle: Bundle, example: torch.Tensor, path: Path) -> np.ndarray:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'transferlab[export]'") from None
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(bundle.model, (example,), str(path), dynamic_shapes=({0: torch.export.Dim("batch")},),
+                          dynamo=True, external_data=False)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: example.numpy()})[0]
+    return _softmax(logits)
+
+
+def _export_torchscript(bundle: Bundle, example: torch.Tensor, path: Path) -> np.ndarray:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream, still asked for
+        traced = torch.jit.trace(bundle.model, example)
+        traced.save(str(path))
+        loaded = torch.jit.load(str(path))
+    with torch.no_grad():
+        return loaded(example).softmax(dim=1).numpy()

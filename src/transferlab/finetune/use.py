@@ -1,0 +1,92 @@
+"""Using a saved bundle: classify new images, or evaluate on a labelled folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from ..data import image_batches
+from ..data.layout import find_splits, read_class_folders
+from ..errors import UserError
+from .bundle import Bundle, load_bundle
+
+
+def image_files(inputs: list[str | Path]) -> list[Path]:
+    """Files given directly, plus every non-hidden file under the folders given."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"image or folder not found: {item}")
+    if not files:
+        raise UserError("no image files found in " + ", ".join(map(str, inputs)))
+    return files
+
+
+def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32) -> list[dict]:
+    """Top-k classes per image; unreadable files are listed with an error instead."""
+    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    files = image_files(inputs)
+    k = max(1, min(top_k, len(bundle.classes)))
+    results: list[dict | None] = [None] * len(files)
+    for batch in image_batches(files, bundle.transform(), batch_size):
+        for i in batch.unreadable:
+            results[i] = {"image": str(files[i]), "error": "unreadable image"}
+        if batch.images is None:
+            continue
+        with torch.inference_mode():
+            probabilities = bundle.model(batch.images).softmax(dim=1)
+        top = probabilities.topk(k, dim=1)
+        for i, values, indices in zip(batch.indices, top.values, top.indices):
+            results[i] = {
+                "image": str(files[i]),
+                "top": [{"label": bundle.classes[int(c)], "probability": round(float(p), 4)} for p, c in zip(values, indices)],
+            }
+    return [r for r in results if r is not None]
+
+
+def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: int = 32) -> dict:
+    """Accuracy, macro F1 and confusion matrix on a labelled folder.
+
+    A folder with given splits is evaluated on its test split (or ``val/`` without
+    one); a plain class-per-folder tree is evaluated whole.
+    """
+    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    root = Path(data).expanduser()
+    if not root.is_dir():
+        raise UserError(f"data folder not found: {root}")
+    splits = find_splits(root)
+    folder = splits.get("test") or splits.get("val") or root
+    names, samples = read_class_folders(folder)
+    unknown = [n for n in names if n not in bundle.classes]
+    if unknown:
+        raise UserError(f"class {unknown[0]!r} of {folder} is not one the model knows: {', '.join(bundle.classes)}")
+    labels = [bundle.classes.index(names[s.label]) for s in samples]
+    truth, predicted, unreadable = [], [], []
+    for batch in image_batches([s.path for s in samples], bundle.transform(), batch_size):
+        unreadable.extend(str(samples[i].path) for i in batch.unreadable)
+        if batch.images is None:
+            continue
+        with torch.inference_mode():
+            predicted.extend(bundle.model(batch.images).argmax(1).tolist())
+        truth.extend(labels[i] for i in batch.indices)
+    if not truth:
+        raise UserError(f"no readable images in {folder}")
+    truth_arr, pred_arr = np.array(truth), np.array(predicted)
+    return {
+        "data": str(folder),
+        "images": len(truth),
+        "accuracy": float(accuracy_score(truth_arr, pred_arr)),
+        "macro_f1": float(f1_score(truth_arr, pred_arr, average="macro")),
+        "classes": bundle.classes,
+        "confusion_matrix": confusion_matrix(truth_arr, pred_arr, labels=range(len(bundle.classes))).tolist(),
+        "unreadable_count": len(unreadable),
+        "unreadable_examples": unreadable[:5],
+    }
