@@ -181,7 +181,7 @@ def predict_imagenet(images, backbone, weights, top_k, as_json):
 
 # Commands of other packages register here, one line each (keeps this file from growing).
 from .finetune.cli import register as register_finetune; register_finetune(main)  # noqa: E402
-# from .study.cli import register as register_study; register_study(main)
+from .study.cli import register as register_study; register_study(main)
 
 
 def run() -> None:

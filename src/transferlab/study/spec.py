@@ -1,0 +1,270 @@
+"""The study file: data, backbones, methods and the axes to sweep, checked line by line.
+
+A study is written in YAML::
+
+    name: samples-per-class
+    data: ../datasets/flowers17          # --data overrides it
+    backbones: [efficientnet_lite0, {name: efficientnet_lite1, optional: true}]
+    settings: {num_workers: 1}           # applied to every method that has the field
+    methods:
+      - {name: logreg, kind: probe, head: logreg, C: 0.1}
+      - {name: two-stage, kind: finetune, freeze: two-stage, epochs: 5}
+      - {name: from-scratch, kind: scratch, epochs: 20}
+      - {name: temperature, kind: temperature, sweep: {temperature: [0.5, 1, 4]}}
+    sweep:
+      per_class: [4, 8, 16, 32]
+      seed: [0, 1, 2]
+
+Method keys are the fields of ``ProbeConfig`` (kinds ``probe``, ``temperature``)
+or ``FinetuneConfig`` (kinds ``finetune``, ``scratch``). Any mistake is a
+``UserError`` naming the file and line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..finetune.config import FinetuneConfig
+from ..heads import HEADS
+from ..probe import ProbeConfig
+from .schema import coerce, field_types, suggestion, unknown_key
+from .yaml_nodes import Key, Lines, load_located, parse_located
+
+KINDS: dict[str, type] = {
+    "probe": ProbeConfig,  # frozen features + a head
+    "temperature": ProbeConfig,  # softmax(ImageNet logits / T) + a new softmax layer
+    "finetune": FinetuneConfig,  # freeze policies, two-stage training
+    "scratch": FinetuneConfig,  # the small CNN trained from random weights
+}
+NOT_PER_METHOD = {"data", "backbone"}  # set by the study, not by a method
+# Global sweep axes that only make sense for some kinds (a method's own sweep may still use them).
+AXIS_KINDS = {"temperature": {"temperature"}, "layer": {"probe"}, "pooling": {"probe"}}
+TOP_KEYS = ("name", "description", "data", "backbones", "methods", "sweep", "settings", "store", "report")
+METHOD_KEYS = ("name", "kind", "sweep", "backbones")
+BACKBONE_KEYS = ("name", "weights", "random_init", "optional")
+SCRATCH_BACKBONE = "small-cnn"
+
+
+@dataclass
+class BackboneSpec:
+    name: str
+    weights: str | None = None
+    random_init: bool = False
+    optional: bool = False  # skipped (with a note) when its weights are not on this machine
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    kind: str
+    options: dict[str, Any]  # config fields set by the method
+    sweep: dict[str, list]  # the method's own axes (override the study's)
+    backbones: list[str] | None = None  # a subset of the study's backbones
+
+
+@dataclass
+class StudySpec:
+    name: str
+    path: Path | None
+    data: str | None
+    backbones: list[BackboneSpec]
+    methods: list[MethodSpec]
+    sweep: dict[str, list] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    store: str | None = None
+    report: str | None = None
+    description: str = ""
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    def relative(self, value: str | None) -> Path | None:
+        """A path written in the study file, read relative to the file's folder."""
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.folder / path
+
+
+def load_study(path: Path | str) -> StudySpec:
+    value, lines = load_located(path)
+    return build_study(value, lines, Path(path))
+
+
+def parse_study(text: str, name: str = "<study>") -> StudySpec:
+    value, lines = parse_located(text, name)
+    return build_study(value, lines, None)
+
+
+def build_study(value: Any, lines: Lines, path: Path | None) -> StudySpec:
+    top = _mapping(value, (), lines, "the study")
+    for key in top:
+        if key not in TOP_KEYS:
+            raise unknown_key(lines, (key,), "the study", TOP_KEYS)
+    name = _text(top.get("name", path.stem if path else "study"), ("name",), lines, "name")
+    data = _text(top["data"], ("data",), lines, "data") if top.get("data") is not None else None
+    backbones = _backbones(top.get("backbones", ["efficientnet_lite0"]), lines)
+    settings = _settings(top.get("settings", {}), lines)
+    sweep = _sweep(top.get("sweep", {}), ("sweep",), lines, None)
+    if "methods" not in top:
+        raise lines.error((), "the study needs a 'methods' list")
+    raw_methods = top["methods"]
+    if not isinstance(raw_methods, list) or not raw_methods:
+        raise lines.error(("methods",), "methods must be a non-empty list")
+    methods = [_method(m, ("methods", i), lines, backbones) for i, m in enumerate(raw_methods)]
+    seen: dict[str, int] = {}
+    for i, method in enumerate(methods):
+        if method.name in seen:
+            raise lines.error(("methods", i, "name"), f"method name {method.name!r} is used twice")
+        seen[method.name] = i
+    for i, method in enumerate(methods):
+        if method.kind == "temperature" and "temperature" not in method.sweep and "temperature" not in sweep \
+                and method.options.get("temperature") is None:
+            raise lines.error(("methods", i), f"method {method.name!r} of kind temperature needs temperatures: "
+                              "add 'sweep: {temperature: [0.5, 1, 2, 4]}'")
+    return StudySpec(
+        name=name, path=path, data=data, backbones=backbones, methods=methods, sweep=sweep, settings=settings,
+        store=_optional_text(top, "store", lines), report=_optional_text(top, "report", lines),
+        description=_optional_text(top, "description", lines) or "",
+    )
+
+
+def _mapping(value: Any, path: Key, lines: Lines, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise lines.error(path, f"{what} must be a mapping of keys to values, got {type(value).__name__}")
+    return value
+
+
+def _text(value: Any, path: Key, lines: Lines, what: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or str(value).strip() == "":
+        raise lines.error(path, f"{what} must be text, got {value!r}")
+    return str(value)
+
+
+def _optional_text(top: dict, key: str, lines: Lines) -> str | None:
+    return _text(top[key], (key,), lines, key) if top.get(key) is not None else None
+
+
+def _backbones(value: Any, lines: Lines) -> list[BackboneSpec]:
+    if isinstance(value, (str, dict)):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise lines.error(("backbones",), "backbones must be a non-empty list of names")
+    result = []
+    for i, item in enumerate(value):
+        path = ("backbones", i)
+        if isinstance(item, dict):
+            for key in item:
+                if key not in BACKBONE_KEYS:
+                    raise unknown_key(lines, path + (key,), "a backbone", BACKBONE_KEYS)
+            if "name" not in item:
+                raise lines.error(path, "a backbone needs a name")
+            result.append(BackboneSpec(
+                name=_text(item["name"], path + ("name",), lines, "backbone name"),
+                weights=coerce(item.get("weights"), str | None, lines, path + ("weights",), "weights"),
+                random_init=coerce(item.get("random_init", False), bool, lines, path + ("random_init",), "random_init"),
+                optional=coerce(item.get("optional", False), bool, lines, path + ("optional",), "optional"),
+            ))
+        else:
+            result.append(BackboneSpec(_text(item, path, lines, "backbone name")))
+    names = [b.name for b in result]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            raise lines.error(("backbones", i), f"backbone {name!r} is listed twice")
+    return result
+
+
+def _known_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for config_class in (FinetuneConfig, ProbeConfig):
+        fields.update(field_types(config_class))
+    return {k: v for k, v in fields.items() if k not in NOT_PER_METHOD}
+
+
+def _settings(value: Any, lines: Lines) -> dict[str, Any]:
+    value = _mapping(value or {}, ("settings",), lines, "settings")
+    known = _known_fields()
+    result = {}
+    for key, item in value.items():
+        path = ("settings", key)
+        if key not in known:
+            raise unknown_key(lines, path, "settings", known)
+        result[key] = coerce(item, known[key], lines, path, key)
+    return result
+
+
+def _sweep(value: Any, path: Key, lines: Lines, config_class: type | None) -> dict[str, list]:
+    value = _mapping(value or {}, path, lines, "sweep")
+    known = field_types(config_class) if config_class else _known_fields()
+    known = {k: v for k, v in known.items() if k not in NOT_PER_METHOD}
+    result = {}
+    for key, items in value.items():
+        item_path = path + (key,)
+        if key not in known:
+            raise unknown_key(lines, item_path, "sweep", known)
+        if not isinstance(items, list):
+            items = [items]
+        if not items:
+            raise lines.error(item_path, f"sweep {key} needs at least one value")
+        values = [coerce(v, known[key], lines, item_path + (i,), key) for i, v in enumerate(items)]
+        _check_axis(key, values, item_path, lines)
+        result[key] = values
+    return result
+
+
+def _check_axis(key: str, values: list, path: Key, lines: Lines) -> None:
+    positive = {"per_class", "num_classes", "temperature", "epochs", "lr", "batch_size"}
+    for i, v in enumerate(values):
+        if key in positive and v is not None and v <= 0:
+            raise lines.error(path + (i,), f"{key} must be positive, got {v!r}")
+    if len(set(map(repr, values))) != len(values):
+        raise lines.error(path, f"sweep {key} lists a value twice")
+
+
+def _method(value: Any, path: Key, lines: Lines, backbones: list[BackboneSpec]) -> MethodSpec:
+    value = _mapping(value, path, lines, "a method")
+    if "kind" not in value:
+        raise lines.error(path, f"a method needs a kind: one of {', '.join(KINDS)}")
+    kind = _text(value["kind"], path + ("kind",), lines, "kind")
+    if kind not in KINDS:
+        raise lines.error(path + ("kind",), f"unknown method kind {kind!r}{suggestion(kind, KINDS)}: use one of {', '.join(KINDS)}")
+    config_class = KINDS[kind]
+    name = _text(value.get("name", kind), path + ("name",), lines, "name")
+    fields = {k: v for k, v in field_types(config_class).items() if k not in NOT_PER_METHOD}
+    options: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in METHOD_KEYS:
+            continue
+        if key not in fields:
+            raise unknown_key(lines, path + (key,), f"a {kind} method", list(fields) + list(METHOD_KEYS))
+        options[key] = coerce(item, fields[key], lines, path + (key,), key)
+    if "head" in options and config_class is ProbeConfig and options["head"].partition(":")[0] not in HEADS:
+        raise lines.error(path + ("head",), f"unknown head {options['head']!r}{suggestion(options['head'], HEADS)}: "
+                          f"use one of {', '.join(HEADS)}")
+    if "freeze" in options and config_class is FinetuneConfig:
+        _check_freeze(options["freeze"], path + ("freeze",), lines)
+    subset = None
+    if "backbones" in value:
+        subset = value["backbones"] if isinstance(value["backbones"], list) else [value["backbones"]]
+        known = [b.name for b in backbones]
+        for i, item in enumerate(subset):
+            if item not in known:
+                raise lines.error(path + ("backbones", i), f"backbone {item!r} is not in the study's backbones ({', '.join(known)})")
+    sweep = _sweep(value.get("sweep", {}), path + ("sweep",), lines, config_class)
+    return MethodSpec(name=name, kind=kind, options=options, sweep=sweep, backbones=subset)
+
+
+def _check_freeze(policy: str, path: Key, lines: Lines) -> None:
+    from ..errors import UserError
+
+    try:
+        from ..finetune.freeze import plan_stages
+
+        plan_stages(policy, 1000)  # the syntax only: the real layer count is known at run time
+    except UserError as exc:
+        raise lines.error(path, str(exc)) from None
+    except ImportError:
+        pass
