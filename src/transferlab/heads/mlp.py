@@ -53,6 +53,12 @@ class MLPHead:
         self.seed = seed
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None):
+        # Seed the global RNG too (dropout draws from it), without disturbing the caller's.
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            return self._fit(X, y, X_val, y_val)
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None):
         if X_val is None or y_val is None:
             X, X_val, y, y_val = train_test_split(
                 X, y, test_size=self.validation_fraction, stratify=y, random_state=self.seed
@@ -80,7 +86,7 @@ class MLPHead:
                 loss = loss_fn(self.model_(xt[idx]), yt[idx])
                 loss.backward()
                 optimizer.step()
-                total += float(loss) * len(idx)
+                total += loss.item() * len(idx)
             self.model_.eval()
             with torch.no_grad():
                 logits = self.model_(xv)
