@@ -29,6 +29,7 @@ def _epoch_line(record: dict) -> str:
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd", "rmsprop"]), default="adam", show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--backbone-lr", type=float, help="Learning rate of trainable backbone layers (default: --lr).")
+@click.option("--train-bn/--freeze-bn", default=None, help="Update BatchNorm statistics of trainable layers (default: only when training from scratch).")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @click.option("--schedule", type=click.Choice(["constant", "cosine", "one-cycle"]), default="constant", show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
@@ -50,7 +51,7 @@ def _epoch_line(record: dict) -> str:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last completed epoch.")
 @click.option("--workers", type=int, help="Image decoding workers.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (with history) as JSON.")
-def finetune(data, backbone, freeze, head, dropout, pooling, optimizer, lr, backbone_lr, weight_decay, schedule,
+def finetune(data, backbone, freeze, head, dropout, pooling, optimizer, lr, backbone_lr, train_bn, weight_decay, schedule,
              batch_size, epochs, stage2_epochs, stage2_lr, early_stopping, patience, augment, class_weights, seed,
              per_class, classes, num_classes, weights, random_init, no_prefix_cache, output, resume, workers, as_json):
     """Fine-tune a pretrained backbone with a new head, layers frozen by policy."""
@@ -61,7 +62,7 @@ def finetune(data, backbone, freeze, head, dropout, pooling, optimizer, lr, back
 
     config = FinetuneConfig(
         data=data, backbone=backbone, freeze=freeze, head=head, dropout=dropout, pooling=pooling,
-        optimizer=optimizer, lr=lr, backbone_lr=backbone_lr, weight_decay=weight_decay, schedule=schedule,
+        optimizer=optimizer, lr=lr, backbone_lr=backbone_lr, train_bn=train_bn, weight_decay=weight_decay, schedule=schedule,
         batch_size=batch_size, epochs=epochs, stage2_epochs=stage2_epochs, stage2_lr=stage2_lr,
         early_stopping=early_stopping, patience=patience, augment=parse_list(augment) or [],
         class_weights=class_weights, seed=seed, per_class=per_class, classes=parse_list(classes),

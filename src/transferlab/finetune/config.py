@@ -13,13 +13,14 @@ class FinetuneConfig:
 
     data: str = "digits"
     backbone: str = DEFAULT_BACKBONE  # or "small-cnn" for the from-scratch baseline
-    freeze: str = "two-stage"  # all | none | half | first:N | top:K | two-stage[:top:K|:all]
+    freeze: str | None = None  # all | none | half | first:N | top:K | two-stage[:top:K]; default two-stage (none from scratch)
     head: str = "linear"  # linear | mlp:512,256
     dropout: float = 0.2
     pooling: str = "avg"  # avg | flatten
     optimizer: str = "adam"  # adam | adamw | sgd | rmsprop
     lr: float = 1e-3
-    backbone_lr: float | None = None  # default: lr / 10 for backbone layers that train
+    backbone_lr: float | None = None  # learning rate of backbone layers that train (default: lr)
+    train_bn: bool | None = None  # update BatchNorm statistics of trainable layers (default: only from scratch)
     weight_decay: float = 0.0
     schedule: str = "constant"  # constant | cosine | one-cycle
     batch_size: int = 32

@@ -5,7 +5,11 @@ so its state dict is exactly what a saved bundle needs. ``forward(x, start=k)``
 runs from layer k on, which is how a cached frozen-prefix output is used.
 
 Frozen layers are kept in inference mode: their BatchNorm running statistics do
-not change during training (the trap Keras and PyTorch users keep hitting).
+not change during training (the trap Keras and PyTorch users keep hitting). With
+``train_bn=False`` (the default for pretrained backbones) the BatchNorm layers of
+trainable layers keep their ImageNet statistics too, while their scale and shift
+still learn: re-estimating statistics from a few small batches of a new dataset
+undoes what the head learned in the first stage (the TensorFlow tutorial's advice).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class TransferModel(nn.Module):
         self.feature_dim = in_dim
         self.head = mlp_layers(in_dim, parse_head(head), num_classes, dropout)
         self.frozen_layers = 0
+        self.train_bn = True
 
     @classmethod
     def from_backbone(cls, backbone: Backbone, num_classes: int, head: str = "linear", dropout: float = 0.2,
@@ -71,6 +76,10 @@ class TransferModel(nn.Module):
         super().train(mode)
         for layer in self.layers[: self.frozen_layers]:
             layer.eval()
+        if not self.train_bn:
+            for module in self.layers.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     def parameter_counts(self) -> tuple[int, int]:

@@ -66,7 +66,7 @@ def compute_prefix_outputs(
     for batch in image_batches(paths, transform, batch_size, num_workers):
         unreadable.extend(batch.unreadable)
         if batch.images is not None:
-            out = model.features(batch.images, 0, stop)
+            out = model.features(batch.images.contiguous(memory_format=torch.channels_last), 0, stop)
             if store is None:
                 store, backing = _allocate(len(paths), tuple(out.shape[1:]))
             store[row : row + len(out)] = out

@@ -64,6 +64,11 @@ def run_finetune(config: FinetuneConfig, progress: StageProgress | None = None,
     return FinetuneRun(config, progress, on_epoch).run()
 
 
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Image-shaped tensors in channels_last: the faster layout for CPU convolutions, same numbers."""
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
 class FinetuneRun:
     """The state of one run; ``run()`` trains every stage then evaluates and saves."""
 
@@ -85,6 +90,8 @@ class FinetuneRun:
         with torch.random.fork_rng():
             torch.manual_seed(c.seed)
             self.model = TransferModel.from_backbone(self.backbone, len(self.splits.classes), c.head, c.dropout, c.pooling)
+        self.model.train_bn = from_scratch if c.train_bn is None else c.train_bn
+        self.model.to(memory_format=torch.channels_last)
         self.stages = plan_stages(c.freeze, len(self.model.layers))
         self.eval_transform = self.backbone.transform()
         self.train_transform = train_transform(self.backbone.data_config, c.augment, self.eval_transform)
@@ -121,7 +128,7 @@ class FinetuneRun:
         n_batches = -(-len(inputs) // self.config.batch_size)
         for step, (x, y) in enumerate(inputs.batches(self.config.batch_size, seed, shuffle=True)):
             optimizer.zero_grad(set_to_none=True)
-            logits = self.model(x, start=inputs.start)
+            logits = self.model(to_channels_last(x), start=inputs.start)
             loss = self.loss_fn(logits, y)
             loss.backward()
             optimizer.step()
@@ -138,7 +145,7 @@ class FinetuneRun:
         self.model.eval()
         total_loss, correct, seen = 0.0, 0, 0
         for x, y in inputs.batches(self.config.batch_size, 0, shuffle=False):
-            logits = self.model(x, start=inputs.start)
+            logits = self.model(to_channels_last(x), start=inputs.start)
             total_loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
@@ -288,7 +295,7 @@ class FinetuneRun:
             self.unreadable.update(samples[i].path for i in batch.unreadable)
             if batch.images is None:
                 continue
-            predicted.extend(self.model(batch.images).argmax(1).tolist())
+            predicted.extend(self.model(to_channels_last(batch.images)).argmax(1).tolist())
             truth.extend(samples[i].label for i in batch.indices)
             paths.extend(samples[i].path for i in batch.indices)
         return predicted, truth, paths
