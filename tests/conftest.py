@@ -17,13 +17,19 @@ from helpers import make_class_folders
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may try a model hub
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("transferlab-cache")
+    """One cache folder for the session, set before any fixture of any scope runs."""
+    path = tmp_path_factory.mktemp("transferlab-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRANSFERLAB_CACHE_DIR", str(path))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        yield path
 
 
 @pytest.fixture(autouse=True)
 def isolated_cache(session_cache, monkeypatch) -> Path:
+    """Each test starts with the session's cache folder, whatever the previous test changed."""
     monkeypatch.setenv("TRANSFERLAB_CACHE_DIR", str(session_cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return session_cache

@@ -184,6 +184,10 @@ from .finetune.cli import register as register_finetune; register_finetune(main)
 from .study.cli import register as register_study; register_study(main)
 
 
+# click >= 8.2 raises NoArgsIsHelpError for a bare `transferlab`; older click prints the help itself.
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def run() -> None:
     """Entry point: one clear line and exit code 2 for bad input, never a traceback."""
     try:
@@ -191,7 +195,7 @@ def run() -> None:
     except UserError as exc:
         stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.NoArgsIsHelp as exc:
+    except NO_ARGS_IS_HELP as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(0)
     except click.ClickException as exc:

@@ -1,0 +1,171 @@
+"""The `transferlab` command: results on stdout, one clear error line on stderr and exit code 2 for bad input.
+
+Each process start imports torch and timm (several seconds), so the commands that
+prove the real process contract run as subprocesses, and the many bad-input cases
+run the same entry point (``transferlab.cli:run``) in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from helpers import DIGITS_SMALL, make_class_folders, run_cli
+
+skimage_data = pytest.importorskip("skimage.data")
+
+SMALL = ["--num-classes", str(DIGITS_SMALL["num_classes"]), "--per-class", str(DIGITS_SMALL["per_class"])]
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``transferlab ARGS`` through the console-script entry point, in this process."""
+    from transferlab.cli import run
+
+    def invoke(*args: str) -> subprocess.CompletedProcess:
+        monkeypatch.setattr(sys, "argv", ["transferlab", *args])
+        try:
+            run()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return invoke
+
+
+def assert_one_error_line(result, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_probe_json_prints_the_measured_figures():
+    result = run_cli("probe", "--data", "digits", *SMALL, "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    record = json.loads(result.stdout)
+    for key in ("accuracy", "macro_f1", "extraction_seconds", "head_fit_seconds", "feature_dim", "images_per_second"):
+        assert key in record
+    assert record["feature_dim"] == 1280
+    assert record["accuracy"] > 0.8
+    assert "predictions" not in record
+
+
+def test_probe_table_goes_to_stdout_and_cache_dir_option_holds_the_cache(tmp_path):
+    data = make_class_folders(tmp_path / "data", {"a": 8, "b": 8})
+    cache = tmp_path / "my-cache"
+
+    result = run_cli("--cache-dir", str(cache), "probe", "-d", str(data), "-b", "test_resnet", "--random-init")
+
+    assert result.returncode == 0, result.stderr
+    assert "accuracy" in result.stdout and "test_resnet" in result.stdout
+    assert list((cache / "features").rglob("*.npy"))
+
+
+def test_probe_json_with_predictions_lists_each_test_image(cli, two_classes):
+    result = cli("probe", "-d", str(two_classes), "-b", "test_efficientnet", "--random-init", "--workers", "0",
+                 "--json", "--predictions")
+
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert len(record["predictions"]) == record["test_images"] > 0
+
+
+@pytest.fixture
+def two_classes(tmp_path):
+    return make_class_folders(tmp_path / "two", {"a": 8, "b": 8})
+
+
+def test_unknown_backbone_is_one_error_line_from_the_real_process(two_classes):
+    assert_one_error_line(run_cli("probe", "-d", str(two_classes), "-b", "no_such_net"), "unknown backbone")
+
+
+def test_bad_option_value_is_one_error_line_from_the_real_process(two_classes):
+    assert_one_error_line(run_cli("probe", "-d", str(two_classes), "--pooling", "mean"), "--pooling")
+
+
+def test_missing_data_folder_is_one_error_line(cli, tmp_path):
+    assert_one_error_line(cli("probe", "-d", str(tmp_path / "nowhere")), "data folder not found")
+
+
+def test_one_class_folder_is_one_error_line(cli, tmp_path):
+    data = make_class_folders(tmp_path / "one", {"only": 8})
+
+    assert_one_error_line(cli("probe", "-d", str(data)), "at least two class folders")
+
+
+def test_empty_class_folder_is_one_error_line(cli, two_classes):
+    (two_classes / "c").mkdir()
+
+    assert_one_error_line(cli("probe", "-d", str(two_classes)), "has no images")
+
+
+@pytest.mark.parametrize("split", ["0.7,0.3", "a,b,c", "0.7,0.3,0"])
+def test_bad_split_is_one_error_line(cli, two_classes, split):
+    assert_one_error_line(cli("probe", "-d", str(two_classes), "--split", split), "--split")
+
+
+def test_missing_required_option_is_one_error_line(cli):
+    assert_one_error_line(cli("probe"), "--data")
+
+
+def test_unknown_command_is_one_error_line(cli):
+    assert_one_error_line(cli("frobnicate"), "frobnicate")
+
+
+def test_backbone_without_offline_weights_is_one_error_line_naming_weights_option(two_classes, tmp_path):
+    empty = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), "TORCH_HOME": str(tmp_path / "torch")}
+
+    result = run_cli("probe", "-d", str(two_classes), "-b", "resnet50", env=empty)
+
+    assert_one_error_line(result, "resnet50", "--weights")
+
+
+def test_bare_command_prints_help_and_succeeds(cli):
+    result = cli()
+
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout and "probe" in result.stdout
+
+
+def test_backbones_lists_efficientnet_lite0_as_available_offline():
+    result = run_cli("backbones")
+
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if " efficientnet_lite0 " in line)
+    assert "yes" in line
+
+
+def test_layers_lists_the_20_layers_of_efficientnet_lite0():
+    result = run_cli("layers", "efficientnet_lite0")
+
+    assert result.returncode == 0, result.stderr
+    assert "20 layers" in result.stdout
+    for name in ("conv_stem", "blocks.6.0", "conv_head", "pre_logits"):
+        assert name in result.stdout
+
+
+def test_predict_imagenet_names_the_cat_in_chelsea(tmp_path):
+    path = tmp_path / "chelsea.png"
+    Image.fromarray(skimage_data.chelsea()).save(path)
+
+    result = run_cli("predict-imagenet", str(path), "--top-k", "1", "--json")
+
+    assert result.returncode == 0, result.stderr
+    top = json.loads(result.stdout)[0]["top"][0]["label"]
+    assert top in {"tiger cat", "Egyptian cat", "tabby, tabby cat"}
+
+
+def test_predict_imagenet_on_a_missing_image_is_one_error_line(cli, tmp_path):
+    assert_one_error_line(cli("predict-imagenet", str(tmp_path / "absent.png")), "image not found")

@@ -1,0 +1,122 @@
+"""probe(): frozen features, a head, evaluation on held-out images, in one call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import DIGITS_SMALL
+from transferlab import ProbeConfig, ProbeResult, UserError, probe, run_probe
+from transferlab.probe import temperature_features
+
+
+@pytest.fixture(scope="module")
+def digits_result() -> ProbeResult:
+    """The real Lite0 + logreg on three digit classes, ten training images each."""
+    return probe("digits", **DIGITS_SMALL)
+
+
+def test_probe_on_digits_is_well_above_chance(digits_result):
+    assert digits_result.accuracy > 0.8  # chance is 1/3
+    assert digits_result.macro_f1 > 0.8
+
+
+def test_probe_reports_the_backbones_feature_dim_and_layer_count(digits_result):
+    assert digits_result.feature_dim == 1280
+    assert digits_result.backbone_layers == 20
+    assert digits_result.timm_name.startswith("tf_efficientnet_lite0")
+
+
+def test_probe_uses_the_classes_and_training_images_asked_for(digits_result):
+    assert digits_result.classes == ["0", "1", "2"]
+    assert digits_result.train_images == 30
+    assert digits_result.evaluated_on.startswith("test")
+
+
+def test_probe_confusion_matrix_covers_every_test_image(digits_result):
+    matrix = np.array(digits_result.confusion_matrix)
+
+    assert matrix.shape == (3, 3)
+    assert matrix.sum() == digits_result.test_images
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(digits_result.accuracy)
+
+
+def test_probe_predictions_name_each_test_image(digits_result):
+    assert len(digits_result.predictions) == digits_result.test_images
+    first = digits_result.predictions[0]
+    assert first["true"] in digits_result.classes and first["predicted"] in digits_result.classes
+
+
+def test_probe_records_its_config(digits_result):
+    config = ProbeConfig(**{**digits_result.config, "ratios": tuple(digits_result.config["ratios"])})
+
+    assert config == ProbeConfig(data="digits", **DIGITS_SMALL)
+
+
+def test_probe_run_again_reads_features_from_cache(digits_result):
+    again = probe("digits", **DIGITS_SMALL)
+
+    assert again.features_computed == 0
+    assert again.features_from_cache == digits_result.features_computed + digits_result.features_from_cache
+    assert again.accuracy == digits_result.accuracy
+
+
+def test_temperature_features_are_rows_of_probabilities():
+    logits = np.random.default_rng(0).normal(0, 5, (4, 1000)).astype(np.float32)
+
+    features = temperature_features(logits, 2.0)
+
+    np.testing.assert_allclose(features.sum(axis=1), 1.0, rtol=1e-5)
+    assert (features >= 0).all()
+    assert np.array_equal(features.argmax(axis=1), logits.argmax(axis=1))
+
+
+def test_higher_temperature_gives_flatter_probabilities():
+    logits = np.random.default_rng(0).normal(0, 5, (4, 1000)).astype(np.float32)
+
+    sharp, flat = temperature_features(logits, 1.0), temperature_features(logits, 4.0)
+
+    assert (flat.max(axis=1) < sharp.max(axis=1)).all()
+
+
+def test_no_temperature_leaves_features_unchanged():
+    logits = np.random.default_rng(0).normal(size=(2, 10)).astype(np.float32)
+
+    assert temperature_features(logits, None) is logits
+
+
+def test_temperature_probe_trains_a_softmax_head_on_imagenet_probabilities():
+    result = probe("digits", temperature=2.0, head="softmax", **DIGITS_SMALL)
+
+    assert result.layer == "logits" and result.temperature == 2.0
+    assert result.feature_dim == 1000
+    assert result.val_images > 0
+    assert result.history and {"train_loss", "val_loss", "val_accuracy"} <= set(result.history[0])
+    assert result.val_accuracy_final == result.history[-1]["val_accuracy"]
+    assert result.accuracy > 1 / 3
+
+
+def test_non_positive_temperature_is_a_user_error():
+    with pytest.raises(UserError, match="temperature must be positive"):
+        run_probe(ProbeConfig(data="digits", temperature=0.0, **DIGITS_SMALL))
+
+
+def test_unknown_probe_option_is_a_user_error():
+    with pytest.raises(UserError, match="probe\\(\\)"):
+        probe("digits", backbone_name="resnet50")
+
+
+def test_probe_with_a_random_init_tiny_backbone_runs_end_to_end(class_folders):
+    result = probe(class_folders, backbone="test_resnet", random_init=True, head="knn", num_workers=0)
+
+    assert result.weights == "random initialisation"
+    assert result.feature_dim == 96
+    assert result.backbone_layers == 14
+    assert result.test_images == 9 and result.unreadable_count == 0
+
+
+def test_probe_on_an_intermediate_layer_reports_its_pooling_and_dimension(class_folders):
+    result = probe(class_folders, backbone="test_efficientnet", random_init=True, layer="4", pooling="max", num_workers=0)
+
+    assert (result.layer, result.pooling) == ("blocks.2.0", "max")
+    assert result.feature_dim == 32
