@@ -56,7 +56,7 @@ def register(main: click.Group) -> None:
         spec = load_study(study_file)
         plan = plan_study(spec, data)
         for note in plan.notes:
-            stderr.print(f"note: {note}", markup=False, highlight=False)
+            stderr.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
         with open_store(store, spec) as runs_store:
             if dry_run:
                 for run in plan.runs:
@@ -64,7 +64,7 @@ def register(main: click.Group) -> None:
                 return
             done_before = sum(1 for r in plan.runs if runs_store.status(r.run_id) == "done")
             stderr.print(f"study {spec.name}: {len(plan.runs)} runs, {done_before} already done, "
-                         f"store {runs_store.path}", markup=False, highlight=False)
+                         f"store {runs_store.path}", markup=False, highlight=False, soft_wrap=True)
 
             def report(event: RunEvent) -> None:
                 o = event.outcome
@@ -73,7 +73,7 @@ def register(main: click.Group) -> None:
                     what = f"FAILED: {o.error}"
                 left = f", about {_duration(event.seconds_left)} left" if event.seconds_left is not None and event.index < event.total else ""
                 stderr.print(f"[{event.index}/{event.total}] {o.run.label()}: {what} ({o.seconds:.1f} s{left})",
-                             markup=False, highlight=False)
+                             markup=False, highlight=False, soft_wrap=True)
 
             with stage_progress(sys.stderr.isatty()) as hook:
                 outcome = run_study(plan, runs_store, hook, report)

@@ -1,0 +1,195 @@
+"""Writing a report: ``report.html`` (self-contained) plus Markdown and CSV tables beside it."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from ..storage import atomic_write_text
+from .confusion import confusion_figure
+from .curves import accuracy_vs_axis, accuracy_vs_temperature, learning_curves, swept_axes
+from .gallery import misclassified
+from .html import Page
+from .plots import figure_uri
+from .records import RunRecord
+from .tables import (
+    COMPARISON_COLUMNS,
+    PAIR_COLUMNS,
+    RUN_COLUMNS,
+    comparison_rows,
+    confused_pair_rows,
+    group_by_setting,
+    markdown,
+    run_rows,
+    write_csv,
+)
+
+COMPARISON_CSV = ["method", "backbone", "setting", "runs", "accuracy_mean", "accuracy_std", "epochs",
+                  "seconds_per_epoch", "inference_ms", "layers", "feature_dim", "trainable_parameters",
+                  "total_parameters", "run_ids"]
+MAX_CURVES = 24
+MAX_CONFUSION = 60
+MAX_GALLERIES = 6
+
+
+def write_report(records: list[RunRecord], out: Path, title: str = "transferlab report", description: str = "",
+                 images: bool = True) -> dict[str, Path]:
+    """Render ``records`` into ``out``; returns the files written (html, markdown, csv tables)."""
+    out.mkdir(parents=True, exist_ok=True)
+    done = [r for r in records if r.done]
+    comparison = comparison_rows(records)
+    runs = run_rows(records)
+    pairs = confused_pair_rows(done)
+    files = {
+        "comparison_csv": write_csv(comparison, out / "comparison.csv", COMPARISON_CSV),
+        "runs_csv": write_csv(runs, out / "runs.csv", [k for k, _ in RUN_COLUMNS]),
+        "confused_pairs_csv": write_csv(pairs, out / "confused_pairs.csv", [k for k, _ in PAIR_COLUMNS]),
+    }
+    md = [f"# {title}\n", f"{description}\n" if description else "", _status_line(records) + "\n",
+          "## Comparison\n", markdown(comparison, COMPARISON_COLUMNS), "\n## Runs\n", markdown(runs, RUN_COLUMNS),
+          "\n## Most-confused class pairs\n", markdown(pairs, PAIR_COLUMNS)]
+    files["markdown"] = out / "report.md"
+    atomic_write_text(files["markdown"], "\n".join(part for part in md if part))
+    files["html"] = out / "report.html"
+    atomic_write_text(files["html"], _html(records, done, comparison, runs, pairs, title, description, images))
+    for path in files.values():
+        path.chmod(0o644)  # reports are for sharing (temporary files are created private)
+    return files
+
+
+def _status_line(records: list[RunRecord]) -> str:
+    counts = Counter(r.status for r in records)
+    return f"{len(records)} runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+def _html(records, done, comparison, runs, pairs, title, description, images) -> str:
+    page = Page(title)
+    if description:
+        page.paragraph(description)
+    page.paragraph(_status_line(records), "note")
+    page.heading("Comparison", "comparison-section")
+    page.paragraph("Test accuracy is the mean ± sample standard deviation over seeds when a setting ran with "
+                   "several. Probes train only their head: their training time is the head fit plus feature "
+                   "extraction; parameters are the head's / backbone + head.", "note")
+    page.table(comparison, COMPARISON_COLUMNS, "comparison", numeric=("runs", "inference_ms", "layers", "feature_dim"))
+
+    for axis in swept_axes(done):
+        figure = accuracy_vs_axis(done, axis)
+        if figure is not None:
+            page.heading(f"Accuracy vs {axis.replace('_', ' ')}", f"accuracy-vs-{axis}")
+            page.figure(figure_uri(figure), f"test accuracy against {axis} (mean ± std over seeds)")
+
+    temperature = accuracy_vs_temperature(done)
+    if temperature is not None:
+        page.heading("Accuracy vs temperature", "accuracy-vs-temperature")
+        page.figure(figure_uri(temperature), "maximum and final validation accuracy (and test accuracy) "
+                                             "of a softmax layer on softmax(ImageNet logits / T)")
+
+    _learning_curves(page, done)
+    _confusion(page, done, pairs)
+    if images:
+        _misclassified(page, done)
+        _filters(page, done)
+    page.heading("All runs", "runs-section")
+    page.table(runs, RUN_COLUMNS, "runs", numeric=("accuracy", "macro_f1", "seconds", "seed"))
+    _environment(page, done)
+    return page.render()
+
+
+def _representatives(done: list[RunRecord]) -> list[RunRecord]:
+    """The lowest-seed run of each method/backbone/setting."""
+    return [min(group, key=lambda r: r.seed) for group in group_by_setting(done).values()]
+
+
+def _learning_curves(page: Page, done: list[RunRecord]) -> None:
+    with_history = [r for r in _representatives(done) if r.result.get("history")]
+    if not with_history:
+        return
+    page.heading("Learning curves", "learning-curves")
+    page.paragraph("Training and validation loss and accuracy per epoch (lowest seed of each setting); the dotted "
+                   "line marks where the second stage of two-stage fine-tuning starts.", "note")
+    for record in with_history[:MAX_CURVES]:
+        page.figure(figure_uri(learning_curves(record)), f"{record.label()} (run {record.id})")
+    if len(with_history) > MAX_CURVES:
+        page.paragraph(f"{len(with_history) - MAX_CURVES} more settings have histories (see the store).", "note")
+
+
+def _confusion(page: Page, done: list[RunRecord], pairs: list[dict]) -> None:
+    with_matrix = [r for r in done if r.result.get("confusion_matrix")]
+    if not with_matrix:
+        return
+    page.heading("Confusion matrices and most-confused pairs", "confusion")
+    page.table(pairs, PAIR_COLUMNS, "confused-pairs", numeric=("count",))
+    by_method: dict[str, list[RunRecord]] = {}
+    for record in with_matrix[:MAX_CONFUSION]:
+        by_method.setdefault(record.method, []).append(record)
+    for method, group in by_method.items():
+        page.open_details(f"{method}: {len(group)} confusion matrices", open_=len(with_matrix) <= 4)
+        for record in group:
+            figure = confusion_figure(record.result["confusion_matrix"], record.result["classes"],
+                                      f"{record.label()} seed={record.seed}")
+            page.figure(figure_uri(figure), f"run {record.id}: accuracy {record.accuracy:.4f}")
+        page.close_details()
+    if len(with_matrix) > MAX_CONFUSION:
+        page.paragraph(f"{len(with_matrix) - MAX_CONFUSION} more runs have confusion matrices (see the store).", "note")
+
+
+def _misclassified(page: Page, done: list[RunRecord]) -> None:
+    best: dict[tuple[str, str], RunRecord] = {}
+    for record in done:
+        key = (record.method, record.backbone)
+        if key not in best or record.accuracy > best[key].accuracy:
+            best[key] = record
+    galleries = [(r, misclassified(r)) for r in list(best.values())[:MAX_GALLERIES]]
+    galleries = [(r, t) for r, t in galleries if t]
+    if not galleries:
+        return
+    page.heading("Misclassified test images", "misclassified")
+    for record, thumbnails in galleries:
+        page.paragraph(f"{record.label()} seed={record.seed} (run {record.id}, accuracy {record.accuracy:.4f}): "
+                       f"first {len(thumbnails)} mistakes")
+        page.gallery(thumbnails)
+
+
+def _filters(page: Page, done: list[RunRecord]) -> None:
+    seen: dict[str, RunRecord] = {}
+    for record in done:
+        if record.kind == "scratch":
+            continue  # its trained filters live in its saved model, not in a backbone to load
+        key = record.backbone + (" (random init)" if record.config.get("random_init") else "")
+        seen.setdefault(key, record)
+    sections = []
+    for key, record in seen.items():
+        image = next((p["path"] for p in record.result.get("predictions") or [] if Path(p["path"]).is_file()), None)
+        try:
+            figures = _backbone_figures(record, image)
+        except Exception as exc:  # a figure must not sink the report
+            sections.append((key, [], f"filters of {key} could not be drawn: {type(exc).__name__}: {exc}"))
+            continue
+        sections.append((key, figures, None))
+    if not sections:
+        return
+    page.heading("First and last convolution: filters and activation maps", "filters")
+    for key, figures, note in sections:
+        page.heading(key, f"filters-{key}", level=3)
+        if note:
+            page.paragraph(note, "note")
+        for caption, figure in figures:
+            page.figure(figure_uri(figure), caption)
+
+
+def _backbone_figures(record: RunRecord, image: str | None):
+    from .filters import backbone_figures
+
+    return backbone_figures(record.config, Path(image) if image else None)
+
+
+def _environment(page: Page, done: list[RunRecord]) -> None:
+    environments = {json.dumps({k: v for k, v in (r.environment or {}).items()}, sort_keys=True) for r in done if r.environment}
+    if not environments:
+        return
+    page.heading("Environment", "environment")
+    for index, text in enumerate(sorted(environments)):
+        rows = [{"key": k, "value": v} for k, v in json.loads(text).items()]
+        page.table(rows, [("key", "what"), ("value", "value")], f"environment-{index + 1}")

@@ -1,0 +1,115 @@
+"""Line plots: learning curves, accuracy against a swept axis, accuracy against temperature."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from .plots import new_figure
+from .records import RunRecord
+from .tables import group_by_setting
+
+
+def learning_curves(record: RunRecord):
+    """Loss and accuracy per epoch (train and validation); a dashed line where stage 2 starts."""
+    history = record.result.get("history") or []
+    if not history:
+        return None
+    figure, axes = new_figure(10, 3.6, ncols=2)
+    epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+    for ax, metric in zip(axes[0], ("loss", "accuracy")):
+        for split, style in (("train", "-"), ("val", "--")):
+            key = f"{split}_{metric}"
+            if any(key in h for h in history):
+                ax.plot(epochs, [h.get(key, np.nan) for h in history], style, marker="." if len(history) <= 40 else None,
+                        label=f"{split} {metric}")
+        stage2 = record.result.get("stage2_start_epoch")
+        if stage2:
+            ax.axvline(stage2 - 0.5, color="grey", linestyle=":", label="stage 2 starts")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.suptitle(record.label(), fontsize=10)
+    return figure
+
+
+def swept_axes(records: list[RunRecord]) -> list[str]:
+    """Axes (other than seed and temperature) that take at least two values among finished runs."""
+    values: dict[str, set] = defaultdict(set)
+    for r in records:
+        if r.done:
+            for k, v in r.axes.items():
+                values[k].add(repr(v))
+    return [k for k, v in values.items() if len(v) > 1 and k not in ("seed", "temperature")]
+
+
+def _sort_key(value):
+    return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
+
+
+def accuracy_vs_axis(records: list[RunRecord], axis: str):
+    """Test accuracy (mean ± std over seeds) against ``axis``: one line per method/backbone/other setting."""
+    lines: dict[tuple, dict] = defaultdict(dict)
+    for (method, backbone, setting), group in group_by_setting(records).items():
+        rest = tuple(kv for kv in setting if kv[0] != axis)
+        value = dict(setting).get(axis)
+        if value is None:
+            continue
+        lines[(method, backbone, rest)][value] = [r.accuracy for r in group]
+    if not lines:
+        return None
+    figure, axes = new_figure(7, 4.2)
+    ax = axes[0][0]
+    every = sorted({v for points in lines.values() for v in points}, key=_sort_key)
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in every)
+    position = {v: (v if numeric else i) for i, v in enumerate(every)}
+    for (method, backbone, rest), points in sorted(lines.items(), key=lambda kv: str(kv[0])):
+        xs = sorted(points, key=_sort_key)
+        means = [float(np.mean(points[x])) for x in xs]
+        stds = [float(np.std(points[x], ddof=1)) if len(points[x]) > 1 else 0.0 for x in xs]
+        label = f"{method} / {backbone}" + (" " + " ".join(f"{k}={v}" for k, v in rest) if rest else "")
+        ax.errorbar([position[x] for x in xs], means, yerr=stds, marker="o", capsize=3, label=label)
+    if numeric and axis in ("per_class", "num_classes") and max(every) / max(min(every), 1e-9) >= 8:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(every, [str(v) for v in every])
+    elif not numeric:
+        ax.set_xticks(range(len(every)), [str(v) for v in every], rotation=30)
+    ax.set_xlabel(axis.replace("_", " "))
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"accuracy vs {axis.replace('_', ' ')}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return figure
+
+
+def accuracy_vs_temperature(records: list[RunRecord]):
+    """Maximum and final validation accuracy (and test accuracy) of temperature features against T."""
+    series: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for (method, backbone, setting), group in group_by_setting(records, "temperature").items():
+        for r in group:
+            t = r.result.get("temperature")
+            if t is not None:
+                series[(method, backbone, setting)][float(t)].append(r.result)
+    if not series:
+        return None
+    figure, axes = new_figure(7, 4.2)
+    ax = axes[0][0]
+    for (method, backbone, setting), by_t in sorted(series.items(), key=lambda kv: str(kv[0])):
+        ts = sorted(by_t)
+        label = f"{method} / {backbone}" + (" " + " ".join(f"{k}={v}" for k, v in setting) if setting else "")
+        for key, style, name in (("val_accuracy_max", "-o", "val max"), ("val_accuracy_final", "--s", "val final"),
+                                 ("accuracy", ":^", "test")):
+            ys = [np.mean([r[key] for r in by_t[t] if r.get(key) is not None] or [np.nan]) for t in ts]
+            ax.plot(ts, ys, style, label=f"{label}: {name}")
+    ax.set_xscale("log")
+    every = sorted({t for by_t in series.values() for t in by_t})
+    ax.set_xticks(every, [f"{t:g}" for t in every])
+    ax.minorticks_off()
+    ax.set_xlabel("temperature T (features = softmax(logits / T))")
+    ax.set_ylabel("accuracy")
+    ax.set_title("accuracy vs temperature")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return figure

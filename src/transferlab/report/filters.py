@@ -1,0 +1,99 @@
+"""What a backbone's first and last convolutions look like: their filters and their activation maps.
+
+The first convolution's kernels are drawn as RGB patches; the last one's, when
+they are 1x1 (as in EfficientNet), are meaningless as pictures, so both layers
+also show the maps they produce for one test image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .plots import new_figure
+
+MAX_FILTERS = 32
+MAX_MAPS = 16
+
+
+def first_and_last_conv(model: nn.Module) -> tuple[tuple[str, nn.Conv2d], tuple[str, nn.Conv2d]] | None:
+    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    return (convs[0], convs[-1]) if convs else None
+
+
+def _normalise(array: np.ndarray) -> np.ndarray:
+    low, high = float(array.min()), float(array.max())
+    return (array - low) / (high - low) if high > low else np.zeros_like(array)
+
+
+def filters_figure(conv: nn.Conv2d, title: str):
+    """One patch per output filter: RGB when the layer reads 3 channels, else the mean over inputs."""
+    weights = conv.weight.detach().float().cpu().numpy()[:MAX_FILTERS]
+    count = len(weights)
+    cols = min(8, count)
+    rows = -(-count // cols)
+    figure, axes = new_figure(cols * 0.9, rows * 0.9 + 0.4, ncols=cols, nrows=rows)
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < count:
+            kernel = weights[index]
+            image = np.transpose(_normalise(kernel), (1, 2, 0)) if kernel.shape[0] == 3 else _normalise(kernel.mean(0))
+            ax.imshow(image, cmap=None if image.ndim == 3 else "viridis", interpolation="nearest")
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def activation_maps(model: nn.Module, conv: nn.Conv2d, image: torch.Tensor) -> np.ndarray:
+    """The layer's output maps for one preprocessed image, strongest first."""
+    captured: list[torch.Tensor] = []
+    handle = conv.register_forward_hook(lambda module, inputs, output: captured.append(output.detach()))
+    try:
+        with torch.inference_mode():
+            model(image.unsqueeze(0))
+    finally:
+        handle.remove()
+    maps = captured[0][0].float().cpu().numpy()
+    order = np.argsort(-maps.reshape(len(maps), -1).mean(1))
+    return maps[order[:MAX_MAPS]]
+
+
+def maps_figure(maps: np.ndarray, title: str):
+    count = len(maps)
+    cols = min(8, count)
+    rows = -(-count // cols)
+    figure, axes = new_figure(cols * 1.1, rows * 1.1 + 0.4, ncols=cols, nrows=rows)
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < count:
+            ax.imshow(maps[index], cmap="magma")
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def backbone_figures(config: dict, image_path: Path | None) -> list[tuple[str, object]]:
+    """(caption, figure) pairs for the backbone of a run config; activation maps need an image."""
+    from ..backbones import load_backbone
+    from ..data import open_rgb
+
+    backbone = load_backbone(config["backbone"], weights=config.get("weights"),
+                             random_init=bool(config.get("random_init")), seed=int(config.get("seed") or 0))
+    found = first_and_last_conv(backbone.model)
+    if found is None:
+        return []
+    (first_name, first), (last_name, last) = found
+    k = "x".join(map(str, first.kernel_size))
+    figures = [(f"first convolution {first_name}: {first.out_channels} filters {k}",
+                filters_figure(first, f"{backbone.timm_name}: {first_name} filters"))]
+    if max(last.kernel_size) > 1:
+        figures.append((f"last convolution {last_name}: filters (mean over input channels)",
+                        filters_figure(last, f"{backbone.timm_name}: {last_name} filters")))
+    if image_path is not None and Path(image_path).is_file():
+        image = backbone.transform()(open_rgb(image_path))
+        for name, conv in ((first_name, first), (last_name, last)):
+            maps = activation_maps(backbone.model, conv, image)
+            figures.append((f"activation maps of {name} for {Path(image_path).name} (strongest {len(maps)})",
+                            maps_figure(maps, f"{backbone.timm_name}: {name} on {Path(image_path).name}")))
+    return figures

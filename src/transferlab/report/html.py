@@ -1,0 +1,75 @@
+"""A self-contained HTML page: inline CSS, images as data URIs, no script and no network request."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
+h1 { font-size: 1.6rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ccc; padding-bottom: .2rem; }
+table { border-collapse: collapse; margin: .8rem 0; font-size: .88rem; }
+th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; vertical-align: top; }
+th { background: #f1f3f6; } tr:nth-child(even) td { background: #fafbfc; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { display: inline-block; margin: .5rem; vertical-align: top; }
+figure img { max-width: 100%; } figcaption { font-size: .8rem; color: #555; max-width: 40rem; }
+.gallery figure { width: 140px; } .gallery figcaption { font-size: .72rem; }
+.wrong { color: #b00020; } details { margin: .6rem 0; } summary { cursor: pointer; font-weight: 600; }
+.note { color: #666; font-size: .85rem; }
+"""
+
+
+class Page:
+    def __init__(self, title: str):
+        self.title = title
+        self.parts: list[str] = []
+
+    def add(self, html: str) -> None:
+        self.parts.append(html)
+
+    def heading(self, text: str, anchor: str, level: int = 2) -> None:
+        self.add(f'<h{level} id="{escape(anchor)}">{escape(text)}</h{level}>')
+
+    def paragraph(self, text: str, css: str | None = None) -> None:
+        self.add(f'<p{f" class={chr(34)}{css}{chr(34)}" if css else ""}>{escape(text)}</p>')
+
+    def table(self, rows: list[dict[str, Any]], columns: list[tuple[str, str]], table_id: str,
+              numeric: tuple[str, ...] = ()) -> None:
+        head = "".join(f"<th>{escape(title)}</th>" for _, title in columns)
+        body = []
+        for row in rows:
+            cells = []
+            for key, _ in columns:
+                value = row.get(key)
+                css = f"col-{key}" + (" num" if key in numeric else "")
+                cells.append(f'<td class="{css}">{escape("" if value is None else str(value))}</td>')
+            ids = f' data-runs="{escape(str(row["run_ids"]))}"' if "run_ids" in row else ""
+            body.append(f"<tr{ids}>{''.join(cells)}</tr>")
+        self.add(f'<table id="{escape(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+    def figure(self, uri: str, caption: str, alt: str | None = None) -> None:
+        self.add(f'<figure><img src="{uri}" alt="{escape(alt or caption)}"><figcaption>{escape(caption)}</figcaption></figure>')
+
+    def open_details(self, summary: str, open_: bool = False) -> None:
+        self.add(f"<details{' open' if open_ else ''}><summary>{escape(summary)}</summary>")
+
+    def close_details(self) -> None:
+        self.add("</details>")
+
+    def gallery(self, thumbnails) -> None:
+        items = [
+            f'<figure><img src="{t.uri}" alt="true {escape(t.true)}, predicted {escape(t.predicted)}" title="{escape(t.path)}">'
+            f'<figcaption>true: {escape(t.true)}<br><span class="wrong">predicted: {escape(t.predicted)}</span></figcaption></figure>'
+            for t in thumbnails
+        ]
+        self.add(f'<div class="gallery">{"".join(items)}</div>')
+
+    def render(self) -> str:
+        return (
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            "<link rel=\"icon\" href=\"data:,\">"
+            f"<title>{escape(self.title)}</title><style>{STYLE}</style></head>"
+            f"<body><h1>{escape(self.title)}</h1>\n" + "\n".join(self.parts) + "\n</body></html>\n"
+        )

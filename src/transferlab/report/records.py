@@ -1,0 +1,84 @@
+"""The runs a report shows: stored results with their labels (method, backbone, swept values)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UserError
+
+
+@dataclass
+class RunRecord:
+    id: str
+    method: str
+    kind: str
+    backbone: str
+    axes: dict[str, Any]
+    status: str  # done, failed, running, missing (planned, never run)
+    result: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float | None = None
+    environment: dict[str, Any] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done" and bool(self.result)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.result.get("accuracy") if self.done else None
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0) or 0)
+
+    def setting(self, *drop: str) -> tuple:
+        """The swept values except ``drop`` (and the seed), as a sortable key."""
+        return tuple((k, v) for k, v in self.axes.items() if k != "seed" and k not in drop)
+
+    def setting_text(self, *drop: str) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.setting(*drop))
+
+    def label(self, *drop: str) -> str:
+        text = self.setting_text(*drop)
+        return f"{self.method} / {self.backbone}" + (f" [{text}]" if text else "")
+
+
+def from_row(row, method: str | None = None, backbone: str | None = None, axes: dict | None = None,
+             kind: str | None = None) -> RunRecord:
+    return RunRecord(
+        id=row.id, method=method or row.method or "?", kind=kind or row.kind or "?", backbone=backbone or row.backbone or "?",
+        axes=axes if axes is not None else row.axes, status=row.status, result=row.result or {}, config=row.config or {},
+        error=row.error, seconds=row.seconds, environment=row.environment,
+    )
+
+
+def records_for_plan(store, plan) -> list[RunRecord]:
+    """Every planned run of a study, labelled as the study names it, whether it ran or not."""
+    records = []
+    for run in plan.runs:
+        row = store.get(run.run_id)
+        if row is None:
+            from dataclasses import asdict
+
+            records.append(RunRecord(run.run_id, run.method, run.kind, run.backbone, run.axes, "missing",
+                                     config=asdict(run.config)))
+        else:
+            records.append(from_row(row, run.method, run.backbone, run.axes, run.kind))
+    return records
+
+
+def records_for_ids(store, ids: list[str]) -> list[RunRecord]:
+    """Stored runs by id or unambiguous id prefix."""
+    records = []
+    for prefix in ids:
+        rows = store.runs(id_prefix=prefix)
+        if not rows:
+            raise UserError(f"no stored run with id {prefix!r} in {store.path}")
+        if len(rows) > 1 and not any(r.id == prefix for r in rows):
+            raise UserError(f"run id {prefix!r} is ambiguous: {', '.join(r.id for r in rows[:5])}")
+        row = next((r for r in rows if r.id == prefix), rows[0])
+        records.append(from_row(row))
+    return records

@@ -1,0 +1,152 @@
+"""The report's tables: the comparison table the lab reports hand-make, runs, most-confused pairs.
+
+Rows are plain dicts; ``markdown`` and ``write_csv`` render any of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .records import RunRecord
+
+COMPARISON_COLUMNS = [
+    ("method", "method"), ("backbone", "backbone"), ("setting", "setting"), ("runs", "runs"),
+    ("test_accuracy", "test accuracy"), ("training", "training (epochs x s/epoch)"),
+    ("inference_ms", "inference ms/image"), ("layers", "layers"), ("feature_dim", "feature dim"),
+    ("parameters", "trainable / total parameters"),
+]
+RUN_COLUMNS = [
+    ("id", "run"), ("method", "method"), ("backbone", "backbone"), ("setting", "setting"), ("seed", "seed"),
+    ("status", "status"), ("accuracy", "test accuracy"), ("macro_f1", "macro F1"), ("seconds", "run seconds"),
+    ("error", "error"),
+]
+PAIR_COLUMNS = [("run", "run"), ("label", "method / backbone"), ("true", "true class"), ("predicted", "predicted as"),
+                ("count", "images")]
+
+
+def head_parameters(head: str, feature_dim: int, n_classes: int) -> int:
+    """Trainable parameters of a probe head on ``feature_dim`` features (k-NN learns none)."""
+    name, _, arg = head.partition(":")
+    if name == "knn":
+        return 0
+    sizes = [feature_dim]
+    if name == "mlp":
+        sizes += [int(s) for s in arg.split(",") if s.strip()] if arg else [512, 256]
+    sizes.append(n_classes)
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+def parameter_counts(result: dict) -> tuple[int | None, int | None]:
+    if "trainable_parameters" in result:
+        return result["trainable_parameters"], result["total_parameters"]
+    if "backbone_parameters" in result:
+        trainable = head_parameters(result.get("head", "logreg"), result["feature_dim"], len(result["classes"]))
+        return trainable, result["backbone_parameters"] + trainable
+    return None, None
+
+
+def training_cost(result: dict) -> tuple[int | None, float | None, str]:
+    """(epochs, seconds per epoch, text) for fine-tuning; a probe's head fit and feature extraction."""
+    if "seconds_per_epoch" in result:
+        epochs, per_epoch = result["epochs_run"], result["seconds_per_epoch"]
+        return epochs, per_epoch, f"{epochs} x {per_epoch:.2f} s"
+    fit = result.get("head_fit_seconds", 0.0)
+    history = result.get("history") or []
+    features = f"features {result.get('extraction_seconds', 0.0):.1f} s"
+    if history:
+        per_epoch = fit / len(history)
+        return len(history), per_epoch, f"{len(history)} x {per_epoch:.3f} s + {features}"
+    return None, None, f"fit {fit:.2f} s + {features}"
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def accuracy_text(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}"
+
+
+def group_by_setting(records: list[RunRecord], *drop: str) -> dict[tuple, list[RunRecord]]:
+    """Finished runs grouped by method, backbone and swept values other than the seed (and ``drop``)."""
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        if record.done:
+            groups[(record.method, record.backbone, record.setting(*drop))].append(record)
+    return dict(groups)
+
+
+def comparison_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
+    rows = []
+    for (method, backbone, setting), group in group_by_setting(records).items():
+        first = group[0].result
+        accuracies = [r.accuracy for r in group]
+        mean, std = mean_std(accuracies)
+        epochs, per_epoch, training = training_cost(first)
+        if len(group) > 1 and epochs is not None:
+            epochs = round(float(np.mean([training_cost(r.result)[0] for r in group])), 1)
+            per_epoch = float(np.mean([training_cost(r.result)[1] for r in group]))
+            training = f"{epochs:g} x {per_epoch:.2f} s (mean)"
+        trainable, total = parameter_counts(first)
+        inference = float(np.nanmean([r.result.get("inference_ms_per_image", math.nan) for r in group]))
+        rows.append({
+            "method": method, "backbone": backbone, "setting": " ".join(f"{k}={v}" for k, v in setting),
+            "runs": len(group), "accuracy_mean": mean, "accuracy_std": std, "test_accuracy": accuracy_text(accuracies),
+            "epochs": epochs, "seconds_per_epoch": per_epoch, "training": training,
+            "inference_ms": round(inference, 2), "layers": first.get("backbone_layers"),
+            "feature_dim": first.get("feature_dim"), "trainable_parameters": trainable, "total_parameters": total,
+            "parameters": f"{trainable:,} / {total:,}" if trainable is not None else "",
+            "run_ids": " ".join(r.id for r in group),
+        })
+    return rows
+
+
+def run_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
+    return [{
+        "id": r.id, "method": r.method, "backbone": r.backbone, "setting": r.setting_text(), "seed": r.seed,
+        "status": r.status, "accuracy": f"{r.accuracy:.4f}" if r.done else "",
+        "macro_f1": f"{r.result['macro_f1']:.4f}" if r.done and "macro_f1" in r.result else "",
+        "seconds": f"{r.seconds:.1f}" if r.seconds is not None else "", "error": r.error or "",
+    } for r in records]
+
+
+def confused_pairs(matrix: list[list[int]], classes: list[str], top: int = 3) -> list[tuple[str, str, int]]:
+    """The ``top`` off-diagonal cells: (true class, predicted class, images), most first."""
+    pairs = [(classes[i], classes[j], int(count)) for i, row in enumerate(matrix) for j, count in enumerate(row)
+             if i != j and count > 0]
+    return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))[:top]
+
+
+def confused_pair_rows(records: list[RunRecord], top: int = 3) -> list[dict[str, Any]]:
+    rows = []
+    for r in records:
+        if r.done and r.result.get("confusion_matrix"):
+            for true, predicted, count in confused_pairs(r.result["confusion_matrix"], r.result["classes"], top):
+                rows.append({"run": r.id, "label": r.label(), "true": true, "predicted": predicted, "count": count})
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    def cell(value: Any) -> str:
+        return ("" if value is None else str(value)).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(key)) for key, _ in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path, keys: list[str] | None = None) -> Path:
+    keys = keys or (list(rows[0]) if rows else [])
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
