@@ -49,7 +49,7 @@ def test_frozen_layers_have_no_trainable_parameters(tiny):
 
 def test_frozen_batchnorm_keeps_its_running_statistics(tiny, class_folders, tmp_path):
     """Trained without the prefix cache, so frozen layers really run inside model.train()."""
-    config = tiny_config(class_folders, tmp_path / "run", prefix_cache=False, epochs=1)
+    config = tiny_config(class_folders, tmp_path / "run", prefix_cache=False, epochs=1, train_bn=True)
     from transferlab.finetune.run import FinetuneRun
 
     run = FinetuneRun(config, None, None)
@@ -155,3 +155,18 @@ def test_export_matches_pytorch(class_folders, tmp_path, fmt):
     exported = export_model(tmp_path / "m", fmt)
     assert exported["max_abs_difference"] < 1e-4
     assert (tmp_path / "m" / ("model.onnx" if fmt == "onnx" else "model.pt")).exists()
+
+
+def test_pretrained_batchnorm_statistics_stay_fixed_by_default(tiny, class_folders, tmp_path):
+    """With train_bn off, even trainable layers keep their BatchNorm statistics."""
+    from transferlab.finetune.run import FinetuneRun
+
+    run = FinetuneRun(tiny_config(class_folders, tmp_path / "run", prefix_cache=False, train_bn=False), None, None)
+    run.prepare()
+    before = {k: v.clone() for k, v in run.model.state_dict().items() if "running_" in k}
+    run.model.freeze(0)
+    inputs = run.stage_inputs(Stage(0, "train"), run.train_samples, "train", training=True)
+    optimizer = torch.optim.SGD(run.model.parameters(), lr=0.1)
+    run.train_epoch(inputs, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0), seed=0, label="e")
+    after = run.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
