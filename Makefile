@@ -7,11 +7,10 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[test,lite]'
 	touch $(STAMP)
@@ -21,7 +20,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/transferlab probe --data digits --backbone efficientnet_lite0 --head logreg
 
-test: $(STAMP)
+# The report's test opens it in a real headless browser: Debian's chromium, installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium not installed: the browser test of the report will be skipped"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 clean:
