@@ -95,6 +95,10 @@ def comparison_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
             epochs = round(float(np.mean([training_cost(r.result)[0] for r in group])), 1)
             per_epoch = float(np.mean([training_cost(r.result)[1] for r in group]))
             training = f"{epochs:g} x {per_epoch:.2f} s (mean)"
+        elif len(group) > 1:
+            fit = np.mean([r.result.get("head_fit_seconds", 0.0) for r in group])
+            features = np.mean([r.result.get("extraction_seconds", 0.0) for r in group])
+            training = f"fit {fit:.2f} s + features {features:.1f} s (mean)"
         trainable, total = parameter_counts(first)
         inference = float(np.nanmean([r.result.get("inference_ms_per_image", math.nan) for r in group]))
         rows.append({
