@@ -120,3 +120,9 @@ def test_probe_on_an_intermediate_layer_reports_its_pooling_and_dimension(class_
 
     assert (result.layer, result.pooling) == ("blocks.2.0", "max")
     assert result.feature_dim == 32
+
+
+def test_knn_head_with_fewer_training_images_than_neighbours_is_a_user_error(class_folders):
+    with pytest.raises(UserError, match="knn looks at 5 neighbours but there are only 4"):
+        probe(class_folders, backbone="test_efficientnet", random_init=True, head="knn", num_classes=2, per_class=2,
+              num_workers=0)

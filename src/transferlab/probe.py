@@ -155,7 +155,7 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
     extracted = {name: _extract(extractor, samples, name, progress) for name, samples in parts.items()}
     xs = {name: temperature_features(fs.features, config.temperature) for name, fs in extracted.items()}
     ys = {name: _labels(parts[name], fs) for name, fs in extracted.items()}
-    _check_usable(ys, splits)
+    _check_usable(ys, splits, head)
 
     fit_started = time.perf_counter()
     if needs_validation:
@@ -231,9 +231,15 @@ def _labels(samples: list[Sample], features: FeatureSet) -> np.ndarray:
     return np.array([samples[i].label for i in features.kept], dtype=np.int64)
 
 
-def _check_usable(ys: dict[str, np.ndarray], splits: DatasetSplits) -> None:
+def _check_usable(ys: dict[str, np.ndarray], splits: DatasetSplits, head=None) -> None:
     if len(np.unique(ys["train"])) < 2:
         raise UserError(f"fewer than two classes have readable training images in {splits.root}")
+    neighbours = getattr(head[-1], "n_neighbors", None) if hasattr(head, "steps") else None
+    if neighbours is not None and len(ys["train"]) < neighbours:
+        raise UserError(
+            f"head knn looks at {neighbours} neighbours but there are only {len(ys['train'])} "
+            "readable training images: keep more (--per-class) or use another head"
+        )
     if len(ys["test"]) == 0:
         raise UserError(f"no readable test images in {splits.root} ({splits.evaluated_on})")
 
