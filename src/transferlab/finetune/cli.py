@@ -35,7 +35,7 @@ def _epoch_line(record: dict) -> str:
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--epochs", type=int, default=10, show_default=True, help="Maximum epochs (of each stage for two-stage).")
 @click.option("--stage2-epochs", type=int, help="two-stage: epochs after unfreezing (default: --epochs).")
-@click.option("--stage2-lr", type=float, help="two-stage: learning rate after unfreezing (default: --lr / 10).")
+@click.option("--stage2-lr", type=float, help="two-stage: learning rate after unfreezing (default: --lr / 100).")
 @click.option("--early-stopping", type=click.Choice(["val_loss", "val_accuracy", "none"]), default="val_loss", show_default=True)
 @click.option("--patience", type=int, default=10, show_default=True)
 @click.option("--augment", help="Comma-separated: flip, rotate, crop.")

@@ -26,7 +26,7 @@ class FinetuneConfig:
     batch_size: int = 32
     epochs: int = 10  # maximum epochs (per stage for two-stage)
     stage2_epochs: int | None = None  # two-stage: epochs after unfreezing (default: epochs)
-    stage2_lr: float | None = None  # two-stage: learning rate after unfreezing (default: lr / 10)
+    stage2_lr: float | None = None  # two-stage: learning rate after unfreezing (default: lr / 100)
     early_stopping: str = "val_loss"  # val_loss | val_accuracy | none
     patience: int = 10
     augment: list[str] = field(default_factory=list)  # flip, rotate, crop

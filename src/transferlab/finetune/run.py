@@ -64,6 +64,18 @@ def run_finetune(config: FinetuneConfig, progress: StageProgress | None = None,
     return FinetuneRun(config, progress, on_epoch).run()
 
 
+def restored_epoch(history: list[dict], monitor: str) -> int:
+    """The epoch whose weights the model ends with: the last stage's best by the monitored metric."""
+    if not history:
+        return 0
+    last_stage = [h for h in history if h["stage"] == history[-1]["stage"]]
+    if monitor == "none":
+        return last_stage[-1]["epoch"]
+    if monitor == "val_loss":
+        return min(last_stage, key=lambda h: h["val_loss"])["epoch"]
+    return max(last_stage, key=lambda h: h["val_accuracy"])["epoch"]
+
+
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
     """Image-shaped tensors in channels_last: the faster layout for CPU convolutions, same numbers."""
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
@@ -154,7 +166,7 @@ class FinetuneRun:
     def stage_lr(self, index: int, stage: Stage) -> tuple[float, float]:
         c = self.config
         if stage.name == "fine-tune":
-            lr = c.stage2_lr if c.stage2_lr is not None else c.lr / 10
+            lr = c.stage2_lr if c.stage2_lr is not None else c.lr / 100
             return lr, lr
         return c.lr, c.backbone_lr if c.backbone_lr is not None else c.lr
 
@@ -234,7 +246,7 @@ class FinetuneRun:
         trainable, frozen = self.model.parameter_counts()
         epoch_seconds = [h["seconds"] for h in history]
         classes = self.splits.classes
-        best = max(range(len(history)), key=lambda i: history[i]["val_accuracy"]) + 1 if history else 0
+        best = restored_epoch(history, c.early_stopping)
         result = FinetuneResult(
             backbone=c.backbone,
             timm_name=self.backbone.timm_name,
