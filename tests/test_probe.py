@@ -86,7 +86,7 @@ def test_no_temperature_leaves_features_unchanged():
 
 
 def test_temperature_probe_trains_a_softmax_head_on_imagenet_probabilities():
-    result = probe("digits", temperature=2.0, head="softmax", **DIGITS_SMALL)
+    result = probe("digits", temperature=2.0, head="softmax", ratios=(0.8, 0.1, 0.1), **DIGITS_SMALL)
 
     assert result.layer == "logits" and result.temperature == 2.0
     assert result.feature_dim == 1000
