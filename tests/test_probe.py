@@ -7,7 +7,7 @@ import pytest
 
 from helpers import DIGITS_SMALL
 from transferlab import ProbeConfig, ProbeResult, UserError, probe, run_probe
-from transferlab.probe import temperature_features
+from transferlab.probing import temperature_features
 
 
 @pytest.fixture(scope="module")

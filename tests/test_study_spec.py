@@ -132,7 +132,7 @@ def test_optional_backbone_without_weights_is_skipped_with_a_note(tmp_path):
 def test_run_identity_ignores_speed_settings_only():
     from dataclasses import replace
 
-    from transferlab.probe import ProbeConfig
+    from transferlab.probing import ProbeConfig
 
     config = ProbeConfig(data="/d", backbone="b")
     assert run_id("probe", config) == run_id("probe", replace(config, num_workers=3, cache=False))

@@ -1,22 +1,34 @@
-"""transferlab: transfer learning for image classification, one command or one call per experiment."""
+"""transferlab: transfer learning for image classification, one command or one call per experiment.
 
-from .backbones import Backbone, load_backbone
-from .data import DatasetSplits, load_dataset
-from .errors import UserError
-from .features import FeatureExtractor
-from .probe import ProbeConfig, ProbeResult, probe, run_probe
+Names are imported on first use, so ``transferlab --help`` and error messages do
+not wait for torch and timm to load.
+"""
+
+from __future__ import annotations
+
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
+_EXPORTS = {
+    "Backbone": "backbones",
+    "load_backbone": "backbones",
+    "DatasetSplits": "data",
+    "load_dataset": "data",
+    "UserError": "errors",
+    "FeatureExtractor": "features",
+    "ProbeConfig": "probing",
+    "ProbeResult": "probing",
+    "probe": "probing",
+    "run_probe": "probing",
+    "FinetuneConfig": "finetune",
+    "FinetuneResult": "finetune",
+    "run_finetune": "finetune",
+    "load_bundle": "finetune",
+}
 
-__all__ = [
-    "Backbone",
-    "DatasetSplits",
-    "FeatureExtractor",
-    "ProbeConfig",
-    "ProbeResult",
-    "UserError",
-    "load_backbone",
-    "load_dataset",
-    "probe",
-    "run_probe",
-]
+# Fine-tuning is the package ``transferlab.finetune`` (``finetune.finetune(...)``, ``run_finetune``):
+# a top-level function of that name would be shadowed by the package once it is imported.
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -78,7 +78,7 @@ weights_option = click.option("--weights", type=click.Path(dir_okay=False), help
 @click.option("--predictions", is_flag=True, help="With --json: include every test image's prediction.")
 def probe(data, backbone, head, layer, pooling, weights, random_init, per_class, classes, num_classes, split, temperature, C, dropout, seed, batch_size, workers, no_cache, as_json, predictions):
     """Frozen-backbone features + a head, evaluated on held-out images."""
-    from .probe import ProbeConfig, run_probe
+    from .probing import ProbeConfig, run_probe
     from .results import print_table, to_json
 
     config = ProbeConfig(

@@ -1,7 +1,14 @@
 """Fine-tuning: freeze policies, two-stage training, frozen-prefix caching, saved model bundles."""
 
-from .bundle import Bundle, load_bundle
-from .config import FinetuneConfig, FinetuneResult
-from .run import finetune, run_finetune
+from .._lazy import lazy_exports
 
-__all__ = ["Bundle", "FinetuneConfig", "FinetuneResult", "finetune", "load_bundle", "run_finetune"]
+_EXPORTS = {
+    "Bundle": "bundle",
+    "load_bundle": "bundle",
+    "FinetuneConfig": "config",
+    "FinetuneResult": "config",
+    "finetune": "run",
+    "run_finetune": "run",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

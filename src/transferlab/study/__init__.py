@@ -4,23 +4,22 @@
 ``run_study`` runs what is not finished yet, ``RunStore`` holds every result.
 """
 
-from .plan import PlannedRun, StudyPlan, plan_study
-from .runner import RunEvent, RunOutcome, StudyOutcome, run_study
-from .spec import StudySpec, load_study, parse_study
-from .store import RunRow, RunStore, default_store_path
+from .._lazy import lazy_exports
 
-__all__ = [
-    "PlannedRun",
-    "RunEvent",
-    "RunOutcome",
-    "RunRow",
-    "RunStore",
-    "StudyOutcome",
-    "StudyPlan",
-    "StudySpec",
-    "default_store_path",
-    "load_study",
-    "parse_study",
-    "plan_study",
-    "run_study",
-]
+_EXPORTS = {
+    "PlannedRun": "plan",
+    "StudyPlan": "plan",
+    "plan_study": "plan",
+    "RunEvent": "runner",
+    "RunOutcome": "runner",
+    "StudyOutcome": "runner",
+    "run_study": "runner",
+    "StudySpec": "spec",
+    "load_study": "spec",
+    "parse_study": "spec",
+    "RunRow": "store",
+    "RunStore": "store",
+    "default_store_path": "store",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
