@@ -16,7 +16,7 @@ _EXPORTS = {
     "load_dataset": "data",
     "UserError": "errors",
     "FeatureExtractor": "features",
-    "ProbeConfig": "probing",
+    "ProbeConfig": "probe_config",
     "ProbeResult": "probing",
     "probe": "probing",
     "run_probe": "probing",

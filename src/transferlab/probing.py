@@ -16,40 +16,17 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from threadpoolctl import threadpool_limits
 
-from .backbones import DEFAULT_BACKBONE, load_backbone
+from .backbones import load_backbone
 from .data import DatasetSplits, Sample, load_dataset
 from .errors import UserError
 from .features import FeatureExtractor, FeatureSet
 from .heads import MLPHead, make_head
+from .probe_config import ProbeConfig
 
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
 UNREADABLE_EXAMPLES = 5
 INFERENCE_BATCH = 16
-
-
-@dataclass
-class ProbeConfig:
-    """Everything that defines a probe run."""
-
-    data: str = "digits"
-    backbone: str = DEFAULT_BACKBONE
-    head: str = "logreg"
-    layer: str = "pre_logits"
-    pooling: str = "avg"
-    weights: str | None = None
-    random_init: bool = False
-    seed: int = 0
-    per_class: int | None = None
-    classes: list[str] | None = None
-    num_classes: int | None = None
-    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    temperature: float | None = None  # features = softmax(ImageNet logits / T)
-    C: float | None = None
-    dropout: float = 0.2
-    batch_size: int = 32
-    num_workers: int | None = None
-    cache: bool = True
 
 
 @dataclass

@@ -1,19 +1,16 @@
 """Backbones: timm models with offline ImageNet weights, their preprocessing and their layers."""
 
-from .backbone import Backbone, load_backbone
-from .layers import Layer, LayerView
-from .names import DEFAULT_BACKBONE, FRIENDLY_NAMES, FROM_SCRATCH, resolve_timm_name
-from .weights import cached_hub_file, lite_package_file
+from .._lazy import lazy_exports
+from .names import DEFAULT_BACKBONE, FRIENDLY_NAMES, FROM_SCRATCH
 
-__all__ = [
-    "Backbone",
-    "DEFAULT_BACKBONE",
-    "FRIENDLY_NAMES",
-    "FROM_SCRATCH",
-    "Layer",
-    "LayerView",
-    "cached_hub_file",
-    "lite_package_file",
-    "load_backbone",
-    "resolve_timm_name",
-]
+_EXPORTS = {
+    "Backbone": "backbone",
+    "load_backbone": "backbone",
+    "Layer": "layers",
+    "LayerView": "layers",
+    "resolve_timm_name": "names",
+    "cached_hub_file": "weights",
+    "lite_package_file": "weights",
+}
+__all__ = sorted([*_EXPORTS, "DEFAULT_BACKBONE", "FRIENDLY_NAMES", "FROM_SCRATCH"])
+__getattr__ = lazy_exports(__name__, _EXPORTS)

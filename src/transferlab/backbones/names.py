@@ -5,10 +5,7 @@ Any other name timm knows is used as it is.
 
 from __future__ import annotations
 
-import timm
-
 from ..errors import UserError
-from . import small_cnn  # noqa: F401  (registers transferlab_small_cnn with timm)
 
 FRIENDLY_NAMES: dict[str, str] = {
     "vgg16": "vgg16.tv_in1k",
@@ -33,6 +30,10 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 
 def resolve_timm_name(name: str) -> str:
     """The timm model name (with pretrained tag) for a friendly or timm name."""
+    import timm
+
+    from . import small_cnn  # noqa: F401  (registers transferlab_small_cnn with timm)
+
     timm_name = FRIENDLY_NAMES.get(name.lower(), name)
     architecture = timm_name.split(".", 1)[0]
     if not timm.is_model(architecture):

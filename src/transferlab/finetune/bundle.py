@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from timm.data import create_transform
 
+from ..backbones import small_cnn  # noqa: F401  (registers transferlab_small_cnn, which bundles may name)
 from ..backbones.layers import build_layer_view
 from ..errors import UserError
 from ..storage import atomic_path, atomic_write_text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..backbones import DEFAULT_BACKBONE
+from ..backbones.names import DEFAULT_BACKBONE
 
 
 @dataclass

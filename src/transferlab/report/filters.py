@@ -29,21 +29,26 @@ def _normalise(array: np.ndarray) -> np.ndarray:
     return (array - low) / (high - low) if high > low else np.zeros_like(array)
 
 
-def filters_figure(conv: nn.Conv2d, title: str):
-    """One patch per output filter: RGB when the layer reads 3 channels, else the mean over inputs."""
-    weights = conv.weight.detach().float().cpu().numpy()[:MAX_FILTERS]
-    count = len(weights)
+def image_grid(images: list[np.ndarray], title: str, cell: float, cmap: str):
+    """Images in rows of up to 8, axes off; RGB images keep their colours, others take ``cmap``."""
+    count = len(images)
     cols = min(8, count)
     rows = -(-count // cols)
-    figure, axes = new_figure(cols * 0.9, rows * 0.9 + 0.4, ncols=cols, nrows=rows)
+    figure, axes = new_figure(cols * cell, rows * cell + 0.4, ncols=cols, nrows=rows)
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
         if index < count:
-            kernel = weights[index]
-            image = np.transpose(_normalise(kernel), (1, 2, 0)) if kernel.shape[0] == 3 else _normalise(kernel.mean(0))
-            ax.imshow(image, cmap=None if image.ndim == 3 else "viridis", interpolation="nearest")
+            image = images[index]
+            ax.imshow(image, cmap=None if image.ndim == 3 else cmap, interpolation="nearest")
     figure.suptitle(title, fontsize=9)
     return figure
+
+
+def filters_figure(conv: nn.Conv2d, title: str):
+    """One patch per output filter: RGB when the layer reads 3 channels, else the mean over inputs."""
+    weights = conv.weight.detach().float().cpu().numpy()[:MAX_FILTERS]
+    patches = [np.transpose(_normalise(k), (1, 2, 0)) if k.shape[0] == 3 else _normalise(k.mean(0)) for k in weights]
+    return image_grid(patches, title, 0.9, "viridis")
 
 
 def activation_maps(model: nn.Module, conv: nn.Conv2d, image: torch.Tensor) -> np.ndarray:
@@ -61,16 +66,7 @@ def activation_maps(model: nn.Module, conv: nn.Conv2d, image: torch.Tensor) -> n
 
 
 def maps_figure(maps: np.ndarray, title: str):
-    count = len(maps)
-    cols = min(8, count)
-    rows = -(-count // cols)
-    figure, axes = new_figure(cols * 1.1, rows * 1.1 + 0.4, ncols=cols, nrows=rows)
-    for index, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if index < count:
-            ax.imshow(maps[index], cmap="magma")
-    figure.suptitle(title, fontsize=9)
-    return figure
+    return image_grid(list(maps), title, 1.1, "magma")
 
 
 def backbone_figures(config: dict, image_path: Path | None) -> list[tuple[str, object]]:
