@@ -49,6 +49,8 @@ def main() -> None:
     print(f"train/val images: {recomputed.train_images}/{recomputed.val_images}")
     print(f"{'':24}{'recomputed':>12}{'cached':>12}")
     print(f"{'seconds per epoch':24}{recomputed.seconds_per_epoch:12.2f}{cached.seconds_per_epoch:12.2f}")
+    for i, (a, b) in enumerate(zip(recomputed.history, cached.history), 1):
+        print(f"{'  epoch ' + str(i):24}{a['seconds']:12.2f}{b['seconds']:12.2f}")
     print(f"{'run seconds (all)':24}{rows[False][1]:12.1f}{rows[True][1]:12.1f}")
     final_val = [r.history[-1]['val_accuracy'] for r in (recomputed, cached)]
     print(f"{'final val accuracy':24}{final_val[0]:12.4f}{final_val[1]:12.4f}")

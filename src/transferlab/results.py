@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -32,4 +33,4 @@ def print_table(title: str, rows: list[tuple[str, Any]], console: Console | None
     table.add_column("value", justify="right")
     for name, value in rows:
         table.add_row(name, _fmt(value))
-    (console or Console(emoji=False)).print(table)
+    (console or Console(emoji=False, width=None if sys.stdout.isatty() else 120)).print(table)
