@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -170,3 +172,32 @@ def test_pretrained_batchnorm_statistics_stay_fixed_by_default(tiny, class_folde
     run.train_epoch(inputs, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0), seed=0, label="e")
     after = run.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_predict_classifies_new_images_and_reports_unreadable_ones(class_folders, tmp_path):
+    run_finetune(tiny_config(class_folders, tmp_path / "m", epochs=1))
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "broken.jpg").write_bytes(b"not an image")
+    import shutil
+
+    shutil.copy(class_folders / "a" / "a_000.png", new / "photo.png")
+    from helpers import run_cli
+
+    done = run_cli("predict", str(tmp_path / "m"), str(new), "--top-k", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    import json
+
+    results = {Path(r["image"]).name: r for r in json.loads(done.stdout)}
+    assert results["broken.jpg"]["error"] == "unreadable image"
+    top = results["photo.png"]["top"]
+    assert len(top) == 2 and {t["label"] for t in top} <= {"a", "b", "c"}
+    assert top[0]["probability"] >= top[1]["probability"]
+
+
+def test_predict_with_a_missing_model_is_one_error_line(tmp_path):
+    from helpers import run_cli
+
+    done = run_cli("predict", str(tmp_path / "nothing"), str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error:") and len(done.stderr.strip().splitlines()) == 1
