@@ -13,12 +13,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from threadpoolctl import threadpool_limits
 
 from .backbones import load_backbone
 from .data import DatasetSplits, Sample, load_dataset
 from .errors import UserError
+from .evaluation import inference_ms_per_image, score
 from .features import FeatureExtractor, FeatureSet
 from .heads import MLPHead, make_head
 from .probe_config import ProbeConfig
@@ -26,7 +26,6 @@ from .probe_config import ProbeConfig
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
 UNREADABLE_EXAMPLES = 5
-INFERENCE_BATCH = 16
 
 
 @dataclass
@@ -165,8 +164,6 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
         train_images=len(ys["train"]),
         val_images=len(ys["val"]),
         test_images=len(ys["test"]),
-        accuracy=float(accuracy_score(ys["test"], predicted)),
-        macro_f1=float(f1_score(ys["test"], predicted, average="macro")),
         feature_dim=int(xs["train"].shape[1]),
         backbone_layers=len(view) if view is not None else None,
         backbone_parameters=backbone.backbone_parameters(),
@@ -176,20 +173,18 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
         features_computed=computed,
         features_from_cache=cached,
         head_fit_seconds=fit_seconds,
-        inference_ms_per_image=measure_inference_ms(extractor, head, [s.path for s in test_kept], config.temperature),
+        inference_ms_per_image=inference_ms_per_image(
+            lambda images: predict_features(head, extractor.forward(images).float().numpy(), config.temperature),
+            [s.path for s in test_kept], extractor.backbone.transform()),
         unreadable_count=len(unreadable),
         unreadable_examples=unreadable[:UNREADABLE_EXAMPLES],
-        confusion_matrix=confusion_matrix(ys["test"], predicted, labels=range(len(splits.classes))).tolist(),
         temperature=config.temperature,
         history=history,
         val_accuracy_max=max((h["val_accuracy"] for h in history), default=None),
         val_accuracy_final=history[-1]["val_accuracy"] if history else None,
         notes=splits.notes,
         config=asdict(config),
-        predictions=[
-            {"path": str(s.path), "true": splits.classes[s.label], "predicted": splits.classes[int(p)]}
-            for s, p in zip(test_kept, predicted)
-        ],
+        **score(ys["test"], predicted, splits.classes, [s.path for s in test_kept]),
     )
 
 
@@ -230,19 +225,7 @@ def _check_usable(ys: dict[str, np.ndarray], splits: DatasetSplits, head=None) -
         raise UserError(f"no readable test images in {splits.root} ({splits.evaluated_on})")
 
 
-def measure_inference_ms(extractor: FeatureExtractor, head, paths: list[Path], temperature: float | None = None) -> float:
-    """Milliseconds per image for backbone + head on a batch of preprocessed test images.
-
-    Decoding is excluded: this is the model's cost, measured after one warm-up pass.
-    """
-    from .data import image_batches
-
-    batch = next(iter(image_batches(paths[:INFERENCE_BATCH], extractor.backbone.transform(), INFERENCE_BATCH, 0)), None)
-    if batch is None or batch.images is None:
-        return float("nan")
-    images = batch.images
-    extractor.forward(images[:2])  # warm-up: first calls allocate
-    start = time.perf_counter()
-    with torch.inference_mode(), single_threaded_blas():
-        head.predict(temperature_features(extractor.forward(images).float().numpy(), temperature))
-    return (time.perf_counter() - start) * 1000.0 / len(images)
+def predict_features(head, features: np.ndarray, temperature: float | None) -> np.ndarray:
+    """The head's predictions for raw backbone features (temperature applied, one BLAS thread)."""
+    with single_threaded_blas():
+        return head.predict(temperature_features(features, temperature))

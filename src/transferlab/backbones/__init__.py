@@ -6,6 +6,7 @@ from .names import DEFAULT_BACKBONE, FRIENDLY_NAMES, FROM_SCRATCH
 _EXPORTS = {
     "Backbone": "backbone",
     "load_backbone": "backbone",
+    "to_channels_last": "backbone",
     "Layer": "layers",
     "LayerView": "layers",
     "resolve_timm_name": "names",

@@ -32,13 +32,23 @@ from .weights import (
 )
 
 
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Image-shaped tensors in channels_last, the layout backbones run in (same numbers, faster on CPU)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
+def _ready(model: nn.Module) -> nn.Module:
+    """Eval mode and channels_last weights: every backbone leaves here ready for CPU inference."""
+    return model.eval().to(memory_format=torch.channels_last)
+
+
 @dataclass
 class Backbone:
     """A pretrained (or randomly initialised) timm model with what determines its outputs."""
 
     name: str  # as the user asked for it
     timm_name: str  # timm model name with pretrained tag
-    model: nn.Module = field(repr=False)  # full ImageNet model, eval mode
+    model: nn.Module = field(repr=False)  # full ImageNet model, eval mode, channels_last
     weights_id: str  # "sha256:<hex>" of the weights file, or "random-init:<seed>"
     weights_source: str  # where the weights came from, for people
 
@@ -105,14 +115,14 @@ def load_backbone(
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = timm.create_model(timm_name, pretrained=False)
-        return Backbone(name, timm_name, model.eval(), f"random-init:{seed}", "random initialisation")
+        return Backbone(name, timm_name, _ready(model), f"random-init:{seed}", "random initialisation")
 
     source = find_weights(timm_name, weights)
     if source.kind == "download":
         model = _download_with_timm(timm_name)
         cached = cached_hub_file(timm_name)
         weights_id = f"sha256:{file_digest(cached)}" if cached else f"timm:{timm_name}"
-        return Backbone(name, timm_name, model.eval(), weights_id, "timm download")
+        return Backbone(name, timm_name, _ready(model), weights_id, "timm download")
 
     assert source.path is not None
     if source.kind == "hub-cache":
@@ -123,7 +133,7 @@ def load_backbone(
         if looks_like_lite_package(state):
             state = rename_lite_state_dict(state, [len(stage) for stage in model.blocks])
         _load_strict(model, state, source.description)
-    return Backbone(name, timm_name, model.eval(), f"sha256:{file_digest(source.path)}", source.description)
+    return Backbone(name, timm_name, _ready(model), f"sha256:{file_digest(source.path)}", source.description)
 
 
 def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:

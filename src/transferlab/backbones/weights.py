@@ -61,7 +61,7 @@ def cached_hub_file(timm_name: str) -> Path | None:
         from huggingface_hub import try_to_load_from_cache
 
         repo_id = cfg.hf_hub_id
-        for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+        for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin"):
             if not filename:
                 continue
             found = try_to_load_from_cache(repo_id, filename)

@@ -69,6 +69,5 @@ def image_batches(
         shuffle=False,
         num_workers=workers,
         collate_fn=collate_batch,
-        persistent_workers=False,
     )
     return iter(loader)

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..backbones import Backbone
+from ..backbones import Backbone, to_channels_last
 from ..data import image_batches
 from ..errors import UserError
 from ..storage import file_digest
@@ -73,7 +73,7 @@ class FeatureExtractor:
             found = backbone.require_layer_view().find(self.layer)
             self.layer = found.name
             self._stop = found.index + 1
-        self.model = backbone.model.eval().to(memory_format=torch.channels_last)
+        self.model = backbone.model
         self.cache = FeatureCache(self.identity(), cache_root) if cache else None
 
     def identity(self) -> dict:
@@ -92,7 +92,7 @@ class FeatureExtractor:
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Feature vectors (B, D) of a batch of preprocessed images."""
-        x = images.contiguous(memory_format=torch.channels_last)
+        x = to_channels_last(images)
         if self.layer == "pre_logits":
             return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
         if self.layer == "logits":

@@ -68,7 +68,7 @@ def load_bundle(folder: Path | str) -> Bundle:
     folder = Path(folder).expanduser()
     meta = read_meta(folder)
     architecture = meta["backbone"]["timm_name"]
-    base = timm.create_model(architecture, pretrained=False)
+    base = timm.create_model(architecture, pretrained=False).to(memory_format=torch.channels_last)
     view = build_layer_view(base, tuple(meta["preprocessing"]["input_size"]))
     if view is None or len(view) != meta["layers"]:
         raise UserError(f"the installed timm builds {architecture} differently from the one that saved {folder}")

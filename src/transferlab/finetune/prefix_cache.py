@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..backbones import to_channels_last
 from ..data import image_batches
 from ..storage import cache_root
 
@@ -66,7 +67,7 @@ def compute_prefix_outputs(
     for batch in image_batches(paths, transform, batch_size, num_workers):
         unreadable.extend(batch.unreadable)
         if batch.images is not None:
-            out = model.features(batch.images.contiguous(memory_format=torch.channels_last), 0, stop)
+            out = model.features(to_channels_last(batch.images), 0, stop)
             if store is None:
                 store, backing = _allocate(len(paths), tuple(out.shape[1:]))
             store[row : row + len(out)] = out

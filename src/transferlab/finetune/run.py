@@ -10,12 +10,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.utils.class_weight import compute_class_weight
 
-from ..backbones import FROM_SCRATCH, Backbone, load_backbone
+from ..backbones import FROM_SCRATCH, Backbone, load_backbone, to_channels_last
 from ..data import Sample, image_batches, load_dataset
 from ..errors import UserError
+from ..evaluation import inference_ms_per_image, score
 from ..storage import text_digest
 from ..training.early_stopping import EarlyStopping
 from .augment import train_transform
@@ -30,7 +30,6 @@ from .prefix_cache import compute_prefix_outputs
 
 StageProgress = Callable[[str, int, int], None]
 EpochHook = Callable[[dict], None]
-INFERENCE_BATCH = 16
 
 
 def default_policy(config: FinetuneConfig) -> str:
@@ -76,11 +75,6 @@ def restored_epoch(history: list[dict], monitor: str) -> int:
     return max(last_stage, key=lambda h: h["val_accuracy"])["epoch"]
 
 
-def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """Image-shaped tensors in channels_last: the faster layout for CPU convolutions, same numbers."""
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
-
-
 class FinetuneRun:
     """The state of one run; ``run()`` trains every stage then evaluates and saves."""
 
@@ -103,7 +97,6 @@ class FinetuneRun:
             torch.manual_seed(c.seed)
             self.model = TransferModel.from_backbone(self.backbone, len(self.splits.classes), c.head, c.dropout, c.pooling)
         self.model.train_bn = from_scratch if c.train_bn is None else c.train_bn
-        self.model.to(memory_format=torch.channels_last)
         self.stages = plan_stages(c.freeze, len(self.model.layers))
         self.eval_transform = self.backbone.transform()
         self.train_transform = train_transform(self.backbone.data_config, c.augment, self.eval_transform)
@@ -163,7 +156,7 @@ class FinetuneRun:
             seen += len(y)
         return {"val_loss": total_loss / max(seen, 1), "val_accuracy": correct / max(seen, 1)}
 
-    def stage_lr(self, index: int, stage: Stage) -> tuple[float, float]:
+    def stage_lr(self, stage: Stage) -> tuple[float, float]:
         c = self.config
         if stage.name == "fine-tune":
             lr = c.stage2_lr if c.stage2_lr is not None else c.lr / 100
@@ -190,7 +183,7 @@ class FinetuneRun:
             if state and index < state["stage"]:
                 continue  # finished before the interruption
             self.model.freeze(stage.frozen_layers)
-            lr, backbone_lr = self.stage_lr(index, stage)
+            lr, backbone_lr = self.stage_lr(stage)
             optimizer = build_optimizer(self.model, c.optimizer, lr, backbone_lr, c.weight_decay)
             train_inputs = self.stage_inputs(stage, self.train_samples, "train", training=True)
             val_inputs = self.stage_inputs(stage, self.val_samples, "val", training=False)
@@ -258,8 +251,6 @@ class FinetuneRun:
             train_images=len(self.train_samples),
             val_images=len(self.val_samples),
             test_images=len(truth),
-            accuracy=float(accuracy_score(truth, predicted)),
-            macro_f1=float(f1_score(truth, predicted, average="macro")),
             epochs_run=len(history),
             seconds_per_epoch=float(np.mean(epoch_seconds)) if epoch_seconds else 0.0,
             training_seconds=training_seconds,
@@ -269,19 +260,18 @@ class FinetuneRun:
             backbone_layers=len(self.model.layers),
             frozen_layers=stage_of_last.frozen_layers,
             feature_dim=self.model.feature_dim,
-            inference_ms_per_image=self.inference_ms(),
+            inference_ms_per_image=inference_ms_per_image(
+                lambda images: self.model(to_channels_last(images)), kept_paths, self.eval_transform),
             best_epoch=best,
             stage2_start_epoch=stage2_start,
             prefix_cache_used=c.prefix_cache and not c.augment,
             model_path=str(self.output),
             history=history,
-            confusion_matrix=confusion_matrix(truth, predicted, labels=range(len(classes))).tolist(),
-            predictions=[{"path": str(p), "true": classes[t], "predicted": classes[q]}
-                         for p, t, q in zip(kept_paths, truth, predicted)],
             unreadable_count=len(self.unreadable),
             unreadable_examples=sorted(str(p) for p in self.unreadable)[:5],
             notes=list(self.splits.notes),
             config=asdict(c),
+            **score(truth, predicted, classes, kept_paths),
         )
         result.notes.append(f"frozen-prefix cache computed in {self.prefix_seconds:.1f} s (included in training seconds)")
         summary = {k: v for k, v in asdict(result).items() if k not in ("predictions",)}
@@ -311,19 +301,3 @@ class FinetuneRun:
             truth.extend(samples[i].label for i in batch.indices)
             paths.extend(samples[i].path for i in batch.indices)
         return predicted, truth, paths
-
-    def inference_ms(self) -> float:
-        """Milliseconds per image for the whole model on a batch of preprocessed test images."""
-        inputs = ImageInputs([s.path for s in self.splits.test[:INFERENCE_BATCH]],
-                             torch.zeros(min(INFERENCE_BATCH, len(self.splits.test)), dtype=torch.long),
-                             self.eval_transform, 0)
-        batch = next(iter(inputs.batches(INFERENCE_BATCH, 0, shuffle=False)), None)
-        if batch is None:
-            return float("nan")
-        images = batch[0]
-        self.model.eval()
-        with torch.inference_mode():
-            self.model(images[:2])
-            started = time.perf_counter()
-            self.model(images)
-        return (time.perf_counter() - started) * 1000.0 / len(images)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from ..data import image_batches
 from ..data.layout import find_splits, read_class_folders
 from ..errors import UserError
+from ..evaluation import score
 from .bundle import Bundle, load_bundle
 
 
@@ -79,14 +78,11 @@ def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: in
         truth.extend(labels[i] for i in batch.indices)
     if not truth:
         raise UserError(f"no readable images in {folder}")
-    truth_arr, pred_arr = np.array(truth), np.array(predicted)
     return {
         "data": str(folder),
         "images": len(truth),
-        "accuracy": float(accuracy_score(truth_arr, pred_arr)),
-        "macro_f1": float(f1_score(truth_arr, pred_arr, average="macro")),
         "classes": bundle.classes,
-        "confusion_matrix": confusion_matrix(truth_arr, pred_arr, labels=range(len(bundle.classes))).tolist(),
+        **score(truth, predicted, bundle.classes),
         "unreadable_count": len(unreadable),
         "unreadable_examples": unreadable[:5],
     }

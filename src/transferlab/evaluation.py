@@ -1,0 +1,45 @@
+"""Scoring predictions and timing inference, the same way for every kind of run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from .data import image_batches
+
+INFERENCE_BATCH = 16
+
+
+def score(truth: Sequence[int], predicted: Sequence[int], classes: list[str],
+          paths: Sequence[Path] | None = None) -> dict[str, Any]:
+    """Accuracy, macro F1, the confusion matrix and (with ``paths``) every image's prediction."""
+    scores: dict[str, Any] = {
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "macro_f1": float(f1_score(truth, predicted, average="macro")),
+        "confusion_matrix": confusion_matrix(truth, predicted, labels=range(len(classes))).tolist(),
+    }
+    if paths is not None:
+        scores["predictions"] = [
+            {"path": str(p), "true": classes[int(t)], "predicted": classes[int(q)]}
+            for p, t, q in zip(paths, truth, predicted)
+        ]
+    return scores
+
+
+def inference_ms_per_image(predict: Callable[[torch.Tensor], Any], paths: Sequence[Path], transform) -> float:
+    """Milliseconds per image of ``predict`` on a batch of preprocessed images (decoding excluded).
+
+    One small warm-up call first: the first calls allocate and pick kernels.
+    """
+    batch = next(iter(image_batches(list(paths[:INFERENCE_BATCH]), transform, INFERENCE_BATCH, 0)), None)
+    if batch is None or batch.images is None:
+        return float("nan")
+    with torch.inference_mode():
+        predict(batch.images[:2])
+        started = time.perf_counter()
+        predict(batch.images)
+    return (time.perf_counter() - started) * 1000.0 / len(batch.images)
