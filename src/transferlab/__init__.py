@@ -24,6 +24,7 @@ _EXPORTS = {
     "FinetuneResult": "finetune",
     "run_finetune": "finetune",
     "load_bundle": "finetune",
+    "tune_allocator": "allocator",
 }
 
 # Fine-tuning is the package ``transferlab.finetune`` (``finetune.finetune(...)``, ``run_finetune``):

@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .allocator import tune_allocator
 from .errors import UserError
 
 stderr = Console(stderr=True, emoji=False, highlight=False)
@@ -47,6 +48,7 @@ def parse_list(text: str | None) -> list[str] | None:
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Feature and dataset cache (default: $XDG_CACHE_HOME/transferlab).")
 def main(cache_dir: str | None) -> None:
     """Transfer learning for image classification: probe, fine-tune, compare."""
+    tune_allocator()
     if cache_dir:
         os.environ["TRANSFERLAB_CACHE_DIR"] = cache_dir
 
