@@ -3,7 +3,13 @@
 Runs the same fine-tuning twice in one process (same data, seed and settings,
 early stopping off so both run the same epochs) and prints seconds per epoch,
 their ratio, the one-off cost of computing the cache, and both validation
-accuracies. Usage:
+accuracies. Then it splits a recomputed epoch into its parts, per training
+image: decoding, the frozen prefix's forward pass and the trainable tail's
+training step, with their floating-point operations. The cache removes the
+first two, so (all three) / (tail step) is what it gains when an epoch costs
+nothing else (the real recomputed epoch also pays for decoding workers
+competing with the model's threads).
+Usage:
 
     .venv/bin/python bench/prefix_cache.py [--data DIR] [--freeze half] [--epochs 3]
 """
@@ -16,7 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from transferlab import tune_allocator
+from transferlab.data import image_batches
 from transferlab.finetune import FinetuneConfig, run_finetune
+from transferlab.finetune.optim import build_optimizer, build_schedule
+from transferlab.finetune.run import FinetuneRun
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "hymenoptera_data"
 
@@ -30,6 +43,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tune_allocator()  # as the CLI does
 
     rows = {}
     with tempfile.TemporaryDirectory() as out:
@@ -57,6 +71,48 @@ def main() -> None:
     print(f"{'test accuracy':24}{recomputed.accuracy:12.4f}{cached.accuracy:12.4f}")
     print(f"speed-up per epoch: {recomputed.seconds_per_epoch / cached.seconds_per_epoch:.2f}x  ({prefix_note})")
     print(f"val accuracy difference: {abs(final_val[0] - final_val[1]) * 100:.2f} points")
+    print_breakdown(FinetuneConfig(data=args.data, backbone=args.backbone, freeze=args.freeze,
+                                   per_class=args.per_class, num_workers=0))
+
+
+def print_breakdown(config: FinetuneConfig) -> None:
+    """Time each part of a recomputed epoch on the training images, one after the other (no overlap)."""
+    run = FinetuneRun(config, None, None)
+    run.prepare()
+    model, cut = run.model, run.stages[0].frozen_layers
+    model.freeze(cut)
+    paths = [s.path for s in run.train_samples]
+    labels = torch.tensor([s.label for s in run.train_samples])
+    started = time.perf_counter()
+    images = [b.images for b in image_batches(paths, run.eval_transform, config.batch_size, 0)]
+    decode = time.perf_counter() - started
+    started = time.perf_counter()
+    with torch.no_grad():
+        prefix = [model.features(x.contiguous(memory_format=torch.channels_last), 0, cut) for x in images]
+    prefix_seconds = time.perf_counter() - started
+    optimizer = build_optimizer(model, config.optimizer, config.lr, config.lr, config.weight_decay)
+    schedule = build_schedule(optimizer, config.schedule, len(prefix))
+    model.train()
+    started = time.perf_counter()
+    for x, y in zip(prefix, labels.split(config.batch_size)):
+        optimizer.zero_grad(set_to_none=True)
+        run.loss_fn(model(x, start=cut), y).backward()
+        optimizer.step()
+        schedule.step()
+    tail_seconds = time.perf_counter() - started
+    with FlopCounterMode(display=False) as prefix_flops, torch.no_grad():
+        one = model.features(images[0][:1], 0, cut)
+    with FlopCounterMode(display=False) as tail_flops, torch.no_grad():
+        model(one, start=cut)
+
+    n = len(paths)
+    print(f"\nparts of a recomputed epoch, per training image ({n} images, layers 0-{cut - 1} frozen):")
+    print(f"  decode and resize          {decode / n * 1000:7.1f} ms")
+    print(f"  frozen prefix forward      {prefix_seconds / n * 1000:7.1f} ms   {prefix_flops.get_total_flops() / 1e6:6.0f} MFLOP")
+    print(f"  trainable tail, train step {tail_seconds / n * 1000:7.1f} ms   {tail_flops.get_total_flops() / 1e6:6.0f} MFLOP forward"
+          " (about 3x that with backward)")
+    gain = (decode + prefix_seconds + tail_seconds) / tail_seconds
+    print(f"cache gain if an epoch cost only these parts: {gain:.2f}x")
 
 
 if __name__ == "__main__":
