@@ -99,6 +99,26 @@ def test_missing_data_folder_is_one_error_line(cli, tmp_path):
     assert_one_error_line(cli("probe", "-d", str(tmp_path / "nowhere")), "data folder not found")
 
 
+CHECK_BEFORE_TORCH = """
+import sys
+from transferlab.cli import run
+sys.argv = ["transferlab", *sys.argv[1:]]
+try:
+    run()
+except SystemExit as exc:
+    print("exit", exc.code, "torch loaded:", "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("command", ["probe", "finetune"])
+def test_missing_data_folder_is_reported_before_torch_loads(tmp_path, command):
+    out = subprocess.run([sys.executable, "-c", CHECK_BEFORE_TORCH, command, "-d", str(tmp_path / "nowhere")],
+                         capture_output=True, text=True)
+
+    assert "data folder not found" in out.stderr
+    assert out.stdout.strip() == "exit 2 torch loaded: False"
+
+
 def test_one_class_folder_is_one_error_line(cli, tmp_path):
     data = make_class_folders(tmp_path / "one", {"only": 8})
 

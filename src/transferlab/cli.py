@@ -80,6 +80,9 @@ weights_option = click.option("--weights", type=click.Path(dir_okay=False), help
 @click.option("--predictions", is_flag=True, help="With --json: include every test image's prediction.")
 def probe(data, backbone, head, layer, pooling, weights, random_init, per_class, classes, num_classes, split, temperature, C, dropout, seed, batch_size, workers, no_cache, as_json, predictions):
     """Frozen-backbone features + a head, evaluated on held-out images."""
+    from .data.builtin import require_data_folder
+
+    require_data_folder(data)  # before torch loads: a typo costs no wait
     from .probing import ProbeConfig, run_probe
     from .results import print_table, to_json
 

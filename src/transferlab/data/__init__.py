@@ -1,33 +1,27 @@
-"""Data: image folders, their splits, built-in datasets and the decoding path."""
+"""Data: image folders, their splits, built-in datasets and the decoding path.
 
-from .builtin import BUILTIN_DATASETS, resolve_data_path
-from .images import UnreadableImage, open_rgb
-from .layout import DatasetSplits, Sample, limit_per_class, load_splits, select_classes
-from .loading import Batch, image_batches
+Names are imported on first use, so checking a data folder does not load torch.
+"""
 
+from __future__ import annotations
 
-def load_dataset(
-    data,
-    *,
-    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
-    seed: int = 0,
-    classes: list[str] | None = None,
-    num_classes: int | None = None,
-    per_class: int | None = None,
-) -> DatasetSplits:
-    """A dataset folder (or built-in name) read, split, and cut down to the classes and sizes asked for."""
-    splits = load_splits(resolve_data_path(data), ratios=ratios, seed=seed)
-    splits = select_classes(splits, classes, num_classes)
-    return limit_per_class(splits, per_class, seed)
+from .._lazy import lazy_exports
 
+_EXPORTS = {
+    "BUILTIN_DATASETS": "builtin",
+    "require_data_folder": "builtin",
+    "resolve_data_path": "builtin",
+    "UnreadableImage": "images",
+    "open_rgb": "images",
+    "DatasetSplits": "layout",
+    "Sample": "layout",
+    "limit_per_class": "layout",
+    "load_dataset": "layout",
+    "load_splits": "layout",
+    "select_classes": "layout",
+    "Batch": "loading",
+    "image_batches": "loading",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "BUILTIN_DATASETS",
-    "Batch",
-    "DatasetSplits",
-    "Sample",
-    "UnreadableImage",
-    "image_batches",
-    "load_dataset",
-    "open_rgb",
-]
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import UserError
 from ..storage import cache_root
 
 BUILTIN_DATASETS = ("digits",)
@@ -41,6 +42,17 @@ def materialize_digits(root: Path | None = None) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def require_data_folder(data: str | Path) -> None:
+    """A built-in name or an existing folder, else one clear error (cheap: the CLI checks before torch loads)."""
+    if str(data) in BUILTIN_DATASETS:
+        return
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise UserError(f"data folder not found: {path}")
+    if not path.is_dir():
+        raise UserError(f"data path is not a folder: {path}")
 
 
 def resolve_data_path(data: str | Path) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 from sklearn.model_selection import train_test_split
 
 from ..errors import UserError
+from .builtin import require_data_folder, resolve_data_path
 
 SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
 
@@ -110,10 +111,7 @@ def load_splits(
 ) -> DatasetSplits:
     """Read the folder and split it (or take its given splits)."""
     root = Path(root).expanduser()
-    if not root.exists():
-        raise UserError(f"data folder not found: {root}")
-    if not root.is_dir():
-        raise UserError(f"data path is not a folder: {root}")
+    require_data_folder(root)
     given = find_splits(root)
     if given:
         classes, train = read_class_folders(given["train"])
@@ -189,3 +187,18 @@ def limit_per_class(splits: DatasetSplits, per_class: int | None, seed: int = 0)
     if short:
         notes.append(f"fewer than {per_class} training images in: {', '.join(short)}")
     return replace(splits, train=sorted(kept, key=lambda s: (s.label, str(s.path))), notes=notes)
+
+
+def load_dataset(
+    data,
+    *,
+    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+    classes: list[str] | None = None,
+    num_classes: int | None = None,
+    per_class: int | None = None,
+) -> DatasetSplits:
+    """A dataset folder (or built-in name) read, split, and cut down to the classes and sizes asked for."""
+    splits = load_splits(resolve_data_path(data), ratios=ratios, seed=seed)
+    splits = select_classes(splits, classes, num_classes)
+    return limit_per_class(splits, per_class, seed)

@@ -56,6 +56,9 @@ def finetune(data, backbone, freeze, head, dropout, pooling, optimizer, lr, back
              per_class, classes, num_classes, weights, random_init, no_prefix_cache, output, resume, workers, as_json):
     """Fine-tune a pretrained backbone with a new head, layers frozen by policy."""
     from ..cli import parse_list, stage_progress
+    from ..data.builtin import require_data_folder
+
+    require_data_folder(data)  # before torch loads: a typo costs no wait
     from ..results import print_table, to_json
     from .config import FinetuneConfig
     from .run import run_finetune
@@ -123,6 +126,9 @@ def evaluate(model, data, as_json):
     from rich.console import Console
     from rich.table import Table
 
+    from ..data.builtin import require_data_folder
+
+    require_data_folder(data)
     from .use import evaluate_folder
 
     result = evaluate_folder(model, data)
