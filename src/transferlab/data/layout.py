@@ -109,9 +109,9 @@ def load_splits(
     ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
     seed: int = 0,
 ) -> DatasetSplits:
-    """Read the folder and split it (or take its given splits)."""
-    root = Path(root).expanduser()
+    """Read the folder (or built-in dataset) and split it (or take its given splits)."""
     require_data_folder(root)
+    root = resolve_data_path(root)
     given = find_splits(root)
     if given:
         classes, train = read_class_folders(given["train"])
@@ -199,6 +199,6 @@ def load_dataset(
     per_class: int | None = None,
 ) -> DatasetSplits:
     """A dataset folder (or built-in name) read, split, and cut down to the classes and sizes asked for."""
-    splits = load_splits(resolve_data_path(data), ratios=ratios, seed=seed)
+    splits = load_splits(data, ratios=ratios, seed=seed)
     splits = select_classes(splits, classes, num_classes)
     return limit_per_class(splits, per_class, seed)
