@@ -3,9 +3,8 @@
 By default glibc serves allocations above a (dynamic) threshold with fresh
 ``mmap`` pages and returns freed memory at the top of the heap at once, so each
 forward pass touches tens of megabytes of new pages that the kernel must fault in
-and zero. On this project's 2-core machine that was more than half of the
-forward time of Lite0's first half (the fix: feature extraction 15% faster end
-to end, a fine-tuning epoch on cached frozen layers 17% faster; see the README).
+and zero. On this project's 2-core machine, Lite0 feature extraction ran 15%
+faster without that (see the README).
 
 Raising both thresholds makes glibc reuse the freed buffers. It is what the
 ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` environment variables
