@@ -10,6 +10,8 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from .data import image_batches
+from .engine.loop import predict
+from .engine.runtime import CPU, Runtime
 
 INFERENCE_BATCH = 16
 
@@ -30,16 +32,17 @@ def score(truth: Sequence[int], predicted: Sequence[int], classes: list[str],
     return scores
 
 
-def inference_ms_per_image(predict: Callable[[torch.Tensor], Any], paths: Sequence[Path], transform) -> float:
-    """Milliseconds per image of ``predict`` on a batch of preprocessed images (decoding excluded).
+def inference_ms_per_image(model: torch.nn.Module, forward: Callable[[torch.Tensor], Any], paths: Sequence[Path],
+                           transform, runtime: Runtime = CPU) -> float:
+    """Milliseconds per image of ``forward`` on a batch of preprocessed images (decoding excluded).
 
     One small warm-up call first: the first calls allocate and pick kernels.
     """
     batch = next(iter(image_batches(list(paths[:INFERENCE_BATCH]), transform, INFERENCE_BATCH, 0)), None)
     if batch is None or batch.images is None:
         return float("nan")
-    with torch.inference_mode():
-        predict(batch.images[:2])
-        started = time.perf_counter()
-        predict(batch.images)
-    return (time.perf_counter() - started) * 1000.0 / len(batch.images)
+    images = batch.images
+    list(predict(model, forward, [images[:2]], runtime, inputs_of=lambda x: x))
+    started = time.perf_counter()
+    list(predict(model, forward, [images], runtime, inputs_of=lambda x: x))
+    return (time.perf_counter() - started) * 1000.0 / len(images)

@@ -9,6 +9,8 @@ from timm.data import ImageNetInfo
 
 from .backbones import DEFAULT_BACKBONE, load_backbone
 from .data import UnreadableImage, open_rgb
+from .engine.loop import predict
+from .engine.runtime import CPU
 from .errors import UserError
 
 
@@ -24,8 +26,8 @@ def predict_imagenet(images: list[str | Path], backbone: str = DEFAULT_BACKBONE,
             tensors.append(transform(open_rgb(image)))
         except UnreadableImage:
             raise UserError(f"not a readable image: {image}") from None
-    with torch.inference_mode():
-        probabilities = model.model(torch.stack(tensors)).softmax(dim=1)
+    _, logits = list(predict(model.model, model.model, [torch.stack(tensors)], CPU, inputs_of=lambda x: x))[0]
+    probabilities = logits.softmax(dim=1)
     top = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
     return [
         {

@@ -5,10 +5,48 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+
+@dataclass(kw_only=True)
+class RunResult:
+    """What every run measured on its test images: the fields probe and fine-tuning results share.
+
+    Times are wall-clock seconds on this machine; ``runtime`` says where and how it ran
+    (device, precision, memory format, processes).
+    """
+
+    backbone: str
+    timm_name: str
+    head: str
+    data: str
+    evaluated_on: str
+    classes: list[str]
+    train_images: int
+    val_images: int
+    test_images: int
+    accuracy: float
+    macro_f1: float
+    feature_dim: int
+    inference_ms_per_image: float
+    confusion_matrix: list[list[int]] = field(default_factory=list)
+    predictions: list[dict] = field(default_factory=list)  # per test image: path, true, predicted
+    history: list[dict] = field(default_factory=list)  # per epoch, for trained heads and fine-tuning
+    unreadable_count: int = 0
+    unreadable_examples: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    runtime: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """The record back from its JSON form (fields it does not know are ignored, missing ones default)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def to_json(record: Any, **exclude: bool) -> str:

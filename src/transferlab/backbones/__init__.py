@@ -6,9 +6,8 @@ from .names import DEFAULT_BACKBONE, FRIENDLY_NAMES, FROM_SCRATCH
 _EXPORTS = {
     "Backbone": "backbone",
     "load_backbone": "backbone",
-    "to_channels_last": "backbone",
-    "Layer": "layers",
-    "LayerView": "layers",
+    "Unit": "units",
+    "FeatureLayer": "units",
     "resolve_timm_name": "names",
     "cached_hub_file": "weights",
     "lite_package_file": "weights",

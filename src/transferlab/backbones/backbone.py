@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..storage import file_digest
-from .layers import LayerView, build_layer_view
+from .units import FeatureLayer, Unit, feature_layers, freeze_units
 from .names import DEFAULT_BACKBONE, FROM_SCRATCH, resolve_timm_name
 from .weights import (
     cached_hub_file,
@@ -30,11 +30,6 @@ from .weights import (
     read_state_dict,
     rename_lite_state_dict,
 )
-
-
-def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """Image-shaped tensors in channels_last, the layout backbones run in (same numbers, faster on CPU)."""
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 def _ready(model: nn.Module) -> nn.Module:
@@ -77,7 +72,8 @@ class Backbone:
 
     @property
     def feature_dim(self) -> int:
-        return int(self.model.num_features)
+        """Dimension of the pooled ``pre_logits`` features (timm's ``head_hidden_size``: 4096 for VGG's fc7)."""
+        return int(getattr(self.model, "head_hidden_size", None) or self.model.num_features)
 
     def backbone_parameters(self) -> int:
         """Parameters without the ImageNet classifier, which transfer learning replaces."""
@@ -86,17 +82,29 @@ class Backbone:
         return sum(p.numel() for p in self.model.parameters()) - head
 
     @cached_property
-    def layer_view(self) -> LayerView | None:
-        return build_layer_view(self.model, self.input_size)
+    def units(self) -> list[Unit]:
+        """Freeze units: timm's parameter groups, classifier excluded."""
+        return freeze_units(self.model)
 
-    def require_layer_view(self) -> LayerView:
-        view = self.layer_view
-        if view is None:
-            raise UserError(
-                f"{self.timm_name} does not run as a plain sequence of layers, so it has no layer list; "
-                "use its final pooled features (layer pre_logits)"
-            )
-        return view
+    @cached_property
+    def feature_layers(self) -> list[FeatureLayer]:
+        """Layers a probe can take features from (``forward_intermediates``), with their shapes."""
+        return feature_layers(self.model, self.input_size)
+
+    def find_feature_layer(self, layer: str | int) -> FeatureLayer:
+        """A feature layer by index (negative counts from the end) or by its module name."""
+        layers = self.feature_layers
+        if not layers:
+            raise UserError(f"{self.timm_name} has no intermediate feature layers in timm "
+                            "(forward_intermediates); use its pooled features (layer pre_logits)")
+        text = str(layer)
+        if text.lstrip("-").isdigit() and -len(layers) <= int(text) < len(layers):
+            return layers[int(text)]
+        for candidate in layers:
+            if candidate.name == text:
+                return candidate
+        names = ", ".join(f"{fl.index} ({fl.name})" for fl in layers)
+        raise UserError(f"unknown layer {layer!r} of {self.timm_name}: use pre_logits, logits, or one of {names}")
 
     def identity(self) -> dict[str, Any]:
         """Everything about the backbone that determines its features (a cache key part)."""

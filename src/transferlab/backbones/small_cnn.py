@@ -42,6 +42,30 @@ class SmallCNN(nn.Module):
         self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's parameter grouping: each conv block is a unit."""
+        return {"blocks": r"^blocks\.(\d+)"}
+
+    @property
+    def feature_info(self) -> list[dict]:
+        return [{"module": f"blocks.{i}", "num_chs": b.body[0].out_channels, "reduction": 2 ** (i + 1)}
+                for i, b in enumerate(self.blocks)]
+
+    def forward_intermediates(self, x, indices=None, intermediates_only: bool = False, stop_early: bool = False,
+                              **kwargs):
+        """timm's interface: the outputs of the blocks ``indices`` (all by default)."""
+        n = len(self.blocks)
+        wanted = set(range(n) if indices is None else ([i % n for i in indices] if not isinstance(indices, int)
+                                                       else range(n - indices, n)))
+        intermediates = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in wanted:
+                intermediates.append(x)
+            if stop_early and i >= max(wanted):
+                break
+        return intermediates if intermediates_only else (x, intermediates)
+
     def forward_features(self, x):
         return self.blocks(x)
 
@@ -57,6 +81,8 @@ class SmallCNN(nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None):
         self.num_classes = num_classes
+        if global_pool is not None:
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
 

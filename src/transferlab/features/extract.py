@@ -6,6 +6,7 @@ matrix is kept; images whose features are cached are not decoded at all.
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +15,15 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..backbones import Backbone, to_channels_last
+from ..backbones import Backbone
 from ..data import image_batches
+from ..engine.loop import predict
+from ..engine.runtime import CPU, Runtime
 from ..errors import UserError
 from ..storage import file_digest
 from .cache import FeatureCache
 
-POOLINGS = ("avg", "max", "flatten")
+POOLINGS = ("avg", "max", "flatten", "token")
 SPECIAL_LAYERS = ("pre_logits", "logits")
 
 ProgressHook = Callable[[int, int], None]  # (images done, images total)
@@ -44,11 +47,14 @@ class FeatureSet:
 
 
 class FeatureExtractor:
-    """Turns images into feature vectors with a frozen backbone.
+    """Turns images into feature vectors with a frozen backbone, through timm's own model interface.
 
-    ``layer``: ``pre_logits`` (the model's own pooled output, default), ``logits``
-    (the 1000 ImageNet scores), or a layer index/name from ``transferlab layers``,
-    whose map is reduced by ``pooling`` (``avg``, ``max`` or ``flatten``).
+    ``layer``: ``pre_logits`` (``forward_head(forward_features(x), pre_logits=True)``,
+    the model's own pooled features, default), ``logits`` (the 1000 ImageNet scores),
+    or a feature layer (index or module name, ``transferlab layers``) taken with
+    ``forward_intermediates``, whose map is reduced by ``pooling``: ``avg``, ``max`` or
+    ``flatten``; a ViT's token map is its patch tokens laid out as a grid, and
+    ``token`` takes its class token instead.
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class FeatureExtractor:
         num_workers: int | None = None,
         cache: bool = True,
         cache_root: Path | None = None,
+        runtime: Runtime = CPU,
     ):
         if pooling not in POOLINGS:
             raise UserError(f"unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
@@ -68,17 +75,32 @@ class FeatureExtractor:
         self.pooling = pooling
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self._stop = None
+        self.runtime = runtime
+        self._index: int | None = None
+        self._options: dict = {}
         if self.layer not in SPECIAL_LAYERS:
-            found = backbone.require_layer_view().find(self.layer)
-            self.layer = found.name
-            self._stop = found.index + 1
-        self.model = backbone.model
+            found = backbone.find_feature_layer(self.layer)
+            self.layer, self._index = found.name, found.index
+            self._options = self._intermediate_options()
+        self.model = runtime.prepare(backbone.model)
         self.cache = FeatureCache(self.identity(), cache_root) if cache else None
 
+    def _intermediate_options(self) -> dict:
+        accepted = inspect.signature(self.backbone.model.forward_intermediates).parameters
+        options: dict = {"indices": [self._index], "intermediates_only": True}
+        if "stop_early" in accepted:
+            options["stop_early"] = True
+        if self.pooling == "token":
+            if "return_prefix_tokens" not in accepted or not getattr(self.backbone.model, "num_prefix_tokens", 0):
+                raise UserError(f"pooling 'token' takes a ViT's class token; {self.backbone.timm_name} has none: "
+                                "use avg, max or flatten")
+            options["return_prefix_tokens"] = True
+        return options
+
     def identity(self) -> dict:
-        pooling = self.pooling if self._stop is not None else None
-        return {**self.backbone.identity(), "layer": self.layer, "pooling": pooling, "precision": "float32"}
+        pooling = self.pooling if self._index is not None else None
+        return {**self.backbone.identity(), "layer": self.layer, "pooling": pooling,
+                "precision": {"fp32": "float32"}.get(self.runtime.precision, self.runtime.precision)}
 
     @property
     def dim(self) -> int:
@@ -86,24 +108,30 @@ class FeatureExtractor:
             return self.backbone.feature_dim
         if self.layer == "logits":
             return int(self.backbone.model.num_classes)
-        shape = self.backbone.require_layer_view().layers[self._stop - 1].output_shape
-        return int(np.prod(shape)) if self.pooling == "flatten" else int(shape[0])
+        shape = self.backbone.feature_layers[self._index].shape
+        if self.pooling == "flatten":
+            return int(np.prod(shape))
+        return int(shape[0])
 
-    @torch.inference_mode()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Feature vectors (B, D) of a batch of preprocessed images."""
-        x = to_channels_last(images)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature vectors (B, D) of a batch of preprocessed images on the runtime's device."""
+        model = self.model
         if self.layer == "pre_logits":
-            return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+            return model.forward_head(model.forward_features(x), pre_logits=True)
         if self.layer == "logits":
-            return self.model(x)
-        out = self.backbone.layer_view.run(x, 0, self._stop)
-        if out.ndim == 4:
-            if self.pooling == "avg":
-                return out.mean(dim=(2, 3))
-            if self.pooling == "max":
-                return out.amax(dim=(2, 3))
+            return model(x)
+        out = model.forward_intermediates(x, **self._options)[0]
+        if self.pooling == "token":
+            return out[1][:, 0]
+        if self.pooling == "avg":
+            return out.mean(dim=(2, 3))
+        if self.pooling == "max":
+            return out.amax(dim=(2, 3))
         return out.flatten(1)
+
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        """Feature vectors of a CPU batch of preprocessed images, as float32 numpy."""
+        return list(predict(self.model, self.forward, [images], self.runtime, inputs_of=lambda x: x))[0][1].numpy()
 
     def extract(self, paths: Sequence[Path], progress: ProgressHook | None = None) -> FeatureSet:
         """Features of ``paths`` (cached ones read, the rest computed and cached)."""
@@ -129,10 +157,11 @@ class FeatureExtractor:
             progress(done, total)
         unreadable: list[int] = []
         transform = self.backbone.transform()
-        for batch in image_batches([paths[i] for i in missing], transform, self.batch_size, self.num_workers):
+        batches = image_batches([paths[i] for i in missing], transform, self.batch_size, self.num_workers)
+        for batch, out in predict(self.model, self.forward, batches, self.runtime):
             unreadable.extend(missing[j] for j in batch.unreadable)
-            if batch.images is not None:
-                features = self.forward(batch.images).float().numpy()
+            if out is not None:
+                features = out.numpy()
                 for j, vector in zip(batch.indices, features):
                     i = missing[j]
                     rows[i] = vector

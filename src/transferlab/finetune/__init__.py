@@ -6,7 +6,8 @@ _EXPORTS = {
     "Bundle": "bundle",
     "load_bundle": "bundle",
     "FinetuneConfig": "config",
-    "FinetuneResult": "config",
+    "FinetuneResult": "result",
+    "TransferModel": "model",
     "finetune": "run",
     "run_finetune": "run",
 }

@@ -1,9 +1,15 @@
-"""A trained model saved as a bundle: weights in safetensors plus a JSON description.
+"""A trained model saved as a bundle: a timm model folder plus transferlab's description.
 
-``model.safetensors`` holds the fine-tuned layers and head; ``transferlab.json``
-holds what is needed to rebuild and use them: the timm architecture, the
-preprocessing, the class names, the head spec and the training summary.
-Loading never unpickles anything.
+- ``model.safetensors``: the timm model's own state dict (``timm.create_model(arch,
+  num_classes=K)`` loads it, for the linear head; an ``mlp:...`` head replaces the
+  classifier, which only transferlab rebuilds);
+- ``config.json``: timm's Hub layout (architecture, num_classes, label_names,
+  pretrained_cfg with the preprocessing), written by timm's own ``save_config_for_hf``,
+  so ``timm.create_model("local-dir:FOLDER")`` finds the architecture and preprocessing;
+- ``transferlab.json``: the head, the preprocessing, the classes and the training summary.
+
+Loading never unpickles anything, never reaches a network, and checks the
+description's types before using them.
 """
 
 from __future__ import annotations
@@ -15,18 +21,22 @@ from typing import Any
 
 import timm
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from timm.data import create_transform
+from timm.models._hub import save_config_for_hf
 
 from ..backbones import small_cnn  # noqa: F401  (registers transferlab_small_cnn, which bundles may name)
-from ..backbones.layers import build_layer_view
 from ..errors import UserError
 from ..storage import atomic_path, atomic_write_text
 from .model import TransferModel
 
 WEIGHTS_NAME = "model.safetensors"
 META_NAME = "transferlab.json"
-FORMAT = "transferlab-bundle/1"
+TIMM_CONFIG_NAME = "config.json"
+FORMAT = "transferlab-bundle/2"
+OLD_FORMATS = ("transferlab-bundle/1",)
+MAX_META_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -35,17 +45,28 @@ class Bundle:
     classes: list[str]
     meta: dict[str, Any]
 
+    @property
+    def net(self) -> torch.nn.Module:
+        """The timm model inside."""
+        return self.model.net
+
     def transform(self):
         config = {k: tuple(v) if isinstance(v, list) else v for k, v in self.meta["preprocessing"].items()}
         return create_transform(**config, is_training=False)
 
 
 def save_bundle(folder: Path, model: TransferModel, meta: dict[str, Any]) -> None:
-    """Weights first, description last: a folder with ``transferlab.json`` holds a whole bundle."""
+    """Weights and timm's config first, transferlab's description last: a folder with it holds a whole bundle."""
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    net = model.net
+    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp))
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    preprocessing = meta["preprocessing"]
+    data_config = {k: (tuple(v) if isinstance(v, list) else v) for k, v in preprocessing.items()}
+    with atomic_path(folder / TIMM_CONFIG_NAME) as tmp:
+        save_config_for_hf(net, str(tmp), model_config={"label_names": list(meta["classes"])},
+                           data_config=data_config)
     atomic_write_text(folder / META_NAME, json.dumps({"format": FORMAT, **meta}, indent=2, default=str))
 
 
@@ -54,35 +75,60 @@ def read_meta(folder: Path | str) -> dict[str, Any]:
     meta_path = path / META_NAME if path.is_dir() else path
     if not meta_path.is_file():
         raise UserError(f"no transferlab model at {folder} (expected {META_NAME} in the folder)")
+    if meta_path.stat().st_size > MAX_META_BYTES:
+        raise UserError(f"{meta_path} is too large to be a transferlab model description")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{meta_path} is not a transferlab model description") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path} is not a transferlab model description")
+    if meta.get("format") in OLD_FORMATS:
+        raise UserError(f"{meta_path.parent} was saved by transferlab 0.1, whose weights are not a timm state dict; "
+                        "fine-tune it again with this version (the same `transferlab finetune` options give the "
+                        "same model), or use transferlab 0.1 to export it to ONNX")
     if meta.get("format") != FORMAT:
         raise UserError(f"{meta_path} is not a {FORMAT} bundle")
+    _check_meta(meta, meta_path)
     return meta
 
 
+def _check_meta(meta: dict, where: Path) -> None:
+    def bad(what: str) -> UserError:
+        return UserError(f"{where}: {what}")
+
+    backbone, head, pre, classes = (meta.get(k) for k in ("backbone", "head", "preprocessing", "classes"))
+    if not isinstance(backbone, dict) or not isinstance(backbone.get("timm_name"), str):
+        raise bad("backbone.timm_name must be a model name")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        raise bad("classes must be a list of at least two names")
+    if not isinstance(head, dict) or not isinstance(head.get("spec"), str) or head.get("pooling") not in ("avg", "flatten") \
+            or not isinstance(head.get("dropout"), (int, float)):
+        raise bad("head must give spec, dropout and pooling")
+    size = pre.get("input_size") if isinstance(pre, dict) else None
+    if not (isinstance(size, list) and len(size) == 3 and all(isinstance(s, int) and 0 < s <= 4096 for s in size)):
+        raise bad("preprocessing.input_size must be three sizes (channels, height, width)")
+
+
 def load_bundle(folder: Path | str) -> Bundle:
-    """Rebuild the model from its description and load its weights (eval mode)."""
+    """Rebuild the model from its description and load its weights (eval mode, on the CPU)."""
     folder = Path(folder).expanduser()
     meta = read_meta(folder)
-    architecture = meta["backbone"]["timm_name"]
-    base = timm.create_model(architecture, pretrained=False).to(memory_format=torch.channels_last)
-    view = build_layer_view(base, tuple(meta["preprocessing"]["input_size"]))
-    if view is None or len(view) != meta["layers"]:
-        raise UserError(f"the installed timm builds {architecture} differently from the one that saved {folder}")
+    architecture = meta["backbone"]["timm_name"].split(".", 1)[0]
+    if not timm.is_model(architecture):
+        raise UserError(f"{folder} names the model {architecture!r}, which the installed timm does not have")
     head = meta["head"]
-    model = TransferModel(view.modules, view.layers[-1].output_shape, len(meta["classes"]),
-                          head["spec"], head["dropout"], head["pooling"])
+    with torch.random.fork_rng():
+        net = timm.create_model(architecture, pretrained=False)
+        model = TransferModel(net, len(meta["classes"]), head["spec"], float(head["dropout"]), head["pooling"],
+                              tuple(meta["preprocessing"]["input_size"]))
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise UserError(f"{folder} has no {WEIGHTS_NAME} (a regular file)")
     try:
-        model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)))
-    except (RuntimeError, OSError) as exc:
+        state = load_file(str(weights))
+        model.net.load_state_dict(state)
+    except (RuntimeError, OSError, SafetensorError) as exc:
         raise UserError(f"cannot load weights of {folder}: {str(exc).splitlines()[0][:200]}") from None
-    return Bundle(model.eval(), list(meta["classes"]), meta)
+    return Bundle(model.to(memory_format=torch.channels_last).eval(), list(meta["classes"]), meta)
 
-
-def predict_tensor(bundle: Bundle, images: torch.Tensor) -> torch.Tensor:
-    """Class probabilities for a batch of preprocessed images."""
-    with torch.inference_mode():
-        return bundle.model(images).softmax(dim=1)

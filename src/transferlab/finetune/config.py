@@ -1,84 +1,60 @@
-"""The records of a fine-tuning run: what defines it and what it measured."""
+"""The record that defines a fine-tuning run, importable without torch (studies and the CLI plan with it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ..backbones.names import DEFAULT_BACKBONE
+from ..heads.spec import FINETUNE_HEADS, parse_head
+from ..options import BackboneOptions, DataOptions, RuntimeOptions, check_ranges, check_ratios, option
+from .augment_names import check_augment
+from .freeze import check_policy
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions):
     """Everything that defines a fine-tuning run (``transferlab finetune`` options)."""
 
-    data: str = "digits"
-    backbone: str = DEFAULT_BACKBONE  # or "small-cnn" for the from-scratch baseline
-    freeze: str | None = None  # all | none | half | first:N | top:K | two-stage[:top:K]; default two-stage (none from scratch)
-    head: str = "linear"  # linear | mlp:512,256
-    dropout: float = 0.2
-    pooling: str = "avg"  # avg | flatten
-    optimizer: str = "adam"  # adam | adamw | sgd | rmsprop
-    lr: float = 1e-3
-    backbone_lr: float | None = None  # learning rate of backbone layers that train (default: lr)
-    train_bn: bool | None = None  # update BatchNorm statistics of trainable layers (default: only from scratch)
-    weight_decay: float = 0.0
-    schedule: str = "constant"  # constant | cosine | one-cycle
-    batch_size: int = 32
-    epochs: int = 10  # maximum epochs (per stage for two-stage)
-    stage2_epochs: int | None = None  # two-stage: epochs after unfreezing (default: epochs)
-    stage2_lr: float | None = None  # two-stage: learning rate after unfreezing (default: lr / 100)
-    early_stopping: str = "val_loss"  # val_loss | val_accuracy | none
-    patience: int = 10
-    augment: list[str] = field(default_factory=list)  # flip, rotate, crop
-    class_weights: bool = False
-    seed: int = 0
-    per_class: int | None = None
-    classes: list[str] | None = None
-    num_classes: int | None = None
-    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    weights: str | None = None
-    random_init: bool = False
-    prefix_cache: bool = True  # reuse the frozen prefix's outputs across epochs when possible
-    output: str | None = None  # bundle folder; default under runs/
-    resume: bool = False
-    num_workers: int | None = None
+    freeze: str | None = option(None, "all | none | half | first:N | top:K | two-stage | two-stage:top:K "
+                                "(default: two-stage; none from scratch).")
+    head: str = option("linear", "linear (the model's own classifier, reset) or mlp:512,256.")
+    dropout: float = option(0.2, "Dropout between the mlp head's hidden layers.", minimum=0.0, maximum=0.95)
+    pooling: str = option("avg", "avg (the model's own pooling) or flatten.", choices=("avg", "flatten"))
+    optimizer: str = option("adam", "adam, adamw, sgd, rmsprop, or any optimizer name timm knows.")
+    lr: float = option(1e-3, "Learning rate of the head (and of the backbone in single-stage runs).", above=0.0)
+    backbone_lr: float | None = option(None, "Learning rate of the top trainable backbone unit "
+                                       "(default: --lr; in stage 2 of two-stage: --stage2-lr).", above=0.0)
+    layer_decay: float | None = option(None, "Each backbone unit below the top trains at this times the rate "
+                                       "of the one above (default 1; in stage 2 of two-stage: spread the rates "
+                                       "over 100x, as fastai's fine_tune does).", above=0.0, maximum=1.0)
+    train_bn: bool | None = option(None, "Update BatchNorm statistics of trainable layers "
+                                   "(default: only when training from scratch).", flag="--train-bn/--freeze-bn")
+    weight_decay: float = option(0.0, "Weight decay (never on norms and biases).", minimum=0.0)
+    schedule: str = option("constant", "Learning-rate schedule over each stage.",
+                           choices=("constant", "cosine", "one-cycle"))
+    warmup_epochs: int = option(0, "Epochs of linear warm-up at the start of each stage.", minimum=0)
+    epochs: int = option(10, "Maximum epochs (of each stage for two-stage).", minimum=1)
+    stage2_epochs: int | None = option(None, "two-stage: epochs after unfreezing (default: --epochs).", minimum=1)
+    stage2_lr: float | None = option(None, "two-stage: head learning rate after unfreezing (default: --lr / 10).",
+                                     above=0.0)
+    early_stopping: str = option("val_loss", "Metric early stopping watches (best weights are restored).",
+                                 choices=("val_loss", "val_accuracy", "none"))
+    patience: int = option(10, "Epochs without improvement before stopping.", minimum=1)
+    augment: list[str] = option(help="Comma-separated: flip, rotate, crop, randaugment, trivialaugment.",
+                                factory=list)
+    mixup: float = option(0.0, "Mixup alpha (0: off).", minimum=0.0)
+    cutmix: float = option(0.0, "CutMix alpha (0: off).", minimum=0.0)
+    label_smoothing: float = option(0.0, "Label smoothing of the loss.", minimum=0.0, maximum=0.5)
+    class_weights: bool = option(False, "Weight the loss by inverse class frequency.")
+    prefix_cache: bool = option(True, "Reuse the frozen layers' outputs across epochs when possible.",
+                                speed_only=True, flag="--prefix-cache/--no-prefix-cache")
+    output: str | None = option(None, "Model folder (default: runs/<backbone>-<policy>-<settings id>).",
+                                speed_only=True, flag="--output")
+    resume: bool = option(False, "Continue an interrupted run from its last completed epoch.", speed_only=True)
 
-
-@dataclass
-class FinetuneResult:
-    """What a fine-tuning run measured; ``history`` has one entry per epoch."""
-
-    backbone: str
-    timm_name: str
-    freeze: str
-    head: str
-    data: str
-    evaluated_on: str
-    classes: list[str]
-    train_images: int
-    val_images: int
-    test_images: int
-    accuracy: float
-    macro_f1: float
-    epochs_run: int
-    seconds_per_epoch: float
-    training_seconds: float
-    trainable_parameters: int
-    frozen_parameters: int
-    total_parameters: int
-    backbone_layers: int | None
-    frozen_layers: int
-    feature_dim: int
-    inference_ms_per_image: float
-    best_epoch: int
-    stage2_start_epoch: int | None  # first epoch of stage 2 in two-stage runs (1-based)
-    prefix_cache_used: bool
-    model_path: str
-    # per epoch: epoch, stage, lr, train_loss, train_accuracy, val_loss, val_accuracy, seconds
-    history: list[dict] = field(default_factory=list)
-    confusion_matrix: list[list[int]] = field(default_factory=list)
-    predictions: list[dict] = field(default_factory=list)  # per test image: path, true, predicted
-    unreadable_count: int = 0
-    unreadable_examples: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    config: dict = field(default_factory=dict)
+    def __post_init__(self) -> None:
+        self.ratios = check_ratios(self.ratios)
+        self.augment = check_augment(self.augment)
+        parse_head(self.head, FINETUNE_HEADS)
+        if self.freeze is not None:
+            check_policy(self.freeze)
+        check_ranges(self)

@@ -1,15 +1,19 @@
-"""Freeze policies: which of the backbone's layers train, stage by stage.
+"""Freeze policies: which of the backbone's units train, stage by stage.
 
-A *layer* is an entry of the backbone's layer view (``transferlab layers NAME``).
-Policies, for a backbone of n layers:
-- ``all``: every layer frozen, only the new head trains (feature extraction, trained end to end);
+A *unit* is one of the backbone's parameter groups in timm's own grouping
+(``group_matcher``): the stem, each block, the neck (``transferlab layers NAME``
+lists them). Policies, for a backbone of n units:
+- ``all``: every unit frozen, only the new head trains (feature extraction, trained end to end);
 - ``none``: everything trains;
-- ``half``: the first n // 2 layers frozen;
-- ``first:N``: the first N layers frozen (Keras' ``fine_tune_at = N``);
-- ``top:K``: only the top K layers (and the head) train;
-- ``two-stage``: the head trains with every layer frozen, then all layers are
-  unfrozen and training continues at a lower learning rate (fastai's ``fine_tune``);
-  ``two-stage:top:K`` unfreezes only the top K layers (the TensorFlow tutorial's recipe).
+- ``half``: the first n // 2 units frozen;
+- ``first:N``: the first N units frozen (Keras' ``fine_tune_at = N``);
+- ``top:K``: only the top K units (and the head) train;
+- ``two-stage``: the head trains with every unit frozen, then all units are
+  unfrozen and training continues with lower, discriminative learning rates
+  (fastai's ``fine_tune``); ``two-stage:top:K`` (and ``two-stage:half``,
+  ``two-stage:first:N``) unfreeze only part (the TensorFlow tutorial's recipe).
+
+Importable without torch: studies check a policy's syntax when they load.
 """
 
 from __future__ import annotations
@@ -23,40 +27,54 @@ POLICIES = ("all", "none", "half", "first:N", "top:K", "two-stage", "two-stage:t
 
 @dataclass(frozen=True)
 class Stage:
-    frozen_layers: int  # the first this-many layers are frozen
+    frozen_units: int  # the first this-many units are frozen
     name: str  # "train" for single-stage runs, "head" / "fine-tune" for two-stage
 
 
-def _count(text: str, policy: str, n_layers: int) -> int:
+def _usage(policy: str) -> UserError:
+    return UserError(f"unknown freeze policy {policy!r}: use one of {', '.join(POLICIES)}")
+
+
+def _count(text: str, policy: str, n_units: int | None) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if not 0 <= value <= n_layers:
-        raise UserError(f"freeze policy {policy!r}: the count must be between 0 and {n_layers} (the backbone's layers)")
+        raise UserError(f"freeze policy {policy!r}: {text!r} is not a whole number of units") from None
+    if value < 0 or (n_units is not None and value > n_units):
+        upper = f" and {n_units} (the backbone's units; `transferlab layers NAME` lists them)" if n_units else ""
+        raise UserError(f"freeze policy {policy!r}: the count must be between 0{upper or ' and the unit count'}")
     return value
 
 
-def frozen_layers(policy: str, n_layers: int) -> int:
-    """Frozen prefix length for a single-stage policy."""
+def frozen_units(policy: str, n_units: int | None) -> int:
+    """Frozen prefix length of a single-stage policy (``n_units=None``: check the syntax only)."""
+    n = n_units if n_units is not None else 0
     if policy == "all":
-        return n_layers
+        return n
     if policy == "none":
         return 0
     if policy == "half":
-        return n_layers // 2
+        return n // 2
     kind, _, arg = policy.partition(":")
     if kind == "first" and arg:
-        return _count(arg, policy, n_layers)
+        return _count(arg, policy, n_units)
     if kind == "top" and arg:
-        return n_layers - _count(arg, policy, n_layers)
-    raise UserError(f"unknown freeze policy {policy!r}: use one of {', '.join(POLICIES)}")
+        return n - _count(arg, policy, n_units)
+    raise _usage(policy)
 
 
-def plan_stages(policy: str, n_layers: int) -> list[Stage]:
+def plan_stages(policy: str, n_units: int | None) -> list[Stage]:
     """The stages a policy trains in, each with its frozen prefix."""
-    if policy == "two-stage" or policy == "two-stage:all":
-        return [Stage(n_layers, "head"), Stage(0, "fine-tune")]
+    n = n_units if n_units is not None else 0
+    if policy in ("two-stage", "two-stage:none"):
+        return [Stage(n, "head"), Stage(0, "fine-tune")]
     if policy.startswith("two-stage:"):
-        return [Stage(n_layers, "head"), Stage(frozen_layers(policy.split(":", 1)[1], n_layers), "fine-tune")]
-    return [Stage(frozen_layers(policy, n_layers), "train")]
+        second = frozen_units(policy.split(":", 1)[1], n_units)
+        return [Stage(n, "head"), Stage(second, "fine-tune")]
+    return [Stage(frozen_units(policy, n_units), "train")]
+
+
+def check_policy(policy: str) -> str:
+    """The policy, if its syntax is right (the unit count is checked when the backbone is known)."""
+    plan_stages(policy, None)
+    return policy

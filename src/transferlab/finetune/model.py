@@ -1,89 +1,141 @@
-"""A backbone's layers plus pooling plus a new head, trainable with a frozen prefix.
+"""The fine-tuned model: the timm model itself with a new classifier, trainable with a frozen prefix.
 
-The model holds the backbone's layer-view modules (not the ImageNet classifier),
-so its state dict is exactly what a saved bundle needs. ``forward(x, start=k)``
-runs from layer k on, which is how a cached frozen-prefix output is used.
+``TransferModel.net`` is the timm model (``reset_classifier(K)``), so
+``net.state_dict()`` is a timm state dict: a bundle's weights load with
+``timm.create_model(arch, num_classes=K)``. Features are what timm calls them,
+``forward_head(forward_features(x), pre_logits=True)``, for the probe and for
+fine-tuning alike (VGG keeps its pretrained fc6/fc7, MobileNetV3 its conv_head).
+An ``mlp:...`` head replaces the classifier module in place.
 
-Frozen layers are kept in inference mode: their BatchNorm running statistics do
+Frozen units are kept in inference mode: their BatchNorm running statistics do
 not change during training (the trap Keras and PyTorch users keep hitting). With
 ``train_bn=False`` (the default for pretrained backbones) the BatchNorm layers of
-trainable layers keep their ImageNet statistics too, while their scale and shift
+trainable units keep their ImageNet statistics too, while their scale and shift
 still learn: re-estimating statistics from a few small batches of a new dataset
 undoes what the head learned in the first stage (the TensorFlow tutorial's advice).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from ..backbones import Backbone
+from ..backbones.paths import UnitPath, build_path
+from ..backbones.units import Unit, freeze_units
 from ..errors import UserError
-from ..heads import mlp_layers, parse_hidden
-
-
-def parse_head(spec: str) -> tuple[int, ...]:
-    """``linear`` -> no hidden layers; ``mlp:512,256`` -> (512, 256)."""
-    name, _, arg = spec.partition(":")
-    if name == "linear" and not arg:
-        return ()
-    if name == "mlp":
-        return parse_hidden(arg) if arg else (512, 256)
-    raise UserError(f"unknown fine-tuning head {spec!r}: use linear or mlp:512,256")
+from ..heads.mlp import mlp_layers
+from ..heads.spec import FINETUNE_HEADS, HeadSpec, parse_head
 
 
 class TransferModel(nn.Module):
-    def __init__(self, layers: list[nn.Module], feature_shape: tuple[int, ...], num_classes: int,
-                 head: str = "linear", dropout: float = 0.2, pooling: str = "avg"):
+    def __init__(self, net: nn.Module, num_classes: int, head: HeadSpec | str = "linear", dropout: float = 0.2,
+                 pooling: str = "avg", input_size: tuple[int, int, int] | None = None):
         super().__init__()
-        if pooling not in ("avg", "flatten"):
-            raise UserError(f"fine-tuning pooling must be avg or flatten, got {pooling!r}")
-        self.layers = nn.ModuleList(layers)
-        self.pooling = pooling
-        in_dim = feature_shape[0] if pooling == "avg" else math.prod(feature_shape)
-        self.feature_dim = in_dim
-        self.head = mlp_layers(in_dim, parse_head(head), num_classes, dropout)
-        self.frozen_layers = 0
+        head = head if isinstance(head, HeadSpec) else parse_head(head, FINETUNE_HEADS)
+        input_size = input_size or tuple(net.pretrained_cfg["input_size"])
+        self.net = net
+        self.feature_dim = install_head(net, num_classes, head, dropout, pooling, input_size)
+        self.input_size = input_size
+        self.units: list[Unit] = freeze_units(net)
+        self._path: UnitPath | None | bool = False  # built on first use: loading a bundle needs none
+        self.frozen_units = 0
         self.train_bn = True
 
     @classmethod
-    def from_backbone(cls, backbone: Backbone, num_classes: int, head: str = "linear", dropout: float = 0.2,
-                      pooling: str = "avg") -> "TransferModel":
-        view = backbone.require_layer_view()
-        return cls(view.modules, view.layers[-1].output_shape, num_classes, head, dropout, pooling)
+    def from_backbone(cls, backbone: Backbone, num_classes: int, head: HeadSpec | str = "linear",
+                      dropout: float = 0.2, pooling: str = "avg") -> "TransferModel":
+        return cls(backbone.model, num_classes, head, dropout, pooling, backbone.input_size)
 
-    def features(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        for layer in self.layers[start:stop]:
-            x = layer(x)
-        return x
+    @property
+    def path(self) -> UnitPath | None:
+        """The per-family path that runs from a unit on (None: no adapter fits this model)."""
+        if self._path is False:
+            self._path = build_path(self.net, self.units, self.input_size)
+        return self._path  # type: ignore[return-value]
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.net.get_classifier()
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
-        x = self.features(x, start)
-        x = x.mean(dim=(2, 3)) if self.pooling == "avg" else x.flatten(1)
-        return self.head(x)
+        """Logits; ``start > 0``: ``x`` is the output of the path's first ``start`` steps (a cached prefix)."""
+        if start == 0:
+            return self.net(x)
+        assert self.path is not None
+        return self.classifier(self.path.run(x, start))
 
-    def freeze(self, n_layers: int) -> None:
-        """Freeze the first ``n_layers`` layers (no gradients, inference-mode BatchNorm)."""
-        self.frozen_layers = n_layers
-        for i, layer in enumerate(self.layers):
-            for p in layer.parameters():
-                p.requires_grad_(i >= n_layers)
+    def prefix(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """The output of the path's first ``steps`` steps (the input itself for 0)."""
+        return self.path.run(x, 0, steps) if steps and self.path is not None else x
+
+    def cacheable_steps(self) -> int:
+        """Leading path steps that use frozen units only: their output is the same every epoch."""
+        return self.path.prefix_steps(self.frozen_units) if self.path is not None else 0
+
+    def freeze(self, n_units: int) -> None:
+        """Freeze the first ``n_units`` units (no gradients, inference-mode BatchNorm and dropout)."""
+        self.frozen_units = n_units
+        frozen = {name for unit in self.units[:n_units] for name in unit.parameter_names}
+        for name, p in self.net.named_parameters():
+            p.requires_grad_(name not in frozen)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> "TransferModel":
         super().train(mode)
-        for layer in self.layers[: self.frozen_layers]:
-            layer.eval()
-        if not self.train_bn:
-            for module in self.layers.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if mode:
+            for module in self.net.modules():
+                params = list(module.parameters())
+                if params and not any(p.requires_grad for p in params):
+                    module.eval()
+                elif not self.train_bn and isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
         return self
+
+    def head_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        ids = {id(p) for p in self.classifier.parameters()}
+        return [(n, p) for n, p in self.net.named_parameters() if id(p) in ids]
 
     def parameter_counts(self) -> tuple[int, int]:
         """(trainable, frozen) parameter counts, as in a Keras ``model.summary()``."""
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
         return trainable, frozen
+
+
+def install_head(net: nn.Module, num_classes: int, head: HeadSpec, dropout: float, pooling: str,
+                 input_size: tuple[int, int, int]) -> int:
+    """Give ``net`` a new classifier for ``num_classes``; returns the dimension of its input."""
+    if pooling not in ("avg", "flatten"):
+        raise UserError(f"fine-tuning pooling must be avg or flatten, got {pooling!r}")
+    if pooling == "flatten":
+        try:
+            net.reset_classifier(num_classes, global_pool="")
+            was_training = net.training
+            net.eval()
+            with torch.no_grad():
+                features = net.forward_head(net.forward_features(torch.zeros((1, *input_size))), pre_logits=True)
+            net.train(was_training)
+        except Exception:
+            features = None
+        if features is None or features.ndim != 2:
+            raise UserError(f"flatten pooling does not apply to {type(net).__name__}: use --pooling avg")
+        dim = int(features.shape[1])
+    else:
+        net.reset_classifier(num_classes)
+        dim = int(getattr(net, "head_hidden_size", None) or net.num_features)
+    if head.kind == "mlp" or pooling == "flatten":
+        replace_classifier(net, mlp_layers(dim, head.hidden, num_classes, dropout))
+    return dim
+
+
+def replace_classifier(net: nn.Module, module: nn.Module) -> None:
+    """Put ``module`` where ``net.get_classifier()`` is, so timm's own forward_head calls it."""
+    current = net.get_classifier()
+    for name, candidate in net.named_modules():
+        if candidate is current and name:
+            parent_name, _, attribute = name.rpartition(".")
+            parent = net.get_submodule(parent_name) if parent_name else net
+            setattr(parent, attribute, module)
+            return
+    raise UserError(f"{type(net).__name__} has no classifier module to replace: use --head linear")

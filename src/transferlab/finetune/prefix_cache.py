@@ -1,10 +1,10 @@
-"""Frozen-prefix cache: the frozen layers' output, computed once instead of every epoch.
+"""Frozen-prefix cache: the frozen units' output, computed once instead of every epoch.
 
-When the frozen layers form a prefix of the network and no augmentation is
+When the frozen units form a prefix of the network and no augmentation is
 applied, what they produce for an image is the same every epoch. Computing it
-once (decoding included) and training only the tail gives the same results as
-recomputing, at a fraction of the cost. With no frozen layers it still saves the
-decoding: the cached "prefix" is then the preprocessed image itself.
+once (decoding included) and training only the rest gives the same results as
+recomputing, at a fraction of the cost. With nothing frozen (or a model without a
+path) it still saves the decoding: the cached "prefix" is the preprocessed image.
 
 Outputs live in memory, or in a memory-mapped file under the cache folder when
 they would not fit comfortably.
@@ -14,60 +14,50 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from ..backbones import to_channels_last
 from ..data import image_batches
+from ..engine.loop import predict
+from ..engine.runtime import Runtime
 from ..storage import cache_root
+from .model import TransferModel
 
 MEMORY_LIMIT_BYTES = 4 * 1024**3
 
 
+@dataclass
 class PrefixOutputs:
-    """The frozen prefix's output for every readable image of a split, row-aligned with ``kept``."""
+    """The prefix's output for every readable image of a split, row-aligned with ``kept``."""
 
-    def __init__(self, values: torch.Tensor, kept: list[int], unreadable: list[int], backing: Path | None = None):
-        self.values = values
-        self.kept = kept
-        self.unreadable = unreadable
-        self._backing = backing
+    values: torch.Tensor
+    kept: list[int]
+    unreadable: list[int]
+    backing: Path | None = field(default=None, repr=False)
 
-    def __len__(self) -> int:
-        return len(self.kept)
-
-    def close(self) -> None:
+    def release(self) -> None:
         self.values = torch.empty(0)
-        if self._backing is not None:
-            self._backing.unlink(missing_ok=True)
+        if self.backing is not None:
+            self.backing.unlink(missing_ok=True)
 
 
-@torch.no_grad()
-def compute_prefix_outputs(
-    model,
-    stop: int,
-    paths: list[Path],
-    transform: Callable,
-    batch_size: int = 32,
-    num_workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> PrefixOutputs:
-    """Run images through layers ``0 .. stop - 1`` once (no_grad, not inference_mode: the outputs feed training)."""
-    was_training = model.training
-    model.eval()
+def compute_prefix_outputs(model: TransferModel, steps: int, paths: list[Path], transform: Callable, runtime: Runtime,
+                           batch_size: int = 32, num_workers: int | None = None,
+                           progress: Callable[[int, int], None] | None = None) -> PrefixOutputs:
+    """Run images through the model's first ``steps`` path steps once (eval mode, no gradients)."""
     store: torch.Tensor | None = None
     backing: Path | None = None
     kept: list[int] = []
     unreadable: list[int] = []
-    row = 0
-    done = 0
-    for batch in image_batches(paths, transform, batch_size, num_workers):
+    row = done = 0
+    batches = image_batches(paths, transform, batch_size, num_workers)
+    for batch, out in predict(model, lambda x: model.prefix(x, steps), batches, runtime):
         unreadable.extend(batch.unreadable)
-        if batch.images is not None:
-            out = model.features(to_channels_last(batch.images), 0, stop)
+        if out is not None:
             if store is None:
                 store, backing = _allocate(len(paths), tuple(out.shape[1:]))
             store[row : row + len(out)] = out
@@ -76,8 +66,9 @@ def compute_prefix_outputs(
         done += len(batch.indices) + len(batch.unreadable)
         if progress:
             progress(done, len(paths))
-    model.train(was_training)
     values = store[:row] if store is not None else torch.empty(0)
+    if runtime.device_type != "cpu" and backing is None:
+        values = values.to(runtime.device)  # fits in memory: keep it where training runs
     return PrefixOutputs(values, kept, unreadable, backing)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ..data import image_batches
+from ..data.builtin import resolve_data_path
 from ..data.layout import find_splits, read_class_folders
+from ..engine.loop import predict
+from ..engine.runtime import CPU, Runtime
 from ..errors import UserError
 from ..evaluation import score
 from .bundle import Bundle, load_bundle
@@ -29,20 +30,25 @@ def image_files(inputs: list[str | Path]) -> list[Path]:
     return files
 
 
-def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32) -> list[dict]:
+def _on(bundle: Bundle, runtime: Runtime) -> Bundle:
+    runtime.prepare(bundle.model)
+    return bundle
+
+
+def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32,
+                   runtime: Runtime = CPU) -> list[dict]:
     """Top-k classes per image; unreadable files are listed with an error instead."""
-    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    bundle = _on(model if isinstance(model, Bundle) else load_bundle(model), runtime)
     files = image_files(inputs)
     k = max(1, min(top_k, len(bundle.classes)))
     results: list[dict | None] = [None] * len(files)
-    for batch in image_batches(files, bundle.transform(), batch_size):
+    for batch, logits in predict(bundle.model, bundle.model, image_batches(files, bundle.transform(), batch_size),
+                                 runtime):
         for i in batch.unreadable:
             results[i] = {"image": str(files[i]), "error": "unreadable image"}
-        if batch.images is None:
+        if logits is None:
             continue
-        with torch.inference_mode():
-            probabilities = bundle.model(batch.images).softmax(dim=1)
-        top = probabilities.topk(k, dim=1)
+        top = logits.softmax(dim=1).topk(k, dim=1)
         for i, values, indices in zip(batch.indices, top.values, top.indices):
             results[i] = {
                 "image": str(files[i]),
@@ -51,14 +57,14 @@ def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: 
     return [r for r in results if r is not None]
 
 
-def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: int = 32) -> dict:
+def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: int = 32, runtime: Runtime = CPU) -> dict:
     """Accuracy, macro F1 and confusion matrix on a labelled folder.
 
     A folder with given splits is evaluated on its test split (or ``val/`` without
     one); a plain class-per-folder tree is evaluated whole.
     """
-    bundle = model if isinstance(model, Bundle) else load_bundle(model)
-    root = Path(data).expanduser()
+    bundle = _on(model if isinstance(model, Bundle) else load_bundle(model), runtime)
+    root = resolve_data_path(data)
     if not root.is_dir():
         raise UserError(f"data folder not found: {root}")
     splits = find_splits(root)
@@ -69,12 +75,12 @@ def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: in
         raise UserError(f"class {unknown[0]!r} of {folder} is not one the model knows: {', '.join(bundle.classes)}")
     labels = [bundle.classes.index(names[s.label]) for s in samples]
     truth, predicted, unreadable = [], [], []
-    for batch in image_batches([s.path for s in samples], bundle.transform(), batch_size):
+    batches = image_batches([s.path for s in samples], bundle.transform(), batch_size)
+    for batch, logits in predict(bundle.model, bundle.model, batches, runtime):
         unreadable.extend(str(samples[i].path) for i in batch.unreadable)
-        if batch.images is None:
+        if logits is None:
             continue
-        with torch.inference_mode():
-            predicted.extend(bundle.model(batch.images).argmax(1).tolist())
+        predicted.extend(logits.argmax(1).tolist())
         truth.extend(labels[i] for i in batch.indices)
     if not truth:
         raise UserError(f"no readable images in {folder}")

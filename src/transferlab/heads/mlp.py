@@ -1,4 +1,4 @@
-"""A small torch MLP head (e.g. Dense 512 - Dropout 0.2 - Dense 256 - softmax) with early stopping.
+"""A small torch MLP head (e.g. Dense 512 - Dropout 0.2 - Dense 256 - softmax) trained by the engine.
 
 It follows scikit-learn's conventions (``fit`` returns self, ``predict``,
 ``predict_proba``) so that the probe treats it like the other heads. Validation
@@ -13,7 +13,10 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from ..training.early_stopping import EarlyStopping
+from ..engine.callbacks import EarlyStopping
+from ..engine.inputs import TensorInputs
+from ..engine.loop import fit, predict_tensor
+from ..engine.runtime import CPU, Runtime
 
 
 def mlp_layers(in_dim: int, hidden: tuple[int, ...], num_classes: int, dropout: float) -> nn.Sequential:
@@ -40,6 +43,7 @@ class MLPHead:
         validation_fraction: float = 0.15,
         standardize: bool = True,
         seed: int = 0,
+        runtime: Runtime = CPU,
     ):
         self.hidden = tuple(hidden)
         self.dropout = dropout
@@ -51,6 +55,7 @@ class MLPHead:
         self.validation_fraction = validation_fraction
         self.standardize = standardize
         self.seed = seed
+        self.runtime = runtime
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None):
         # Seed the global RNG too (dropout draws from it), without disturbing the caller's.
@@ -59,47 +64,23 @@ class MLPHead:
             return self._fit(X, y, X_val, y_val)
 
     def _fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None):
-        if X_val is None or y_val is None:
+        if X_val is None or y_val is None or len(y_val) == 0:
             X, X_val, y, y_val = train_test_split(
                 X, y, test_size=self.validation_fraction, stratify=y, random_state=self.seed
             )
         self.classes_ = np.unique(np.concatenate([y, y_val]))
         self.mean_ = X.mean(axis=0) if self.standardize else np.zeros(X.shape[1], X.dtype)
         self.scale_ = X.std(axis=0) + 1e-6 if self.standardize else np.ones(X.shape[1], X.dtype)
-        generator = torch.Generator().manual_seed(self.seed)
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
-            self.model_ = mlp_layers(X.shape[1], self.hidden, len(self.classes_), self.dropout)
-        xt, yt = self._inputs(X), torch.as_tensor(np.searchsorted(self.classes_, y))
-        xv, yv = self._inputs(X_val), torch.as_tensor(np.searchsorted(self.classes_, y_val))
+        self.model_ = mlp_layers(X.shape[1], self.hidden, len(self.classes_), self.dropout)
+        self.runtime.prepare(self.model_)
+        train = TensorInputs(self._inputs(X), torch.as_tensor(np.searchsorted(self.classes_, y)))
+        val = TensorInputs(self._inputs(X_val), torch.as_tensor(np.searchsorted(self.classes_, y_val)))
         optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        loss_fn = nn.CrossEntropyLoss()
-        stopper = EarlyStopping(self.patience, "val_loss")
-        self.history_: list[dict[str, float]] = []
-        for epoch in range(self.max_epochs):
-            self.model_.train()
-            order = torch.randperm(len(xt), generator=generator)
-            total = 0.0
-            for start in range(0, len(xt), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                optimizer.zero_grad()
-                loss = loss_fn(self.model_(xt[idx]), yt[idx])
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(idx)
-            self.model_.eval()
-            with torch.no_grad():
-                logits = self.model_(xv)
-                metrics = {
-                    "epoch": epoch + 1,
-                    "train_loss": total / len(xt),
-                    "val_loss": float(loss_fn(logits, yv)),
-                    "val_accuracy": float((logits.argmax(1) == yv).float().mean()),
-                }
-            self.history_.append(metrics)
-            if stopper.step(epoch, metrics, self.model_):
-                break
-        stopper.restore(self.model_)
+        stopper = EarlyStopping("val_loss", self.patience)
+        state = fit(self.model_, self.model_, nn.CrossEntropyLoss(), optimizer, None, train, val,
+                    epochs=self.max_epochs, runtime=self.runtime, batch_size=self.batch_size, seed=self.seed,
+                    stage="head", callbacks=[stopper])
+        self.history_ = [{k: v for k, v in h.items() if k not in ("stage", "lr", "seconds")} for h in state.history]
         self.best_epoch_ = stopper.best_epoch + 1
         self.model_.eval()
         return self
@@ -108,8 +89,8 @@ class MLPHead:
         return torch.as_tensor(((X - self.mean_) / self.scale_).astype(np.float32))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self.model_(self._inputs(X)).softmax(dim=1).numpy()
+        logits = predict_tensor(self.model_, self.model_, self._inputs(X), self.runtime)
+        return logits.softmax(dim=1).numpy()
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]

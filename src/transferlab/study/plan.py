@@ -11,7 +11,7 @@ from ..backbones import resolve_timm_name
 from ..backbones.weights import find_weights
 from ..errors import UserError
 from ..finetune.config import FinetuneConfig
-from ..probe_config import ProbeConfig
+from ..probe.config import ProbeConfig
 from .identity import run_id
 from .spec import AXIS_KINDS, KINDS, SCRATCH_BACKBONE, BackboneSpec, MethodSpec, StudySpec
 

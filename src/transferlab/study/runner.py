@@ -58,7 +58,7 @@ class RunEvent:
 def execute(run: PlannedRun, models_dir: Path, progress: StageProgress | None) -> dict:
     """Run one planned run through the public API; the result as a plain dict."""
     if run.runner == "probe":
-        from ..probing import run_probe
+        from ..probe.run import run_probe
 
         return asdict(run_probe(run.config, progress))
     from ..finetune import run_finetune

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..finetune.config import FinetuneConfig
 from ..heads import HEADS
-from ..probe_config import ProbeConfig
+from ..probe.config import ProbeConfig
 from .schema import coerce, field_types, suggestion, unknown_key
 from .yaml_nodes import Key, Lines, load_located, parse_located
 

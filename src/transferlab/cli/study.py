@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from .common import parse_list, stage_progress, stderr
+
 store_option = click.option("--store", type=click.Path(dir_okay=False),
                             help="Run store (SQLite). Default: $TRANSFERLAB_STORE, else the study's 'store:', "
                                  "else ./transferlab-runs.sqlite.")
@@ -16,7 +18,7 @@ data_option = click.option("--data", "-d", help="Image folder to use instead of 
 def open_store(store: str | None, spec=None):
     import os
 
-    from .store import STORE_ENV, RunStore
+    from ..study.store import STORE_ENV, RunStore
 
     if store is None and not os.environ.get(STORE_ENV) and spec is not None and spec.store:
         store = str(spec.relative(spec.store))
@@ -48,10 +50,9 @@ def register(main: click.Group) -> None:
     @click.option("--dry-run", is_flag=True, help="List the runs and whether they are done; run nothing.")
     def study_run(study_file, data, store, dry_run):
         """Run every combination in STUDY_FILE that is not finished yet (failed runs are retried)."""
-        from ..cli import stage_progress, stderr
-        from .plan import plan_study
-        from .runner import RunEvent, run_study
-        from .spec import load_study
+        from ..study.plan import plan_study
+        from ..study.runner import RunEvent, run_study
+        from ..study.spec import load_study
 
         spec = load_study(study_file)
         plan = plan_study(spec, data)
@@ -96,7 +97,6 @@ def register(main: click.Group) -> None:
         """Write an HTML report (plus Markdown and CSV tables) of a study's stored runs."""
         from pathlib import Path
 
-        from ..cli import parse_list
         from ..errors import UserError
         from ..report import write_report
         from ..report.records import records_for_ids, records_for_plan
@@ -105,8 +105,8 @@ def register(main: click.Group) -> None:
             raise UserError("give a study file or --runs ID[,ID...]")
         spec = None
         if study_file:
-            from .plan import plan_study
-            from .spec import load_study
+            from ..study.plan import plan_study
+            from ..study.spec import load_study
 
             spec = load_study(study_file)
         with open_store(store, spec) as runs_store:

@@ -1,7 +1,8 @@
-"""What a training epoch iterates over: cached frozen-prefix outputs, or decoded images.
+"""What an epoch iterates over: tensors in memory, cached frozen-prefix outputs, or decoded images.
 
-Both sources shuffle with the same seeded permutation, so a run with the
-frozen-prefix cache sees the same batches as one without it.
+Every source shuffles with the same seeded permutation, so a run with the
+frozen-prefix cache sees the same batches as one without it. ``start`` tells the
+model where in its forward pass the batches enter (0: images).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.loading import ImageFiles, collate_batch, default_workers
-from .prefix_cache import PrefixOutputs
 
 
 def epoch_order(n: int, seed: int, shuffle: bool) -> list[int]:
@@ -24,34 +24,47 @@ def epoch_order(n: int, seed: int, shuffle: bool) -> list[int]:
 
 
 @dataclass
-class CachedInputs:
-    """Prefix outputs held in memory; batches start at layer ``start``."""
+class TensorInputs:
+    """Rows of a tensor with their labels (features, or a frozen prefix's outputs)."""
 
-    outputs: PrefixOutputs
-    labels: torch.Tensor  # labels of the kept rows
-    start: int
+    values: torch.Tensor
+    labels: torch.Tensor
+    start: int = 0
 
     def __len__(self) -> int:
-        return len(self.outputs)
+        return len(self.labels)
 
     def batches(self, batch_size: int, seed: int, shuffle: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = epoch_order(len(self), seed, shuffle)
+        order = torch.tensor(epoch_order(len(self), seed, shuffle), dtype=torch.long)
         for begin in range(0, len(order), batch_size):
-            index = torch.tensor(order[begin : begin + batch_size])
-            yield self.outputs.values[index], self.labels[index]
+            index = order[begin : begin + batch_size]
+            yield self.values[index.to(self.values.device)], self.labels[index]
 
     def close(self) -> None:
-        self.outputs.close()
+        self.values = torch.empty(0)
+
+
+@dataclass
+class CachedInputs(TensorInputs):
+    """A frozen prefix's outputs; ``release`` frees their backing file when the stage ends."""
+
+    release: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        super().close()
+        if self.release is not None:
+            self.release()
 
 
 @dataclass
 class ImageInputs:
-    """Images decoded every epoch (needed with augmentation or without a frozen prefix cache)."""
+    """Images decoded every epoch (with augmentation, or without a frozen-prefix cache)."""
 
     paths: list[Path]
     labels: torch.Tensor
     transform: Callable
     num_workers: int | None = None
+    pin_memory: bool = False
     start: int = 0
 
     def __len__(self) -> int:
@@ -66,6 +79,7 @@ class ImageInputs:
             sampler=order,
             num_workers=workers,
             collate_fn=collate_batch,
+            pin_memory=self.pin_memory,
             generator=torch.Generator().manual_seed(seed),  # seeds the workers' augmentation
         )
         for batch in loader:

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from .common import parse_list, stage_progress
+
 
 def register(main: click.Group) -> None:
     for command in (finetune, predict, evaluate, export):
@@ -55,13 +57,12 @@ def finetune(data, backbone, freeze, head, dropout, pooling, optimizer, lr, back
              batch_size, epochs, stage2_epochs, stage2_lr, early_stopping, patience, augment, class_weights, seed,
              per_class, classes, num_classes, weights, random_init, no_prefix_cache, output, resume, workers, as_json):
     """Fine-tune a pretrained backbone with a new head, layers frozen by policy."""
-    from ..cli import parse_list, stage_progress
     from ..data.builtin import require_data_folder
 
     require_data_folder(data)  # before torch loads: a typo costs no wait
     from ..results import print_table, to_json
-    from .config import FinetuneConfig
-    from .run import run_finetune
+    from ..finetune.config import FinetuneConfig
+    from ..finetune.run import run_finetune
 
     config = FinetuneConfig(
         data=data, backbone=backbone, freeze=freeze, head=head, dropout=dropout, pooling=pooling,
@@ -103,7 +104,7 @@ def finetune(data, backbone, freeze, head, dropout, pooling, optimizer, lr, back
 @click.option("--json", "as_json", is_flag=True)
 def predict(model, images, top_k, as_json):
     """Classify new images (files or folders) with a saved MODEL."""
-    from .use import predict_images
+    from ..finetune.use import predict_images
 
     results = predict_images(model, list(images), top_k=top_k)
     if as_json:
@@ -129,7 +130,7 @@ def evaluate(model, data, as_json):
     from ..data.builtin import require_data_folder
 
     require_data_folder(data)
-    from .use import evaluate_folder
+    from ..finetune.use import evaluate_folder
 
     result = evaluate_folder(model, data)
     if as_json:
@@ -148,7 +149,7 @@ def evaluate(model, data, as_json):
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Output file (default: inside the model folder).")
 def export(model, fmt, output):
     """Export a saved MODEL to ONNX or TorchScript, checked against PyTorch."""
-    from .export import export_model
+    from ..finetune.export import export_model
 
     result = export_model(model, fmt, output)
     click.echo(f"wrote {result['path']} ({result['format']}); max probability difference from PyTorch {result['max_abs_difference']:.2e}")

@@ -6,43 +6,16 @@ go to stdout (a table, or JSON with ``--json``); progress bars go to stderr.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-from typing import Iterator
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .allocator import tune_allocator
-from .errors import UserError
-
-stderr = Console(stderr=True, emoji=False, highlight=False)
-
-
-@contextlib.contextmanager
-def stage_progress(enabled: bool = True) -> Iterator:
-    """A progress hook ``(stage, done, total)`` drawing one bar per stage on stderr."""
-    if not enabled:
-        yield None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=stderr, transient=True) as bars:
-        tasks: dict[str, int] = {}
-
-        def hook(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bars.add_task(stage, total=total)
-            bars.update(tasks[stage], completed=done, total=total)
-
-        yield hook
-
-
-def parse_list(text: str | None) -> list[str] | None:
-    return [part.strip() for part in text.split(",") if part.strip()] if text else None
-
+from ..allocator import tune_allocator
+from ..errors import UserError
+from .common import parse_list, stage_progress, stderr
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Feature and dataset cache (default: $XDG_CACHE_HOME/transferlab).")
@@ -80,11 +53,11 @@ weights_option = click.option("--weights", type=click.Path(dir_okay=False), help
 @click.option("--predictions", is_flag=True, help="With --json: include every test image's prediction.")
 def probe(data, backbone, head, layer, pooling, weights, random_init, per_class, classes, num_classes, split, temperature, C, dropout, seed, batch_size, workers, no_cache, as_json, predictions):
     """Frozen-backbone features + a head, evaluated on held-out images."""
-    from .data.builtin import require_data_folder
+    from ..data.builtin import require_data_folder
 
     require_data_folder(data)  # before torch loads: a typo costs no wait
-    from .probing import ProbeConfig, run_probe
-    from .results import print_table, to_json
+    from ..probe import ProbeConfig, run_probe
+    from ..results import print_table, to_json
 
     config = ProbeConfig(
         data=data, backbone=backbone, head=head, layer=layer, pooling=pooling, weights=weights,
@@ -120,7 +93,7 @@ def backbones(show_all: bool) -> None:
     """List backbones and whether their ImageNet weights are available offline now."""
     from rich.table import Table
 
-    from .backbones import FRIENDLY_NAMES, cached_hub_file, lite_package_file
+    from ..backbones import FRIENDLY_NAMES, cached_hub_file, lite_package_file
 
     table = Table("name", "timm model", "weights offline")
     for friendly, timm_name in FRIENDLY_NAMES.items():
@@ -146,7 +119,7 @@ def layers(name: str) -> None:
     """List the layers of backbone NAME that features can be taken from (and freezing counts)."""
     from rich.table import Table
 
-    from .backbones import load_backbone
+    from ..backbones import load_backbone
 
     backbone = load_backbone(name, random_init=True)  # structure only: no weights needed
     view = backbone.require_layer_view()
@@ -172,7 +145,7 @@ def layers(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def predict_imagenet(images, backbone, weights, top_k, as_json):
     """Top ImageNet classes of IMAGES: the quickest check of weights and preprocessing."""
-    from .imagenet import predict_imagenet as predict
+    from ..imagenet import predict_imagenet as predict
 
     results = predict(list(images), backbone, weights=weights, top_k=top_k)
     if as_json:
@@ -185,8 +158,8 @@ def predict_imagenet(images, backbone, weights, top_k, as_json):
 
 
 # Commands of other packages register here, one line each (keeps this file from growing).
-from .finetune.cli import register as register_finetune; register_finetune(main)  # noqa: E402
-from .study.cli import register as register_study; register_study(main)
+from .finetune import register as register_finetune; register_finetune(main)  # noqa: E402
+from .study import register as register_study; register_study(main)  # noqa: E402
 
 
 # click >= 8.2 raises NoArgsIsHelpError for a bare `transferlab`; older click prints the help itself.

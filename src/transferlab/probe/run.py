@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -15,39 +15,31 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .backbones import load_backbone
-from .data import DatasetSplits, Sample, load_dataset
-from .errors import UserError
-from .evaluation import inference_ms_per_image, score
-from .features import FeatureExtractor, FeatureSet
-from .heads import MLPHead, make_head
-from .probe_config import ProbeConfig
+from ..backbones import load_backbone
+from ..data import DatasetSplits, Sample, load_dataset
+from ..engine.runtime import Runtime
+from ..errors import UserError
+from ..evaluation import inference_ms_per_image, score
+from ..features import FeatureExtractor, FeatureSet
+from ..heads import make_head
+from ..heads.mlp import MLPHead
+from ..options import runtime_of
+from ..results import RunResult
+from .config import ProbeConfig
 
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
 UNREADABLE_EXAMPLES = 5
 
 
-@dataclass
-class ProbeResult:
+@dataclass(kw_only=True)
+class ProbeResult(RunResult):
     """What a probe measured. Times are wall-clock seconds on this machine."""
 
-    backbone: str
-    timm_name: str
     weights: str
-    head: str
     layer: str
     pooling: str
-    data: str
-    evaluated_on: str
-    classes: list[str]
-    train_images: int
-    val_images: int
-    test_images: int
-    accuracy: float
-    macro_f1: float
-    feature_dim: int
-    backbone_layers: int | None
+    backbone_layers: int | None  # freeze units of the backbone
     backbone_parameters: int
     backbone_load_seconds: float
     extraction_seconds: float
@@ -55,17 +47,9 @@ class ProbeResult:
     features_computed: int
     features_from_cache: int
     head_fit_seconds: float
-    inference_ms_per_image: float
-    unreadable_count: int
-    unreadable_examples: list[str]
-    confusion_matrix: list[list[int]]
     temperature: float | None = None
-    history: list[dict] = field(default_factory=list)  # per epoch, for torch heads
     val_accuracy_max: float | None = None
     val_accuracy_final: float | None = None
-    notes: list[str] = field(default_factory=list)
-    config: dict = field(default_factory=dict)
-    predictions: list[dict] = field(default_factory=list)  # per test image: path, true, predicted
 
     def table_rows(self) -> list[tuple[str, object]]:
         return [
@@ -99,7 +83,8 @@ def probe(data: str | Path = "digits", progress: StageProgress | None = None, **
     return run_probe(config, progress)
 
 
-def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> ProbeResult:
+def run_probe(config: ProbeConfig, progress: StageProgress | None = None, runtime: Runtime | None = None) -> ProbeResult:
+    runtime = runtime or runtime_of(config)
     splits = load_dataset(
         config.data,
         ratios=tuple(config.ratios),
@@ -109,10 +94,8 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
         per_class=config.per_class,
     )
     if config.temperature is not None:
-        if config.temperature <= 0:
-            raise UserError(f"temperature must be positive, got {config.temperature}")
         config = replace(config, layer="logits")
-    head = make_head(config.head, C=config.C, dropout=config.dropout, seed=config.seed)
+    head = make_head(config.head, C=config.C, dropout=config.dropout, seed=config.seed, runtime=runtime)
     needs_validation = isinstance(head, MLPHead)
 
     started = time.perf_counter()
@@ -124,6 +107,7 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
         batch_size=config.batch_size,
         num_workers=config.num_workers,
         cache=config.cache,
+        runtime=runtime,
     )
     load_seconds = time.perf_counter() - started
 
@@ -149,7 +133,6 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
     seconds = sum(fs.seconds for fs in extraction)
     computed = sum(fs.computed for fs in extraction)
     cached = sum(fs.from_cache for fs in extraction)
-    view = backbone.layer_view
     history = list(getattr(head, "history_", []))
     return ProbeResult(
         backbone=config.backbone,
@@ -165,7 +148,7 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
         val_images=len(ys["val"]),
         test_images=len(ys["test"]),
         feature_dim=int(xs["train"].shape[1]),
-        backbone_layers=len(view) if view is not None else None,
+        backbone_layers=len(backbone.units),
         backbone_parameters=backbone.backbone_parameters(),
         backbone_load_seconds=load_seconds,
         extraction_seconds=seconds,
@@ -174,8 +157,8 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
         features_from_cache=cached,
         head_fit_seconds=fit_seconds,
         inference_ms_per_image=inference_ms_per_image(
-            lambda images: predict_features(head, extractor.forward(images).float().numpy(), config.temperature),
-            [s.path for s in test_kept], extractor.backbone.transform()),
+            extractor.model, lambda images: _head_on(head, extractor.forward(images), config.temperature),
+            [s.path for s in test_kept], extractor.backbone.transform(), runtime),
         unreadable_count=len(unreadable),
         unreadable_examples=unreadable[:UNREADABLE_EXAMPLES],
         temperature=config.temperature,
@@ -184,6 +167,7 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None) -> Pro
         val_accuracy_final=history[-1]["val_accuracy"] if history else None,
         notes=splits.notes,
         config=asdict(config),
+        runtime=runtime.describe(),
         **score(ys["test"], predicted, splits.classes, [s.path for s in test_kept]),
     )
 
@@ -223,6 +207,11 @@ def _check_usable(ys: dict[str, np.ndarray], splits: DatasetSplits, head=None) -
         )
     if len(ys["test"]) == 0:
         raise UserError(f"no readable test images in {splits.root} ({splits.evaluated_on})")
+
+
+def _head_on(head, features: torch.Tensor, temperature: float | None) -> torch.Tensor:
+    """The head's predictions on a batch of backbone features (for timing the whole inference path)."""
+    return torch.as_tensor(predict_features(head, features.float().cpu().numpy(), temperature))
 
 
 def predict_features(head, features: np.ndarray, temperature: float | None) -> np.ndarray:

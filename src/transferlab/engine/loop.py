@@ -1,0 +1,189 @@
+"""The one loop: ``fit`` (epochs with callbacks), ``evaluate`` and ``predict``, for every model transferlab runs.
+
+Fine-tuning, the probe's torch heads, the from-scratch baseline, feature
+extraction, the frozen-prefix cache, predict and evaluate all run through here.
+Device, precision and memory format come from the ``Runtime``; what a run does
+around the epochs (early stopping, checkpoints, progress, logging) are callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .callbacks import Callback
+from .runtime import Runtime
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Mix = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+B = TypeVar("B")
+
+
+@dataclass
+class FitState:
+    """What callbacks see and may change (``stop``)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    stage: str
+    epochs: int
+    history: list[dict] = field(default_factory=list)
+    epoch: int = -1  # the last completed epoch of this fit, 0-based
+    stop: bool = False
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffling and dropout: fixed by the run's seed, so a resumed run repeats it."""
+    return seed * 100_003 + epoch
+
+
+def group_lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The head's learning rate and the highest backbone rate, as the history records them."""
+    head = [g["lr"] for g in optimizer.param_groups if g.get("name", "head") == "head"]
+    backbone = [g["lr"] for g in optimizer.param_groups if g.get("name", "head") != "head"]
+    rates = {"lr": head[0] if head else optimizer.param_groups[0]["lr"]}
+    if backbone:
+        rates["backbone_lr"] = max(backbone)
+    return rates
+
+
+def fit(
+    model: nn.Module,
+    forward: Forward,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    train,
+    val=None,
+    *,
+    epochs: int,
+    runtime: Runtime,
+    batch_size: int,
+    seed: int = 0,
+    stage: str = "train",
+    history: list[dict] | None = None,
+    first_epoch: int = 0,
+    callbacks: Sequence[Callback] = (),
+    mix: Mix | None = None,
+) -> FitState:
+    """Train ``model`` for ``epochs`` epochs (from ``first_epoch``), validating after each.
+
+    ``forward`` maps a batch of ``train``/``val`` to logits (it may start inside the
+    network, on cached inputs); ``mix`` turns a batch and its labels into mixed inputs
+    and soft targets (mixup, cutmix); ``loss_fn`` must accept what ``mix`` returns.
+    A loss that is not finite stops the run with a UserError: no model is saved from it.
+    """
+    state = FitState(model, optimizer, schedule, stage, epochs, history if history is not None else [])
+    for callback in callbacks:
+        callback.on_fit_start(state)
+    scaler = runtime.grad_scaler()
+    for epoch in range(first_epoch, epochs):
+        started = time.perf_counter()
+        seed_here = epoch_seed(seed, epoch)
+        torch.manual_seed(seed_here)  # dropout and on-the-fly augmentation: the same on a resumed run
+        record: dict[str, Any] = {"epoch": len(state.history) + 1, "stage": stage, **group_lrs(optimizer)}
+        record.update(_train_epoch(state, forward, loss_fn, train, runtime, scaler, batch_size, seed_here, callbacks,
+                                   mix))
+        if val is not None and len(val):
+            scores = evaluate(model, forward, val, runtime, batch_size)
+            record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
+        record["seconds"] = time.perf_counter() - started
+        state.history.append(record)
+        state.epoch = epoch
+        for callback in callbacks:
+            callback.on_epoch_end(state, record)
+        if state.stop:
+            break
+    for callback in callbacks:
+        callback.on_fit_end(state)
+    return state
+
+
+def _train_epoch(state: FitState, forward: Forward, loss_fn: LossFn, train, runtime: Runtime,
+                 scaler: torch.amp.GradScaler, batch_size: int, seed: int, callbacks: Sequence[Callback],
+                 mix: Mix | None) -> dict[str, float]:
+    model, optimizer = state.model, state.optimizer
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    n_batches = math.ceil(len(train) / batch_size)
+    for step, (x, y) in enumerate(train.batches(batch_size, seed, shuffle=True)):
+        x, y = runtime.inputs(x), runtime.targets(y)
+        targets = y
+        if mix is not None:
+            x, targets = mix(x, y)
+        with runtime.autocast():
+            logits = forward(x)
+        loss = loss_fn(logits.float(), targets)
+        if not torch.isfinite(loss):
+            raise UserError(f"the training loss became {float(loss)} in {state.stage} epoch {state.epoch + 2}: "
+                            "lower the learning rate (--lr); no model was saved")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if state.schedule is not None:
+            state.schedule.step()
+        total_loss += float(loss.detach()) * len(y)
+        correct += int((logits.detach().argmax(1) == y).sum())
+        seen += len(y)
+        for callback in callbacks:
+            callback.on_batch_end(state, step + 1, n_batches)
+    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+
+
+def evaluate(model: nn.Module, forward: Forward, inputs, runtime: Runtime, batch_size: int) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of ``model`` on labelled ``inputs`` (eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, seen = 0.0, 0, 0
+    try:
+        with torch.no_grad():
+            for x, y in inputs.batches(batch_size, 0, shuffle=False):
+                x, y = runtime.inputs(x), runtime.targets(y)
+                with runtime.autocast():
+                    logits = forward(x)
+                logits = logits.float()
+                total_loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+                seen += len(y)
+    finally:
+        model.train(was_training)
+    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1)}
+
+
+def predict(model: nn.Module, forward: Forward, batches: Iterable[B], runtime: Runtime,
+            inputs_of: Callable[[B], torch.Tensor | None] = lambda batch: batch.images,  # type: ignore[attr-defined]
+            ) -> Iterator[tuple[B, torch.Tensor | None]]:
+    """``(batch, outputs)`` for each batch, outputs in float32 on the CPU (None for a batch without images).
+
+    Eval mode and no gradients (not inference mode: a frozen prefix's outputs feed training later).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            x = inputs_of(batch)
+            if x is None:
+                yield batch, None
+                continue
+            with torch.no_grad(), runtime.autocast():
+                out = forward(runtime.inputs(x))
+            yield batch, out.float().cpu()
+    finally:
+        model.train(was_training)
+
+
+def predict_tensor(model: nn.Module, forward: Forward, x: torch.Tensor, runtime: Runtime,
+                   batch_size: int = 256) -> torch.Tensor:
+    """Outputs for every row of ``x``, in batches."""
+    chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+    outs = [out for _, out in predict(model, forward, chunks, runtime, inputs_of=lambda chunk: chunk)]
+    return torch.cat(outs) if outs else torch.empty(0)

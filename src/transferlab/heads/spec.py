@@ -1,0 +1,47 @@
+"""Head specs, parsed in one place: ``logreg``, ``svm``, ``knn``, ``linear``, ``softmax``, ``mlp``, ``mlp:512,256``.
+
+Importable without torch or scikit-learn, so the CLI and study files check a
+spec before anything heavy loads. Which heads a run kind accepts is a registry
+here too: a probe takes every head, fine-tuning the trainable ``linear`` and
+``mlp`` heads only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UserError
+
+PROBE_HEADS = ("logreg", "svm", "knn", "mlp", "linear", "softmax")
+FINETUNE_HEADS = ("linear", "mlp")
+DEFAULT_MLP = (512, 256)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    kind: str  # one of PROBE_HEADS
+    hidden: tuple[int, ...] = ()  # hidden layer sizes of an mlp head
+
+    def __str__(self) -> str:
+        return f"mlp:{','.join(map(str, self.hidden))}" if self.kind == "mlp" else self.kind
+
+
+def parse_head(spec: str, allowed: tuple[str, ...] = PROBE_HEADS) -> HeadSpec:
+    """The head a spec names, or a UserError listing the heads ``allowed`` here."""
+    kind, sep, arg = str(spec).strip().partition(":")
+    usage = f"use one of {', '.join(allowed)} (mlp takes hidden sizes, e.g. mlp:512,256)"
+    if kind not in allowed:
+        raise UserError(f"unknown head {spec!r}: {usage}")
+    if kind != "mlp":
+        if sep:
+            raise UserError(f"head {kind} takes no sizes, got {spec!r}: {usage}")
+        return HeadSpec(kind)
+    if not sep:
+        return HeadSpec("mlp", DEFAULT_MLP)
+    try:
+        hidden = tuple(int(part) for part in arg.split(","))
+    except ValueError:
+        hidden = ()
+    if not hidden or any(size < 1 for size in hidden):
+        raise UserError(f"mlp hidden sizes must be positive integers separated by commas (mlp:512,256), got {spec!r}")
+    return HeadSpec("mlp", hidden)

@@ -1,0 +1,115 @@
+"""The option records every run is composed of, each field declared once with its default, help and range.
+
+``ProbeConfig`` and ``FinetuneConfig`` are composed of these: the data to use
+(``DataOptions``), the backbone (``BackboneOptions``) and where and how it runs
+(``RuntimeOptions``). A field's metadata carries its help text, its allowed range
+and whether it only changes speed (such fields are left out of a run's identity).
+The CLI builds its options from the same fields, and every record checks its values
+when it is made, so the Python API, the CLI and study files get the same checks.
+
+Importable without torch: the CLI and the study planner use it before torch loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .backbones.names import DEFAULT_BACKBONE
+from .errors import UserError
+
+
+def option(default: Any = None, help: str = "", *, factory: Any = None, speed_only: bool = False,
+           minimum: float | None = None, maximum: float | None = None, above: float | None = None,
+           choices: tuple[str, ...] | None = None, flag: str | None = None, cli: bool = True) -> Any:
+    """A config field with its metadata.
+
+    ``minimum``/``maximum`` are inclusive bounds, ``above`` an exclusive lower bound;
+    ``choices`` the accepted words; ``flag`` the CLI flag when it is not ``--field-name``;
+    ``cli=False`` keeps a field out of the command line (set from Python or a study).
+    """
+    metadata = {"help": help, "speed_only": speed_only, "minimum": minimum, "maximum": maximum, "above": above,
+                "choices": choices, "flag": flag, "cli": cli}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def speed_only_fields(config_class: type) -> set[str]:
+    """Fields that change how fast a run goes or where it writes, never its result."""
+    return {f.name for f in dataclasses.fields(config_class) if f.metadata.get("speed_only")}
+
+
+def check_ranges(config: Any) -> None:
+    """Every numeric field within its declared range, every word among its choices; else a UserError."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        meta = f.metadata
+        if value is None or isinstance(value, bool):
+            continue
+        name = f.name
+        if isinstance(value, (int, float)):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"{name} must be a finite number, got {value}")
+            if meta.get("minimum") is not None and value < meta["minimum"]:
+                raise UserError(f"{name} must be at least {meta['minimum']:g}, got {value:g}")
+            if meta.get("maximum") is not None and value > meta["maximum"]:
+                raise UserError(f"{name} must be at most {meta['maximum']:g}, got {value:g}")
+            if meta.get("above") is not None and value <= meta["above"]:
+                raise UserError(f"{name} must be greater than {meta['above']:g}, got {value:g}")
+        if meta.get("choices") and isinstance(value, str) and value not in meta["choices"]:
+            raise UserError(f"unknown {name} {value!r}: use one of {', '.join(meta['choices'])}")
+
+
+def check_ratios(ratios: tuple[float, float, float]) -> tuple[float, float, float]:
+    parts = tuple(float(r) for r in ratios)
+    if len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts) or parts[0] <= 0 or parts[2] <= 0:
+        raise UserError(f"split ratios must be three non-negative numbers train,val,test with train and test > 0, "
+                        f"got {ratios!r}")
+    return parts  # type: ignore[return-value]
+
+
+@dataclass
+class DataOptions:
+    """Which images a run uses and how a folder without given splits is split."""
+
+    data: str = option("digits", "Image folder (one sub-folder per class, or train/ val/ test/), or 'digits'.",
+                       cli=False)
+    seed: int = option(0, "Seed of the split, the sampling and the training.", minimum=0)
+    per_class: int | None = option(None, "Keep N training images per class.", minimum=1)
+    classes: list[str] | None = option(None, "Keep these classes (comma-separated).")
+    num_classes: int | None = option(None, "Keep the first K classes.", minimum=2)
+    ratios: tuple[float, float, float] = option((0.7, 0.15, 0.15), "Train,val,test ratios for a folder without "
+                                                "given splits.", flag="--split")
+
+
+@dataclass
+class BackboneOptions:
+    """Which pretrained network, with which weights."""
+
+    backbone: str = option(DEFAULT_BACKBONE, "Friendly name (vgg16, resnet50, ...) or any timm model name.")
+    weights: str | None = option(None, "State dict file (safetensors or torch) for the backbone.")
+    random_init: bool = option(False, "Randomly initialised backbone (a baseline).")
+
+
+@dataclass
+class RuntimeOptions:
+    """Where and how the network runs: none of these change what is computed beyond floating-point noise,
+    except ``precision``."""
+
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps (auto: a GPU when there is one).",
+                         speed_only=True)
+    precision: str = option("auto", "auto, fp32, bf16 or fp16 (auto: bf16/fp16 on a GPU, fp32 on a CPU).",
+                            choices=("auto", "fp32", "bf16", "fp16"))
+    batch_size: int = option(32, "Images per batch.", minimum=1)
+    num_workers: int | None = option(None, "Image decoding workers (default: cores - 1, at most 4).",
+                                     speed_only=True, minimum=0, flag="--workers")
+
+
+def runtime_of(options: RuntimeOptions):
+    """The ``Runtime`` these options ask for, resolved on this machine (imports torch)."""
+    from .engine import resolve_runtime
+
+    return resolve_runtime(options.device, options.precision)

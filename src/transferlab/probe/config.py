@@ -1,0 +1,30 @@
+"""The record that defines a probe run, importable without torch (studies and the CLI plan with it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..heads.spec import PROBE_HEADS, parse_head
+from ..options import BackboneOptions, DataOptions, RuntimeOptions, check_ranges, check_ratios, option
+
+
+@dataclass
+class ProbeConfig(DataOptions, BackboneOptions, RuntimeOptions):
+    """Everything that defines a probe run: frozen features from ``layer``, then ``head``."""
+
+    head: str = option("logreg", "logreg, svm, knn, mlp, mlp:512,256, linear or softmax.")
+    layer: str = option("pre_logits", "pre_logits, logits, or a feature layer index/name from `transferlab layers`.")
+    pooling: str = option("avg", "How a feature map becomes a vector (token maps of ViTs: avg over patches, or "
+                          "the class token with 'token').", choices=("avg", "max", "flatten", "token"))
+    temperature: float | None = option(None, "Features = softmax(ImageNet logits / T) (use with --head softmax).",
+                                       above=0.0)
+    C: float | None = option(None, "Regularisation of logreg (default 0.1) or svm (default 1).", above=0.0,
+                             flag="--C")
+    dropout: float = option(0.2, "Dropout of the mlp head.", minimum=0.0, maximum=0.95)
+    cache: bool = option(True, "Read and write the feature cache.", speed_only=True, cli=False)
+
+    def __post_init__(self) -> None:
+        self.layer = str(self.layer)
+        self.ratios = check_ratios(self.ratios)
+        parse_head(self.head, PROBE_HEADS)
+        check_ranges(self)

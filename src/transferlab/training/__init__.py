@@ -1,1 +1,0 @@
-"""Training utilities shared by the MLP probe head and fine-tuning."""
