@@ -2,7 +2,7 @@
 
 Each process start imports torch and timm (several seconds), so the commands that
 prove the real process contract run as subprocesses, and the many bad-input cases
-run the same entry point (``transferlab.cli:run``) in this process.
+run the same entry point (``transferlab.cli.main:run``) in this process.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ SMALL = ["--num-classes", str(DIGITS_SMALL["num_classes"]), "--per-class", str(D
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """``transferlab ARGS`` through the console-script entry point, in this process."""
-    from transferlab.cli import run
+    from transferlab.cli.main import run
 
     def invoke(*args: str) -> subprocess.CompletedProcess:
         monkeypatch.setattr(sys, "argv", ["transferlab", *args])
@@ -101,7 +101,7 @@ def test_missing_data_folder_is_one_error_line(cli, tmp_path):
 
 CHECK_BEFORE_TORCH = """
 import sys
-from transferlab.cli import run
+from transferlab.cli.main import run
 sys.argv = ["transferlab", *sys.argv[1:]]
 try:
     run()
@@ -167,13 +167,85 @@ def test_backbones_lists_efficientnet_lite0_as_available_offline():
     assert "yes" in line
 
 
-def test_layers_lists_the_20_layers_of_efficientnet_lite0():
+def test_layers_lists_the_freeze_units_and_feature_layers_of_efficientnet_lite0():
     result = run_cli("layers", "efficientnet_lite0")
 
     assert result.returncode == 0, result.stderr
-    assert "20 layers" in result.stdout
-    for name in ("conv_stem", "blocks.6.0", "conv_head", "pre_logits"):
-        assert name in result.stdout
+    assert "17 freeze units" in result.stdout and "5 feature layers" in result.stdout
+    units, features = result.stdout.split("5 feature layers")
+    for name in ("conv_stem", "blocks.3.2", "blocks.6.0", "conv_head"):
+        assert name in units
+    for name in ("blocks.0", "blocks.6", "320 x 7 x 7", "15,680", "pre_logits", "logits"):
+        assert name in features
+    assert "100.0" in units  # the last unit's cumulative share: first:17 freezes the whole backbone
+
+
+def test_layers_json_counts_parameters_and_shapes(cli):
+    result = cli("layers", "test_efficientnet", "--json")
+
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    units, layers = record["units"], record["feature_layers"]
+    assert [u["index"] for u in units] == list(range(len(units))) and len(units) > 2
+    assert sum(u["parameters"] for u in units) == record["backbone_parameters"]
+    assert units[-1]["cumulative_percent"] == 100.0
+    shares = [u["cumulative_percent"] for u in units]
+    assert shares == sorted(shares)
+    for layer in layers:
+        c, h, w = layer["shape"]
+        assert layer["pooled_dim"] == c and layer["flatten_dim"] == c * h * w
+    assert record["pre_logits_dim"] > 0 and record["logits_dim"] == 1000
+
+
+def test_layers_of_a_vit_lists_its_blocks():
+    result = run_cli("layers", "vit_tiny_patch16_224", "--json")
+
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert len(record["feature_layers"]) == 12 and record["feature_layers"][0]["shape"] == [192, 14, 14]
+    assert record["pre_logits_dim"] == 192
+    assert any(u["name"].startswith("blocks.11") for u in record["units"])
+
+
+def test_finetune_then_evaluate_on_the_builtin_digits(cli, tmp_path):
+    model = tmp_path / "model"
+    trained = cli("finetune", "-d", "digits", "-b", "small-cnn", "--per-class", "5", "--split", "0.6,0.2,0.2",
+                  "--epochs", "1", "--workers", "0", "--device", "cpu", "--precision", "fp32", "-o", str(model),
+                  "--json")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["config"]["ratios"] == [0.6, 0.2, 0.2]
+
+    result = cli("evaluate", str(model), "--data", "digits", "--device", "cpu", "--json")
+
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["images"] == 1797 and len(record["classes"]) == 10
+    assert 0.0 <= record["accuracy"] <= 1.0
+
+
+IMPORTS_WITHOUT_TORCH = """
+import sys
+import transferlab.cli.finetune, transferlab.cli.study
+assert "transferlab.cli.main" not in sys.modules, "a command module imports cli.main"
+import transferlab.cli.main
+assert "torch" not in sys.modules, "importing the CLI loads torch"
+print("ok")
+"""
+
+
+def test_cli_modules_import_without_torch_or_a_cycle():
+    out = subprocess.run([sys.executable, "-c", IMPORTS_WITHOUT_TORCH], capture_output=True, text=True)
+
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_verbose_logs_the_config_on_stderr(cli, tmp_path):
+    result = cli("-vv", "probe", "-d", str(tmp_path / "nowhere"), "--seed", "3")
+
+    assert result.returncode == 2
+    assert "ProbeConfig" in result.stderr and "seed=3" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: data folder not found")
+    assert "ProbeConfig" not in cli("probe", "-d", str(tmp_path / "nowhere")).stderr
 
 
 def test_predict_imagenet_names_the_cat_in_chelsea(tmp_path):

@@ -1,1 +1,5 @@
-"""The ``transferlab`` command line: thin shells over the Python API (``transferlab.cli.main:run``)."""
+"""The ``transferlab`` command line: thin shells over the Python API.
+
+The entry point is ``transferlab.cli.main:run`` and the click group ``transferlab.cli.main:main``
+(import them from ``transferlab.cli.main``: ``transferlab.cli.main`` is the module).
+"""

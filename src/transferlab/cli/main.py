@@ -1,7 +1,13 @@
 """The ``transferlab`` command: thin shells over the Python API.
 
 Bad input ends with one line ``error: ...`` on stderr and exit code 2; results
-go to stdout (a table, or JSON with ``--json``); progress bars go to stderr.
+go to stdout (a table, or JSON with ``--json``); progress bars and diagnostics
+(``-v``/``-vv``) go to stderr.
+
+This module holds the group, the entry point ``run()`` and the probing and
+backbone commands; ``cli.finetune`` and ``cli.study`` define their commands at
+module level and this module registers them (they never import it). Importing
+it loads click and rich only: torch and timm load inside the commands.
 """
 
 from __future__ import annotations
@@ -11,60 +17,50 @@ import os
 import sys
 
 import click
-from rich.console import Console
 
-from ..allocator import tune_allocator
+from ..backbones.names import DEFAULT_BACKBONE
 from ..errors import UserError
-from .common import parse_list, stage_progress, stderr
+from ..probing.config import ProbeConfig
+from .common import config_from, config_options, log, setup_logging, stage_progress, stderr
+from .finetune import COMMANDS as FINETUNE_COMMANDS
+from .study import COMMANDS as STUDY_COMMANDS
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Feature and dataset cache (default: $XDG_CACHE_HOME/transferlab).")
-def main(cache_dir: str | None) -> None:
+@click.option("--cache-dir", type=click.Path(file_okay=False),
+              help="Feature and dataset cache (default: $XDG_CACHE_HOME/transferlab).")
+@click.option("--verbose", "-v", count=True, help="Diagnostics on stderr: -v for INFO, -vv for DEBUG.")
+def main(cache_dir: str | None, verbose: int) -> None:
     """Transfer learning for image classification: probe, fine-tune, compare."""
-    tune_allocator()
+    from ..allocator import tune_allocator
+
+    setup_logging(verbose)
+    tuned = tune_allocator()
+    log.debug("glibc allocator thresholds %s", "raised" if tuned else "left as they are")
     if cache_dir:
         os.environ["TRANSFERLAB_CACHE_DIR"] = cache_dir
+        log.info("cache folder %s", cache_dir)
 
 
-backbone_option = click.option("--backbone", "-b", default="efficientnet_lite0", show_default=True, help="Friendly name (vgg16, resnet50, ...) or any timm model name.")
-weights_option = click.option("--weights", type=click.Path(dir_okay=False), help="State dict file (safetensors or torch) for the backbone.")
+for _command in (*FINETUNE_COMMANDS, *STUDY_COMMANDS):
+    main.add_command(_command)
 
 
 @main.command()
-@click.option("--data", "-d", required=True, help="Image folder (one sub-folder per class, or train/ val/ test/), or 'digits'.")
-@backbone_option
-@click.option("--head", default="logreg", show_default=True, help="logreg, svm, knn, mlp, mlp:512,256, linear or softmax.")
-@click.option("--layer", default="pre_logits", show_default=True, help="pre_logits, logits, or a layer index/name from `transferlab layers`.")
-@click.option("--pooling", type=click.Choice(["avg", "max", "flatten"]), default="avg", show_default=True, help="How a layer's feature map becomes a vector.")
-@weights_option
-@click.option("--random-init", is_flag=True, help="Randomly initialised backbone (a baseline).")
-@click.option("--per-class", type=int, help="Keep N training images per class.")
-@click.option("--classes", help="Keep these classes (comma-separated).")
-@click.option("--num-classes", type=int, help="Keep the first K classes.")
-@click.option("--split", default="0.7,0.15,0.15", show_default=True, help="Train,val,test ratios for a folder without given splits.")
-@click.option("--temperature", type=float, help="Features = softmax(ImageNet logits / T) (use with --head softmax).")
-@click.option("--C", "C", type=float, help="Regularisation of logreg (default 0.1) or svm (default 1).")
-@click.option("--dropout", type=float, default=0.2, show_default=True, help="Dropout of the mlp head.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--workers", type=int, help="Image decoding workers (default: cores - 1).")
+@click.option("--data", "-d", required=True, help=ProbeConfig.__dataclass_fields__["data"].metadata["help"])
+@config_options(ProbeConfig, short={"backbone": "-b"})
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--predictions", is_flag=True, help="With --json: include every test image's prediction.")
-def probe(data, backbone, head, layer, pooling, weights, random_init, per_class, classes, num_classes, split, temperature, C, dropout, seed, batch_size, workers, no_cache, as_json, predictions):
+def probe(no_cache: bool, as_json: bool, predictions: bool, **options) -> None:
     """Frozen-backbone features + a head, evaluated on held-out images."""
     from ..data.builtin import require_data_folder
 
-    require_data_folder(data)  # before torch loads: a typo costs no wait
-    from ..probe import ProbeConfig, run_probe
+    config = config_from(ProbeConfig, options, cache=not no_cache)
+    require_data_folder(config.data)  # before torch loads: a typo costs no wait
+    from ..probing.run import run_probe
     from ..results import print_table, to_json
 
-    config = ProbeConfig(
-        data=data, backbone=backbone, head=head, layer=layer, pooling=pooling, weights=weights,
-        random_init=random_init, seed=seed, per_class=per_class, classes=parse_list(classes),
-        num_classes=num_classes, ratios=parse_ratios(split), temperature=temperature, C=C, dropout=dropout,
-        batch_size=batch_size, num_workers=workers, cache=not no_cache,
-    )
     with stage_progress(sys.stderr.isatty()) as hook:
         result = run_probe(config, hook)
     if as_json:
@@ -77,20 +73,17 @@ def probe(data, backbone, head, layer, pooling, weights, random_init, per_class,
         click.echo(f"skipped {result.unreadable_count} unreadable file(s), e.g. {', '.join(result.unreadable_examples)}")
 
 
-def parse_ratios(text: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(p) for p in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or any(p < 0 for p in parts) or parts[0] <= 0 or parts[2] <= 0:
-        raise UserError(f"--split takes three non-negative ratios train,val,test (e.g. 0.7,0.15,0.15), got {text!r}")
-    return parts  # type: ignore[return-value]
+backbone_option = click.option("--backbone", "-b", default=DEFAULT_BACKBONE, show_default=True,
+                               help=ProbeConfig.__dataclass_fields__["backbone"].metadata["help"])
+weights_option = click.option("--weights", type=click.Path(dir_okay=False),
+                              help=ProbeConfig.__dataclass_fields__["weights"].metadata["help"])
 
 
 @main.command()
 @click.option("--all", "show_all", is_flag=True, help="Also list every timm model with pretrained weights.")
 def backbones(show_all: bool) -> None:
     """List backbones and whether their ImageNet weights are available offline now."""
+    from rich.console import Console
     from rich.table import Table
 
     from ..backbones import FRIENDLY_NAMES, cached_hub_file, lite_package_file
@@ -113,35 +106,72 @@ def backbones(show_all: bool) -> None:
             click.echo(name)
 
 
+def layers_record(backbone) -> dict:
+    """The freeze units and feature layers of ``backbone``, as ``transferlab layers --json`` prints them."""
+    total = backbone.backbone_parameters()
+    units, cumulative = [], 0
+    for unit in backbone.units:
+        cumulative += unit.parameters
+        units.append({"index": unit.index, "name": unit.name, "parameters": unit.parameters,
+                      "cumulative_percent": round(100.0 * cumulative / total, 2) if total else 0.0})
+    layers = []
+    for layer in backbone.feature_layers:
+        flat = 1
+        for size in layer.shape:
+            flat *= size
+        layers.append({"index": layer.index, "name": layer.name, "shape": list(layer.shape),
+                       "pooled_dim": layer.shape[0], "flatten_dim": flat})
+    return {"backbone": backbone.name, "timm_name": backbone.timm_name, "input_size": list(backbone.input_size),
+            "backbone_parameters": total, "units": units, "feature_layers": layers,
+            "pre_logits_dim": backbone.feature_dim, "logits_dim": int(backbone.model.num_classes)}
+
+
 @main.command()
 @click.argument("name")
-def layers(name: str) -> None:
-    """List the layers of backbone NAME that features can be taken from (and freezing counts)."""
+@click.option("--json", "as_json", is_flag=True, help="Print the units and layers as JSON.")
+def layers(name: str, as_json: bool) -> None:
+    """Freeze units and feature layers of backbone NAME.
+
+    Freeze units are what fine-tuning's --freeze first:N / top:K count; feature layers are what probe --layer
+    takes (by index or name).
+    """
+    from rich.console import Console
     from rich.table import Table
 
     from ..backbones import load_backbone
 
     backbone = load_backbone(name, random_init=True)  # structure only: no weights needed
-    view = backbone.require_layer_view()
-    c, h, w = backbone.input_size
-    table = Table("index", "layer", "type", "parameters", "output (C,H,W)", "avg/max dim", "flatten dim",
-                  title=f"{backbone.timm_name}: {len(view)} layers at input {h}x{w}", title_justify="left")
-    for layer in view.layers:
-        shape = layer.output_shape
-        flat = 1
-        for size in shape:
-            flat *= size
-        table.add_row(str(layer.index), layer.name, layer.kind, f"{layer.parameters:,}", "x".join(map(str, shape)), str(shape[0]), f"{flat:,}")
-    table.add_row("", "pre_logits", "model's pooled output (default)", "", "", str(backbone.feature_dim), "")
-    table.add_row("", "logits", "ImageNet scores", "", "", str(backbone.model.num_classes), "")
-    Console().print(table)
+    record = layers_record(backbone)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    console = Console(emoji=False, highlight=False)
+    _, h, w = backbone.input_size
+    console.print(f"{backbone.timm_name}: {len(record['units'])} freeze units, "
+                  f"{record['backbone_parameters']:,} parameters without the classifier "
+                  f"(--freeze first:N freezes units 0..N-1; top:K trains the last K)", soft_wrap=True)
+    units = Table("index", "unit (modules)", "parameters", "cumulative %")
+    units.columns[1].overflow = "fold"  # a long unit name wraps, never ends in an ellipsis
+    for unit in record["units"]:
+        units.add_row(str(unit["index"]), unit["name"], f"{unit['parameters']:,}", f"{unit['cumulative_percent']:.1f}")
+    console.print(units)
+    console.print(f"{backbone.timm_name}: {len(record['feature_layers'])} feature layers at input {h}x{w} "
+                  f"(probe --layer INDEX or NAME; pre_logits is the default)", soft_wrap=True)
+    features = Table("index", "layer", "output (C x H x W)", "avg/max dim", "flatten dim")
+    features.columns[1].overflow = "fold"
+    for layer in record["feature_layers"]:
+        features.add_row(str(layer["index"]), layer["name"], " x ".join(map(str, layer["shape"])),
+                         f"{layer['pooled_dim']:,}", f"{layer['flatten_dim']:,}")
+    features.add_row("", "pre_logits", "the model's pooled features", f"{record['pre_logits_dim']:,}", "")
+    features.add_row("", "logits", "ImageNet class scores", f"{record['logits_dim']:,}", "")
+    console.print(features)
 
 
 @main.command("predict-imagenet")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @backbone_option
 @weights_option
-@click.option("--top-k", type=int, default=5, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def predict_imagenet(images, backbone, weights, top_k, as_json):
     """Top ImageNet classes of IMAGES: the quickest check of weights and preprocessing."""
@@ -155,11 +185,6 @@ def predict_imagenet(images, backbone, weights, top_k, as_json):
         click.echo(item["image"])
         for guess in item["top"]:
             click.echo(f"  {guess['probability']:.3f}  {guess['label']}")
-
-
-# Commands of other packages register here, one line each (keeps this file from growing).
-from .finetune import register as register_finetune; register_finetune(main)  # noqa: E402
-from .study import register as register_study; register_study(main)  # noqa: E402
 
 
 # click >= 8.2 raises NoArgsIsHelpError for a bare `transferlab`; older click prints the help itself.

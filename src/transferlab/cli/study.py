@@ -1,4 +1,7 @@
-"""``transferlab study run|report`` and ``transferlab runs``: thin shells over the study API."""
+"""``transferlab study run|report`` and ``transferlab runs``: thin shells over the study API.
+
+Defined at module level; ``cli.main`` registers ``COMMANDS`` (this module never imports it).
+"""
 
 from __future__ import annotations
 
@@ -38,118 +41,123 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def register(main: click.Group) -> None:
-    @main.group()
-    def study() -> None:
-        """Run a study file (methods x backbones x sweep axes) and report on it."""
+@click.group()
+def study() -> None:
+    """Run a study file (methods x backbones x sweep axes) and report on it."""
 
-    @study.command("run")
-    @click.argument("study_file", type=click.Path(dir_okay=False))
-    @data_option
-    @store_option
-    @click.option("--dry-run", is_flag=True, help="List the runs and whether they are done; run nothing.")
-    def study_run(study_file, data, store, dry_run):
-        """Run every combination in STUDY_FILE that is not finished yet (failed runs are retried)."""
+
+@study.command("run")
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@data_option
+@store_option
+@click.option("--dry-run", is_flag=True, help="List the runs and whether they are done; run nothing.")
+def study_run(study_file, data, store, dry_run):
+    """Run every combination in STUDY_FILE that is not finished yet (failed runs are retried)."""
+    from ..study.plan import plan_study
+    from ..study.runner import RunEvent, run_study
+    from ..study.spec import load_study
+
+    spec = load_study(study_file)
+    plan = plan_study(spec, data)
+    for note in plan.notes:
+        stderr.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    with open_store(store, spec) as runs_store:
+        if dry_run:
+            for run in plan.runs:
+                click.echo(f"{run.run_id}  {runs_store.status(run.run_id) or 'new':8}  {run.label()}")
+            return
+        done_before = sum(1 for r in plan.runs if runs_store.status(r.run_id) == "done")
+        stderr.print(f"study {spec.name}: {len(plan.runs)} runs, {done_before} already done, "
+                     f"store {runs_store.path}", markup=False, highlight=False, soft_wrap=True)
+
+        def report(event: RunEvent) -> None:
+            o = event.outcome
+            what = f"accuracy {o.accuracy:.4f}" if o.status == "done" and o.accuracy is not None else o.status
+            if o.status == "failed":
+                what = f"FAILED: {o.error}"
+            left = f", about {_duration(event.seconds_left)} left" if event.seconds_left is not None and event.index < event.total else ""
+            stderr.print(f"[{event.index}/{event.total}] {o.run.label()}: {what} ({o.seconds:.1f} s{left})",
+                         markup=False, highlight=False, soft_wrap=True)
+
+        with stage_progress(sys.stderr.isatty()) as hook:
+            outcome = run_study(plan, runs_store, hook, report)
+    done, skipped, failed = outcome.count("done"), outcome.count("skipped"), outcome.count("failed")
+    click.echo(f"study {spec.name}: {done} run, {skipped} already done, {failed} failed, "
+               f"{outcome.count('busy')} busy in another process")
+    if failed:
+        for o in outcome.failed:
+            click.echo(f"failed {o.run.run_id} {o.run.label()}: {o.error}")
+        sys.exit(1)
+
+
+@study.command("report")
+@click.argument("study_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--runs", "run_ids", help="Report these stored runs (comma-separated ids or id prefixes) instead of a study.")
+@data_option
+@store_option
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="Report folder (default: the study's 'report:', else reports/<study name>).")
+@click.option("--images/--no-images", default=True, show_default=True, help="Filter/activation and misclassified-image figures (they read images and a backbone).")
+def study_report(study_file, run_ids, data, store, out, images):
+    """Write an HTML report (plus Markdown and CSV tables) of a study's stored runs."""
+    from pathlib import Path
+
+    from ..errors import UserError
+    from ..report import write_report
+    from ..report.records import records_for_ids, records_for_plan
+
+    if not study_file and not run_ids:
+        raise UserError("give a study file or --runs ID[,ID...]")
+    spec = None
+    if study_file:
         from ..study.plan import plan_study
-        from ..study.runner import RunEvent, run_study
         from ..study.spec import load_study
 
         spec = load_study(study_file)
-        plan = plan_study(spec, data)
-        for note in plan.notes:
-            stderr.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
-        with open_store(store, spec) as runs_store:
-            if dry_run:
-                for run in plan.runs:
-                    click.echo(f"{run.run_id}  {runs_store.status(run.run_id) or 'new':8}  {run.label()}")
-                return
-            done_before = sum(1 for r in plan.runs if runs_store.status(r.run_id) == "done")
-            stderr.print(f"study {spec.name}: {len(plan.runs)} runs, {done_before} already done, "
-                         f"store {runs_store.path}", markup=False, highlight=False, soft_wrap=True)
+    with open_store(store, spec) as runs_store:
+        if run_ids:
+            records = records_for_ids(runs_store, parse_list(run_ids) or [])
+            title = spec.name if spec else "selected runs"
+        else:
+            plan = plan_study(spec, data)
+            records = records_for_plan(runs_store, plan)
+            title = spec.name
+    if out is None:
+        out = str(spec.relative(spec.report)) if spec is not None and spec.report else str(Path("reports") / title.replace("/", "_").replace(" ", "_"))
+    files = write_report(records, Path(out), title=title, description=spec.description if spec else "",
+                         images=images)
+    for path in files.values():
+        click.echo(path)
 
-            def report(event: RunEvent) -> None:
-                o = event.outcome
-                what = f"accuracy {o.accuracy:.4f}" if o.status == "done" and o.accuracy is not None else o.status
-                if o.status == "failed":
-                    what = f"FAILED: {o.error}"
-                left = f", about {_duration(event.seconds_left)} left" if event.seconds_left is not None and event.index < event.total else ""
-                stderr.print(f"[{event.index}/{event.total}] {o.run.label()}: {what} ({o.seconds:.1f} s{left})",
-                             markup=False, highlight=False, soft_wrap=True)
 
-            with stage_progress(sys.stderr.isatty()) as hook:
-                outcome = run_study(plan, runs_store, hook, report)
-        done, skipped, failed = outcome.count("done"), outcome.count("skipped"), outcome.count("failed")
-        click.echo(f"study {spec.name}: {done} run, {skipped} already done, {failed} failed, "
-                   f"{outcome.count('busy')} busy in another process")
-        if failed:
-            for o in outcome.failed:
-                click.echo(f"failed {o.run.run_id} {o.run.label()}: {o.error}")
-            sys.exit(1)
+@click.command("runs")
+@store_option
+@click.option("--study", help="Only runs of this study name.")
+@click.option("--method", help="Only runs of this method name.")
+@click.option("--backbone", "-b", help="Only runs on this backbone.")
+@click.option("--status", type=click.Choice(["done", "failed", "running"]), help="Only runs with this status.")
+@click.option("--id", "id_prefix", help="Only runs whose id starts with this.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs (config, result, environment) as JSON.")
+def runs(store, study, method, backbone, status, id_prefix, as_json):
+    """List the runs recorded in the store."""
+    from rich.console import Console
+    from rich.table import Table
 
-    @study.command("report")
-    @click.argument("study_file", required=False, type=click.Path(dir_okay=False))
-    @click.option("--runs", "run_ids", help="Report these stored runs (comma-separated ids or id prefixes) instead of a study.")
-    @data_option
-    @store_option
-    @click.option("--out", "-o", type=click.Path(file_okay=False), help="Report folder (default: the study's 'report:', else reports/<study name>).")
-    @click.option("--images/--no-images", default=True, show_default=True, help="Filter/activation and misclassified-image figures (they read images and a backbone).")
-    def study_report(study_file, run_ids, data, store, out, images):
-        """Write an HTML report (plus Markdown and CSV tables) of a study's stored runs."""
-        from pathlib import Path
+    with open_store(store) as runs_store:
+        rows = runs_store.runs(study=study, method=method, backbone=backbone, status=status, id_prefix=id_prefix)
+        path = runs_store.path
+    if as_json:
+        from dataclasses import asdict
 
-        from ..errors import UserError
-        from ..report import write_report
-        from ..report.records import records_for_ids, records_for_plan
+        click.echo(json.dumps([asdict(r) for r in rows], indent=2, default=str))
+        return
+    table = Table("id", "study", "method", "backbone", "axes", "status", "accuracy", "seconds", "finished",
+                  title=f"{len(rows)} run(s) in {path}", title_justify="left")
+    for r in rows:
+        axes = " ".join(f"{k}={v}" for k, v in r.axes.items())
+        accuracy = f"{r.accuracy:.4f}" if r.accuracy is not None else (r.error or "")[:60]
+        table.add_row(r.id, r.study or "", r.method or "", r.backbone or "", axes, r.status, accuracy,
+                      f"{r.seconds:.1f}" if r.seconds is not None else "", r.finished_at or "")
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
-        if not study_file and not run_ids:
-            raise UserError("give a study file or --runs ID[,ID...]")
-        spec = None
-        if study_file:
-            from ..study.plan import plan_study
-            from ..study.spec import load_study
 
-            spec = load_study(study_file)
-        with open_store(store, spec) as runs_store:
-            if run_ids:
-                records = records_for_ids(runs_store, parse_list(run_ids) or [])
-                title = spec.name if spec else "selected runs"
-            else:
-                plan = plan_study(spec, data)
-                records = records_for_plan(runs_store, plan)
-                title = spec.name
-        if out is None:
-            out = str(spec.relative(spec.report)) if spec is not None and spec.report else str(Path("reports") / title.replace("/", "_").replace(" ", "_"))
-        files = write_report(records, Path(out), title=title, description=spec.description if spec else "",
-                             images=images)
-        for path in files.values():
-            click.echo(path)
-
-    @main.command("runs")
-    @store_option
-    @click.option("--study", help="Only runs of this study name.")
-    @click.option("--method", help="Only runs of this method name.")
-    @click.option("--backbone", "-b", help="Only runs on this backbone.")
-    @click.option("--status", type=click.Choice(["done", "failed", "running"]), help="Only runs with this status.")
-    @click.option("--id", "id_prefix", help="Only runs whose id starts with this.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the runs (config, result, environment) as JSON.")
-    def runs(store, study, method, backbone, status, id_prefix, as_json):
-        """List the runs recorded in the store."""
-        from rich.console import Console
-        from rich.table import Table
-
-        with open_store(store) as runs_store:
-            rows = runs_store.runs(study=study, method=method, backbone=backbone, status=status, id_prefix=id_prefix)
-            path = runs_store.path
-        if as_json:
-            from dataclasses import asdict
-
-            click.echo(json.dumps([asdict(r) for r in rows], indent=2, default=str))
-            return
-        table = Table("id", "study", "method", "backbone", "axes", "status", "accuracy", "seconds", "finished",
-                      title=f"{len(rows)} run(s) in {path}", title_justify="left")
-        for r in rows:
-            axes = " ".join(f"{k}={v}" for k, v in r.axes.items())
-            accuracy = f"{r.accuracy:.4f}" if r.accuracy is not None else (r.error or "")[:60]
-            table.add_row(r.id, r.study or "", r.method or "", r.backbone or "", axes, r.status, accuracy,
-                          f"{r.seconds:.1f}" if r.seconds is not None else "", r.finished_at or "")
-        Console(width=200 if not sys.stdout.isatty() else None).print(table)
+COMMANDS = (study, runs)
