@@ -9,48 +9,15 @@ from dataclasses import asdict
 import pytest
 from PIL import Image
 
-from transferlab.finetune.config import FinetuneConfig, FinetuneResult
-from transferlab.report import records_for_ids, write_report
+from study_fixtures import CLASSES, TINY_BACKBONE, finetune_result, make_image_folder, probe_result, write_study
+from transferlab.finetune.result import FinetuneResult
+from transferlab.probing.result import ProbeResult
+from transferlab.report import records_for_ids, records_for_plan, write_report
 from transferlab.report.curves import accuracy_vs_axis, learning_curves
 from transferlab.report.gallery import misclassified
 from transferlab.report.tables import comparison_rows, confused_pairs, head_parameters
+from transferlab.study import load_study, plan_study, run_study
 from transferlab.study.store import RunStore
-
-CLASSES = ["ant", "bee", "wasp"]
-
-
-def finetune_result(accuracy: float, seed: int, per_class: int, image_dir) -> dict:
-    history = [{"epoch": e, "stage": "head" if e <= 3 else "fine-tune", "lr": 1e-3, "train_loss": 1.0 / e,
-                "train_accuracy": 0.5 + e / 20, "val_loss": 1.1 / e, "val_accuracy": 0.4 + e / 20, "seconds": 2.0}
-               for e in range(1, 6)]
-    paths = []
-    for i, colour in enumerate(("red", "green", "blue")):
-        path = image_dir / f"img{i}.png"
-        Image.new("RGB", (30, 20), colour).save(path)
-        paths.append(str(path))
-    config = FinetuneConfig(data="/data", backbone="efficientnet_lite0", seed=seed, per_class=per_class)
-    result = FinetuneResult(
-        backbone="efficientnet_lite0", timm_name="tf_efficientnet_lite0", freeze="two-stage", head="linear",
-        data="/data", evaluated_on="test", classes=CLASSES, train_images=9, val_images=3, test_images=6,
-        accuracy=accuracy, macro_f1=accuracy, epochs_run=5, seconds_per_epoch=2.0, training_seconds=10.0,
-        trainable_parameters=1000, frozen_parameters=9000, total_parameters=10000, backbone_layers=20,
-        frozen_layers=0, feature_dim=1280, inference_ms_per_image=3.5, best_epoch=5, stage2_start_epoch=4,
-        prefix_cache_used=True, model_path="/models/x", history=history,
-        confusion_matrix=[[2, 0, 0], [1, 1, 0], [0, 0, 2]],
-        predictions=[{"path": paths[0], "true": "ant", "predicted": "ant"},
-                     {"path": paths[1], "true": "bee", "predicted": "ant"},
-                     {"path": str(image_dir / "gone.png"), "true": "wasp", "predicted": "bee"}],
-        config=asdict(config),
-    )
-    return asdict(result)
-
-
-def probe_result(accuracy: float, seed: int, per_class: int) -> dict:
-    return {"backbone": "efficientnet_lite0", "head": "logreg", "classes": CLASSES, "accuracy": accuracy,
-            "macro_f1": accuracy, "feature_dim": 1280, "backbone_layers": 20, "backbone_parameters": 3_371_000,
-            "head_fit_seconds": 0.25, "extraction_seconds": 4.0, "inference_ms_per_image": 2.0, "history": [],
-            "confusion_matrix": [[2, 0, 0], [0, 0, 2], [0, 0, 2]], "predictions": [], "temperature": None,
-            "config": {"seed": seed, "per_class": per_class}}
 
 
 @pytest.fixture
@@ -59,18 +26,30 @@ def stored(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     accuracies = {}
-    for method, kind, make in (("two-stage", "finetune", None), ("logreg", "probe", probe_result)):
+    for method, kind in (("two-stage", "finetune"), ("logreg", "probe")):
         for per_class in (2, 8):
             for seed in (0, 1):
                 run_id = f"{method}-{per_class}-{seed}"
                 accuracy = 0.5 + per_class / 40 + seed / 10 + (0.05 if kind == "probe" else 0.0)
-                result = make(accuracy, seed, per_class) if make else finetune_result(accuracy, seed, per_class, images)
+                result = (probe_result(accuracy, seed, per_class) if kind == "probe"
+                          else finetune_result(accuracy, seed, per_class, images))
                 labels = {"study": "s", "method": method, "kind": kind, "runner": kind, "backbone": "efficientnet_lite0",
                           "axes": {"per_class": per_class, "seed": seed}}
                 store.claim(run_id, labels, {"seed": seed, "per_class": per_class, "backbone": "efficientnet_lite0"})
                 store.finish(run_id, result, 1.0, {"torch": "2.x", "cpu": "test cpu", "torch_threads": 2})
                 accuracies[run_id] = accuracy
     return store, accuracies
+
+
+def test_stored_results_come_back_typed(stored):
+    store, accuracies = stored
+    records = records_for_ids(store, list(accuracies))
+    assert all(isinstance(r.result, FinetuneResult if r.method == "two-stage" else ProbeResult) for r in records)
+    record = next(r for r in records if r.id == "two-stage-8-1")
+    expected = finetune_result(accuracies["two-stage-8-1"], 1, 8, store.path.parent / "images")
+    for name in ("accuracy", "history", "predictions", "confusion_matrix", "stage2_start_epoch", "runtime", "classes"):
+        assert getattr(record.result, name) == getattr(expected, name)
+    assert store.get("logreg-2-0").result_schema == 1
 
 
 def test_comparison_table_has_mean_and_std_over_seeds(stored):
@@ -147,3 +126,51 @@ def test_filters_and_activation_maps_of_first_and_last_convolution(tmp_path, mon
     assert sum("activation maps" in c for c in captions) == 2
     without_image = backbone_figures({"backbone": "test_efficientnet", "random_init": True}, None)
     assert without_image and all("activation" not in caption for caption, _ in without_image)
+
+
+def test_result_in_an_unknown_layout_is_reported_unreadable(stored, tmp_path):
+    store, accuracies = stored
+    store.db.execute("UPDATE runs SET result_schema = 0 WHERE id = 'logreg-2-0'")
+    records = records_for_ids(store, list(accuracies))
+    old = next(r for r in records if r.id == "logreg-2-0")
+    assert old.status == "unreadable" and old.result is None and "run it again" in old.error
+    files = write_report(records, tmp_path / "out", images=False)
+    assert "1 unreadable" in files["markdown"].read_text()
+
+
+def test_list_valued_sweep_plans_runs_and_reports(tmp_path, monkeypatch):
+    """``sweep: {augment: [[flip], [flip, crop]]}``: list values group, label and plot like any other axis."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFERLAB_CACHE_DIR", str(tmp_path / "cache"))
+    make_image_folder(tmp_path / "data", per_class=3)
+    path = write_study(tmp_path, f"""
+        name: augment
+        data: data
+        backbones: [{TINY_BACKBONE}]
+        methods:
+          - {{name: ft, kind: finetune, epochs: 1, sweep: {{augment: [[], [flip], [flip, crop]]}}}}
+        sweep:
+          seed: [0, 1]
+        """)
+    plan = plan_study(load_study(path))
+    assert [r.label() for r in plan.runs if r.axes["seed"] == 0] == [
+        "ft / test_efficientnet [seed=0 augment=[]]", "ft / test_efficientnet [seed=0 augment=flip]",
+        "ft / test_efficientnet [seed=0 augment=flip,crop]"]
+    assert len({r.run_id for r in plan.runs}) == 6
+
+    def stub(run, models_dir, progress):  # a real FinetuneResult, better with more augmentation
+        accuracy = 0.6 + 0.1 * len(run.config.augment) + 0.01 * run.config.seed
+        return finetune_result(accuracy, run.config.seed, 2, config=asdict(run.config))
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    assert run_study(plan, store, runner=stub).count("done") == 6
+    records = records_for_plan(store, plan)
+    assert all(isinstance(r.result, FinetuneResult) for r in records)
+    rows = comparison_rows(records)
+    assert sorted(r["setting"] for r in rows) == ["augment=[]", "augment=flip", "augment=flip,crop"]
+    assert all(r["runs"] == 2 for r in rows)
+    figure = accuracy_vs_axis(records, "augment")
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["[]", "flip", "flip,crop"]
+    files = write_report(records, tmp_path / "out", title="augment", images=False)
+    html = files["html"].read_text()
+    assert 'id="accuracy-vs-augment"' in html and "augment=flip,crop" in html

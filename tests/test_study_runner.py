@@ -10,8 +10,10 @@ from click.testing import CliRunner
 
 from study_fixtures import TINY_BACKBONE, make_image_folder, write_study
 from transferlab.errors import UserError
+from transferlab.probing.result import ProbeResult
 from transferlab.study import RunStore, load_study, plan_study, run_study
 from transferlab.study.runner import STUDY_STAGE, execute
+from transferlab.study.store import RESULT_SCHEMA
 
 STUDY = f"""
     name: tiny
@@ -51,9 +53,10 @@ def test_study_records_every_run_and_a_rerun_runs_nothing(study, tmp_path):
     assert outcome.count("done") == len(plan.runs) == 6
     assert (STUDY_STAGE, 6, 6) in stages
     rows = {r.id: r for r in store.runs()}
+    assert all(isinstance(r.result, ProbeResult) and r.result_schema == RESULT_SCHEMA for r in rows.values())
     temperature = [r for r in rows.values() if r.kind == "temperature"]
-    assert {r.result["temperature"] for r in temperature} == {0.5, 4.0}
-    assert all(r.result["history"] and r.result["val_accuracy_max"] is not None for r in temperature)
+    assert {r.result.temperature for r in temperature} == {0.5, 4.0}
+    assert all(r.result.history and r.result.val_accuracy_max is not None for r in temperature)
     assert all(r.environment["torch_threads"] >= 1 and r.environment["torch"] for r in rows.values())
     assert all(0.0 <= r.accuracy <= 1.0 and r.config["per_class"] in (3, 5) for r in rows.values())
 
@@ -77,6 +80,14 @@ def test_failing_run_is_recorded_and_retried_without_stopping_the_others(study, 
     assert store.get(bad).status == "done" and store.get(bad).attempts == 2
 
 
+def test_runner_that_returns_no_typed_result_fails_the_run(study, tmp_path):
+    plan = plan_study(load_study(study))
+    store = RunStore(tmp_path / "runs.sqlite")
+    outcome = run_study(plan, store, runner=lambda run, models_dir, progress: {"accuracy": 1.0})
+    assert outcome.count("failed") == 6
+    assert store.get(plan.runs[0].run_id).error == "TypeError: the runner returned a dict, not a RunResult"
+
+
 def test_user_error_in_a_run_is_recorded_as_its_message(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     make_image_folder(tmp_path / "data", per_class=4)
@@ -92,7 +103,7 @@ def test_user_error_in_a_run_is_recorded_as_its_message(tmp_path, monkeypatch):
 
 
 def test_cli_runs_lists_and_reports(study, tmp_path, monkeypatch):
-    from transferlab.cli import main
+    from transferlab.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     store = str(tmp_path / "cli.sqlite")

@@ -103,7 +103,7 @@ def _representatives(done: list[RunRecord]) -> list[RunRecord]:
 
 
 def _learning_curves(page: Page, done: list[RunRecord]) -> None:
-    with_history = [r for r in _representatives(done) if r.result.get("history")]
+    with_history = [r for r in _representatives(done) if r.result.history]
     if not with_history:
         return
     page.heading("Learning curves", "learning-curves")
@@ -116,7 +116,7 @@ def _learning_curves(page: Page, done: list[RunRecord]) -> None:
 
 
 def _confusion(page: Page, done: list[RunRecord], pairs: list[dict]) -> None:
-    with_matrix = [r for r in done if r.result.get("confusion_matrix")]
+    with_matrix = [r for r in done if r.result.confusion_matrix]
     if not with_matrix:
         return
     page.heading("Confusion matrices and most-confused pairs", "confusion")
@@ -127,7 +127,7 @@ def _confusion(page: Page, done: list[RunRecord], pairs: list[dict]) -> None:
     for method, group in by_method.items():
         page.open_details(f"{method}: {len(group)} confusion matrices", open_=len(with_matrix) <= 4)
         for record in group:
-            figure = confusion_figure(record.result["confusion_matrix"], record.result["classes"],
+            figure = confusion_figure(record.result.confusion_matrix, record.result.classes,
                                       f"{record.label()} seed={record.seed}")
             page.figure(figure_uri(figure), f"run {record.id}: accuracy {record.accuracy:.4f}")
         page.close_details()
@@ -161,7 +161,7 @@ def _filters(page: Page, done: list[RunRecord]) -> None:
         seen.setdefault(key, record)
     sections = []
     for key, record in seen.items():
-        image = next((p["path"] for p in record.result.get("predictions") or [] if Path(p["path"]).is_file()), None)
+        image = next((p["path"] for p in record.result.predictions if Path(p["path"]).is_file()), None)
         try:
             figures = _backbone_figures(record, image)
         except Exception as exc:  # a figure must not sink the report

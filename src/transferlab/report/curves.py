@@ -6,6 +6,9 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..finetune.result import FinetuneResult
+from ..probing.result import ProbeResult
+from ..study.axes import axis_text
 from .plots import new_figure
 from .records import RunRecord
 from .tables import group_by_setting
@@ -13,7 +16,7 @@ from .tables import group_by_setting
 
 def learning_curves(record: RunRecord):
     """Loss and accuracy per epoch (train and validation); a dashed line where stage 2 starts."""
-    history = record.result.get("history") or []
+    history = record.result.history if record.result is not None else []
     if not history:
         return None
     figure, axes = new_figure(10, 3.6, ncols=2)
@@ -24,7 +27,7 @@ def learning_curves(record: RunRecord):
             if any(key in h for h in history):
                 ax.plot(epochs, [h.get(key, np.nan) for h in history], style, marker="." if len(history) <= 40 else None,
                         label=f"{split} {metric}")
-        stage2 = record.result.get("stage2_start_epoch")
+        stage2 = record.result.stage2_start_epoch if isinstance(record.result, FinetuneResult) else None
         if stage2:
             ax.axvline(stage2 - 0.5, color="grey", linestyle=":", label="stage 2 starts")
         ax.set_xlabel("epoch")
@@ -41,8 +44,13 @@ def swept_axes(records: list[RunRecord]) -> list[str]:
     for r in records:
         if r.done:
             for k, v in r.axes.items():
-                values[k].add(repr(v))
+                values[k].add(axis_text(v))
     return [k for k, v in values.items() if len(v) > 1 and k not in ("seed", "temperature")]
+
+
+def _label(method: str, backbone: str, setting: tuple) -> str:
+    """``method / backbone k=v ...`` (the setting's values are already in their text or scalar form)."""
+    return f"{method} / {backbone}" + (" " + " ".join(f"{k}={v}" for k, v in setting) if setting else "")
 
 
 def _sort_key(value):
@@ -69,7 +77,7 @@ def accuracy_vs_axis(records: list[RunRecord], axis: str):
         xs = sorted(points, key=_sort_key)
         means = [float(np.mean(points[x])) for x in xs]
         stds = [float(np.std(points[x], ddof=1)) if len(points[x]) > 1 else 0.0 for x in xs]
-        label = f"{method} / {backbone}" + (" " + " ".join(f"{k}={v}" for k, v in rest) if rest else "")
+        label = _label(method, backbone, rest)
         ax.errorbar([position[x] for x in xs], means, yerr=stds, marker="o", capsize=3, label=label)
     if numeric and axis in ("per_class", "num_classes") and max(every) / max(min(every), 1e-9) >= 8:
         ax.set_xscale("log", base=2)
@@ -86,22 +94,22 @@ def accuracy_vs_axis(records: list[RunRecord], axis: str):
 
 def accuracy_vs_temperature(records: list[RunRecord]):
     """Maximum and final validation accuracy (and test accuracy) of temperature features against T."""
-    series: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    series: dict[tuple, dict[float, list[ProbeResult]]] = defaultdict(lambda: defaultdict(list))
     for (method, backbone, setting), group in group_by_setting(records, "temperature").items():
         for r in group:
-            t = r.result.get("temperature")
-            if t is not None:
-                series[(method, backbone, setting)][float(t)].append(r.result)
+            if isinstance(r.result, ProbeResult) and r.result.temperature is not None:
+                series[(method, backbone, setting)][float(r.result.temperature)].append(r.result)
     if not series:
         return None
     figure, axes = new_figure(7, 4.2)
     ax = axes[0][0]
     for (method, backbone, setting), by_t in sorted(series.items(), key=lambda kv: str(kv[0])):
         ts = sorted(by_t)
-        label = f"{method} / {backbone}" + (" " + " ".join(f"{k}={v}" for k, v in setting) if setting else "")
-        for key, style, name in (("val_accuracy_max", "-o", "val max"), ("val_accuracy_final", "--s", "val final"),
-                                 ("accuracy", ":^", "test")):
-            ys = [np.mean([r[key] for r in by_t[t] if r.get(key) is not None] or [np.nan]) for t in ts]
+        label = _label(method, backbone, setting)
+        for figure_of, style, name in ((lambda r: r.val_accuracy_max, "-o", "val max"),
+                                       (lambda r: r.val_accuracy_final, "--s", "val final"),
+                                       (lambda r: r.accuracy, ":^", "test")):
+            ys = [np.mean([figure_of(r) for r in by_t[t] if figure_of(r) is not None] or [np.nan]) for t in ts]
             ax.plot(ts, ys, style, label=f"{label}: {name}")
     ax.set_xscale("log")
     every = sorted({t for by_t in series.values() for t in by_t})

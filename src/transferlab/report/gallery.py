@@ -25,7 +25,7 @@ def misclassified(record: RunRecord, limit: int = 12) -> list[Thumbnail]:
     from ..data import UnreadableImage, open_rgb
 
     thumbnails = []
-    for item in record.result.get("predictions") or []:
+    for item in record.result.predictions if record.result is not None else []:
         if item["true"] == item["predicted"] or not Path(item["path"]).is_file():
             continue
         try:

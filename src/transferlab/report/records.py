@@ -1,11 +1,13 @@
-"""The runs a report shows: stored results with their labels (method, backbone, swept values)."""
+"""The runs a report shows: stored typed results with their labels (method, backbone, swept values)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import UserError
+from ..results import RunResult
+from ..study.axes import axis_key, setting_text
 
 
 @dataclass
@@ -15,8 +17,8 @@ class RunRecord:
     kind: str
     backbone: str
     axes: dict[str, Any]
-    status: str  # done, failed, running, missing (planned, never run)
-    result: dict[str, Any] = field(default_factory=dict)
+    status: str  # done, failed, running, missing (planned, never run), unreadable (stored in another layout)
+    result: RunResult | None = None  # a ProbeResult or FinetuneResult once done
     config: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float | None = None
@@ -24,22 +26,22 @@ class RunRecord:
 
     @property
     def done(self) -> bool:
-        return self.status == "done" and bool(self.result)
+        return self.status == "done" and self.result is not None
 
     @property
     def accuracy(self) -> float | None:
-        return self.result.get("accuracy") if self.done else None
+        return self.result.accuracy if self.done else None
 
     @property
     def seed(self) -> int:
         return int(self.config.get("seed", 0) or 0)
 
     def setting(self, *drop: str) -> tuple:
-        """The swept values except ``drop`` (and the seed), as a sortable key."""
-        return tuple((k, v) for k, v in self.axes.items() if k != "seed" and k not in drop)
+        """The swept values except ``drop`` (and the seed), hashable (a list value as its text): a grouping key."""
+        return tuple((k, axis_key(v)) for k, v in self.axes.items() if k != "seed" and k not in drop)
 
     def setting_text(self, *drop: str) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.setting(*drop))
+        return setting_text({k: v for k, v in self.axes.items() if k != "seed" and k not in drop})
 
     def label(self, *drop: str) -> str:
         text = self.setting_text(*drop)
@@ -48,10 +50,15 @@ class RunRecord:
 
 def from_row(row, method: str | None = None, backbone: str | None = None, axes: dict | None = None,
              kind: str | None = None) -> RunRecord:
+    status, error = row.status, row.error
+    if status == "done" and row.result is None:
+        status = "unreadable"
+        error = (f"its stored result (layout {row.result_schema}) cannot be read by this version of transferlab: "
+                 "run it again")
     return RunRecord(
         id=row.id, method=method or row.method or "?", kind=kind or row.kind or "?", backbone=backbone or row.backbone or "?",
-        axes=axes if axes is not None else row.axes, status=row.status, result=row.result or {}, config=row.config or {},
-        error=row.error, seconds=row.seconds, environment=row.environment,
+        axes=axes if axes is not None else row.axes, status=status, result=row.result, config=row.config or {},
+        error=error, seconds=row.seconds, environment=row.environment,
     )
 
 
@@ -61,8 +68,6 @@ def records_for_plan(store, plan) -> list[RunRecord]:
     for run in plan.runs:
         row = store.get(run.run_id)
         if row is None:
-            from dataclasses import asdict
-
             records.append(RunRecord(run.run_id, run.method, run.kind, run.backbone, run.axes, "missing",
                                      config=asdict(run.config)))
         else:

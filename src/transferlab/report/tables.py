@@ -1,6 +1,7 @@
 """The report's tables: the comparison table the lab reports hand-make, runs, most-confused pairs.
 
-Rows are plain dicts; ``markdown`` and ``write_csv`` render any of them.
+Figures come from the typed results (``ProbeResult``, ``FinetuneResult``); the rows
+built from them are plain dicts, which ``markdown`` and ``write_csv`` render.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..finetune.result import FinetuneResult
+from ..results import RunResult
 from .records import RunRecord
 
 COMPARISON_COLUMNS = [
@@ -42,23 +45,22 @@ def head_parameters(head: str, feature_dim: int, n_classes: int) -> int:
     return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
 
-def parameter_counts(result: dict) -> tuple[int | None, int | None]:
-    if "trainable_parameters" in result:
-        return result["trainable_parameters"], result["total_parameters"]
-    if "backbone_parameters" in result:
-        trainable = head_parameters(result.get("head", "logreg"), result["feature_dim"], len(result["classes"]))
-        return trainable, result["backbone_parameters"] + trainable
-    return None, None
+def parameter_counts(result: RunResult) -> tuple[int | None, int | None]:
+    """(trainable, total) parameters: a fine-tuned model's own; a probe's head on top of its frozen backbone."""
+    if isinstance(result, FinetuneResult):
+        return result.trainable_parameters, result.total_parameters
+    trainable = head_parameters(result.head, result.feature_dim, len(result.classes))
+    return trainable, result.backbone_parameters + trainable
 
 
-def training_cost(result: dict) -> tuple[int | None, float | None, str]:
+def training_cost(result: RunResult) -> tuple[int | None, float | None, str]:
     """(epochs, seconds per epoch, text) for fine-tuning; a probe's head fit and feature extraction."""
-    if "seconds_per_epoch" in result:
-        epochs, per_epoch = result["epochs_run"], result["seconds_per_epoch"]
+    if isinstance(result, FinetuneResult):
+        epochs, per_epoch = result.epochs_run, result.seconds_per_epoch
         return epochs, per_epoch, f"{epochs} x {per_epoch:.2f} s"
-    fit = result.get("head_fit_seconds", 0.0)
-    history = result.get("history") or []
-    features = f"features {result.get('extraction_seconds', 0.0):.1f} s"
+    fit = result.head_fit_seconds
+    history = result.history
+    features = f"features {result.extraction_seconds:.1f} s"
     if history:
         per_epoch = fit / len(history)
         return len(history), per_epoch, f"{len(history)} x {per_epoch:.3f} s + {features}"
@@ -96,28 +98,32 @@ def comparison_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
             per_epoch = float(np.mean([training_cost(r.result)[1] for r in group]))
             training = f"{epochs:g} x {per_epoch:.2f} s (mean)"
         elif len(group) > 1:
-            fit = np.mean([r.result.get("head_fit_seconds", 0.0) for r in group])
-            features = np.mean([r.result.get("extraction_seconds", 0.0) for r in group])
+            fit = np.mean([r.result.head_fit_seconds for r in group])
+            features = np.mean([r.result.extraction_seconds for r in group])
             training = f"fit {fit:.2f} s + features {features:.1f} s (mean)"
         trainable, total = parameter_counts(first)
-        inference = float(np.nanmean([r.result.get("inference_ms_per_image", math.nan) for r in group]))
+        inference = float(np.nanmean([_number(r.result.inference_ms_per_image) for r in group]))
         rows.append({
-            "method": method, "backbone": backbone, "setting": " ".join(f"{k}={v}" for k, v in setting),
+            "method": method, "backbone": backbone, "setting": group[0].setting_text(),
             "runs": len(group), "accuracy_mean": mean, "accuracy_std": std, "test_accuracy": accuracy_text(accuracies),
             "epochs": epochs, "seconds_per_epoch": per_epoch, "training": training,
-            "inference_ms": round(inference, 2), "layers": first.get("backbone_layers"),
-            "feature_dim": first.get("feature_dim"), "trainable_parameters": trainable, "total_parameters": total,
+            "inference_ms": round(inference, 2), "layers": first.backbone_layers,
+            "feature_dim": first.feature_dim, "trainable_parameters": trainable, "total_parameters": total,
             "parameters": f"{trainable:,} / {total:,}" if trainable is not None else "",
             "run_ids": " ".join(r.id for r in group),
         })
     return rows
 
 
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
 def run_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
     return [{
         "id": r.id, "method": r.method, "backbone": r.backbone, "setting": r.setting_text(), "seed": r.seed,
         "status": r.status, "accuracy": f"{r.accuracy:.4f}" if r.done else "",
-        "macro_f1": f"{r.result['macro_f1']:.4f}" if r.done and "macro_f1" in r.result else "",
+        "macro_f1": f"{r.result.macro_f1:.4f}" if r.done else "",
         "seconds": f"{r.seconds:.1f}" if r.seconds is not None else "", "error": r.error or "",
     } for r in records]
 
@@ -132,8 +138,8 @@ def confused_pairs(matrix: list[list[int]], classes: list[str], top: int = 3) ->
 def confused_pair_rows(records: list[RunRecord], top: int = 3) -> list[dict[str, Any]]:
     rows = []
     for r in records:
-        if r.done and r.result.get("confusion_matrix"):
-            for true, predicted, count in confused_pairs(r.result["confusion_matrix"], r.result["classes"], top):
+        if r.done and r.result.confusion_matrix:
+            for true, predicted, count in confused_pairs(r.result.confusion_matrix, r.result.classes, top):
                 rows.append({"run": r.id, "label": r.label(), "true": true, "predicted": predicted, "count": count})
     return rows
 

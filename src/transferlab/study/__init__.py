@@ -17,9 +17,12 @@ _EXPORTS = {
     "StudySpec": "spec",
     "load_study": "spec",
     "parse_study": "spec",
+    "RESULT_SCHEMA": "store",
     "RunRow": "store",
     "RunStore": "store",
     "default_store_path": "store",
+    "data_fingerprint": "identity",
+    "run_id": "identity",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

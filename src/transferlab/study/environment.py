@@ -32,9 +32,11 @@ def cpu_model() -> str:
 def environment() -> dict:
     import torch
 
+    from .. import __version__
+
     return {
         "python": platform.python_version(),
-        "transferlab": _version("transferlab"),
+        "transferlab": __version__,  # the version run identities are made with
         "torch": torch.__version__,
         "torchvision": _version("torchvision"),
         "timm": _version("timm"),

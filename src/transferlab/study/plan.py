@@ -1,9 +1,14 @@
-"""A study expanded into runs: every method x backbone x combination of its sweep axes."""
+"""A study expanded into runs: every method x backbone x combination of its sweep axes.
+
+Each run's config record is built here, so a value the record refuses is an error
+at plan time (located at its method in the file), not a failed run. The data's
+fingerprint is computed once per plan and goes into every run's identity.
+"""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +16,19 @@ from ..backbones import resolve_timm_name
 from ..backbones.weights import find_weights
 from ..errors import UserError
 from ..finetune.config import FinetuneConfig
-from ..probe.config import ProbeConfig
-from .identity import run_id
-from .spec import AXIS_KINDS, KINDS, SCRATCH_BACKBONE, BackboneSpec, MethodSpec, StudySpec
+from ..probing.config import ProbeConfig
+from .axes import setting_text
+from .identity import data_fingerprint, run_id
+from .spec import (
+    KINDS,
+    SCRATCH_BACKBONE,
+    BackboneSpec,
+    MethodSpec,
+    StudySpec,
+    method_axes,
+    method_options,
+    method_path,
+)
 
 RUNNERS = {ProbeConfig: "probe", FinetuneConfig: "finetune"}
 
@@ -32,7 +47,7 @@ class PlannedRun:
     config: ProbeConfig | FinetuneConfig
 
     def label(self) -> str:
-        swept = " ".join(f"{k}={v}" for k, v in self.axes.items())
+        swept = setting_text(self.axes)
         return f"{self.method} / {self.backbone}" + (f" [{swept}]" if swept else "")
 
 
@@ -42,6 +57,7 @@ class StudyPlan:
     data: str
     runs: list[PlannedRun]
     notes: list[str] = field(default_factory=list)
+    data_fingerprint: str = ""  # digest of the data's images (see study.identity)
 
 
 def resolve_data(spec: StudySpec, override: str | None) -> str:
@@ -75,6 +91,7 @@ def backbone_available(backbone: BackboneSpec) -> bool:
 
 def plan_study(spec: StudySpec, data: str | None = None) -> StudyPlan:
     data_path = resolve_data(spec, data)
+    fingerprint = data_fingerprint(data_path)
     notes: list[str] = []
     available = []
     for backbone in spec.backbones:
@@ -85,36 +102,24 @@ def plan_study(spec: StudySpec, data: str | None = None) -> StudyPlan:
     runs: list[PlannedRun] = []
     seen: dict[str, PlannedRun] = {}
     for method in spec.methods:
-        for planned in _method_runs(spec, method, available, data_path):
+        for planned in _method_runs(spec, method, available, data_path, fingerprint):
             if planned.run_id in seen:
                 notes.append(f"{planned.label()} is the same experiment as {seen[planned.run_id].label()}: run once")
                 continue
             seen[planned.run_id] = planned
             runs.append(planned)
-    return StudyPlan(spec, data_path, runs, notes)
+    return StudyPlan(spec, data_path, runs, notes, fingerprint)
 
 
-def method_axes(spec: StudySpec, method: MethodSpec) -> dict[str, list]:
-    """The study's axes that apply to this method, overridden by the method's own."""
-    names = {f.name for f in fields(KINDS[method.kind])}
-    axes = {k: v for k, v in spec.sweep.items() if k in names and method.kind in AXIS_KINDS.get(k, {method.kind})}
-    axes.update(method.sweep)
-    return axes
-
-
-def _method_runs(spec: StudySpec, method: MethodSpec, backbones: list[BackboneSpec], data: str):
+def _method_runs(spec: StudySpec, method: MethodSpec, backbones: list[BackboneSpec], data: str, fingerprint: str):
     config_class = KINDS[method.kind]
-    names = {f.name for f in fields(config_class)}
-    options = {k: v for k, v in spec.settings.items() if k in names}
-    if method.kind == "temperature":
-        options["head"] = "softmax"
     if method.kind == "scratch":
-        options["freeze"] = "none"
         backbones = [BackboneSpec(SCRATCH_BACKBONE)]
     elif method.backbones is not None:
         backbones = [b for b in backbones if b.name in method.backbones]
-    options.update(method.options)
+    options = method_options(spec, method)
     axes = method_axes(spec, method)
+    runner = RUNNERS[config_class]
     for backbone in backbones:
         for values in itertools.product(*axes.values()):
             combo = dict(zip(axes, values))
@@ -122,7 +127,18 @@ def _method_runs(spec: StudySpec, method: MethodSpec, backbones: list[BackboneSp
             if method.kind != "scratch":
                 settings.setdefault("weights", backbone.weights)
                 settings.setdefault("random_init", backbone.random_init)
-            config = config_class(**settings)
-            runner = RUNNERS[config_class]
-            yield PlannedRun(run_id(runner, config), spec.name, method.name, method.kind, runner, backbone.name,
-                             combo, config)
+            config = _config(spec, method, config_class, settings, combo)
+            yield PlannedRun(run_id(runner, config, fingerprint), spec.name, method.name, method.kind, runner,
+                             backbone.name, combo, config)
+
+
+def _config(spec: StudySpec, method: MethodSpec, config_class: type, settings: dict, combo: dict):
+    """The run's config record; a value it refuses is a UserError at the method's line in the study file."""
+    try:
+        return config_class(**settings)
+    except UserError as exc:
+        swept = f" with {setting_text(combo)}" if combo else ""
+        message = f"method {method.name!r}{swept}: {exc}"
+        if spec.lines is not None:
+            raise spec.lines.error(method_path(method), message) from None
+        raise UserError(f"{spec.path or 'the study'}: {message}") from None

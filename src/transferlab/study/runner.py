@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
+from ..results import RunResult
 from .environment import environment
 from .plan import PlannedRun, StudyPlan
 from .store import RunStore
@@ -55,21 +56,21 @@ class RunEvent:
     seconds_left: float | None
 
 
-def execute(run: PlannedRun, models_dir: Path, progress: StageProgress | None) -> dict:
-    """Run one planned run through the public API; the result as a plain dict."""
+def execute(run: PlannedRun, models_dir: Path, progress: StageProgress | None) -> RunResult:
+    """Run one planned run through the public API; its typed result (ProbeResult or FinetuneResult)."""
     if run.runner == "probe":
-        from ..probe.run import run_probe
+        from ..probing.run import run_probe
 
-        return asdict(run_probe(run.config, progress))
+        return run_probe(run.config, progress)
     from ..finetune import run_finetune
 
     config = replace(run.config, output=str(models_dir / run.run_id), resume=True)
-    return asdict(run_finetune(config, progress))
+    return run_finetune(config, progress)
 
 
 def run_study(plan: StudyPlan, store: RunStore, progress: StageProgress | None = None,
               on_run: Callable[[RunEvent], None] | None = None, models_dir: Path | None = None,
-              runner: Callable[[PlannedRun, Path, StageProgress | None], dict] = execute) -> StudyOutcome:
+              runner: Callable[[PlannedRun, Path, StageProgress | None], RunResult] = execute) -> StudyOutcome:
     """Run every planned run that is not finished in ``store``; never stops at a failing run."""
     models_dir = models_dir or store.path.parent / MODELS_FOLDER
     outcome = StudyOutcome()
@@ -104,6 +105,8 @@ def _run_one(run: PlannedRun, store: RunStore, models_dir: Path, progress: Stage
     started = time.perf_counter()
     try:
         result = runner(run, models_dir, progress)
+        if not isinstance(result, RunResult):
+            raise TypeError(f"the runner returned a {type(result).__name__}, not a RunResult")
     except KeyboardInterrupt:
         store.fail(run.run_id, "interrupted", "", time.perf_counter() - started, environment())
         raise
@@ -114,7 +117,7 @@ def _run_one(run: PlannedRun, store: RunStore, models_dir: Path, progress: Stage
         return RunOutcome(run, "failed", seconds, error=message)
     seconds = time.perf_counter() - started
     store.finish(run.run_id, result, seconds, environment())
-    return RunOutcome(run, "done", seconds, accuracy=result.get("accuracy"))
+    return RunOutcome(run, "done", seconds, accuracy=result.accuracy)
 
 
 def _stored_accuracy(store: RunStore, run_id: str) -> float | None:

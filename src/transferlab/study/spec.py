@@ -16,8 +16,10 @@ A study is written in YAML::
       seed: [0, 1, 2]
 
 Method keys are the fields of ``ProbeConfig`` (kinds ``probe``, ``temperature``)
-or ``FinetuneConfig`` (kinds ``finetune``, ``scratch``). Any mistake is a
-``UserError`` naming the file and line.
+or ``FinetuneConfig`` (kinds ``finetune``, ``scratch``). Every value a method gets
+(its own, the study's ``settings`` and each swept value) is checked when the file
+loads by the config record's own validation (``parse_head`` for heads, the freeze
+policy syntax, ranges): any mistake is a ``UserError`` naming the file and line.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..finetune.config import FinetuneConfig
-from ..heads import HEADS
-from ..probe.config import ProbeConfig
+from ..finetune.freeze import check_policy
+from ..heads.spec import FINETUNE_HEADS, PROBE_HEADS, parse_head
+from ..probing.config import ProbeConfig
 from .schema import coerce, field_types, suggestion, unknown_key
 from .yaml_nodes import Key, Lines, load_located, parse_located
 
@@ -38,6 +42,8 @@ KINDS: dict[str, type] = {
     "finetune": FinetuneConfig,  # freeze policies, two-stage training
     "scratch": FinetuneConfig,  # the small CNN trained from random weights
 }
+HEADS_OF: dict[type, tuple[str, ...]] = {ProbeConfig: PROBE_HEADS, FinetuneConfig: FINETUNE_HEADS}
+FIXED_OPTIONS: dict[str, dict[str, Any]] = {"temperature": {"head": "softmax"}, "scratch": {"freeze": "none"}}
 NOT_PER_METHOD = {"data", "backbone"}  # set by the study, not by a method
 # Global sweep axes that only make sense for some kinds (a method's own sweep may still use them).
 AXIS_KINDS = {"temperature": {"temperature"}, "layer": {"probe"}, "pooling": {"probe"}}
@@ -62,6 +68,11 @@ class MethodSpec:
     options: dict[str, Any]  # config fields set by the method
     sweep: dict[str, list]  # the method's own axes (override the study's)
     backbones: list[str] | None = None  # a subset of the study's backbones
+    index: int | None = None  # its place in the file's methods list (to point at its line)
+
+    @property
+    def config_class(self) -> type:
+        return KINDS[self.kind]
 
 
 @dataclass
@@ -76,6 +87,7 @@ class StudySpec:
     store: str | None = None
     report: str | None = None
     description: str = ""
+    lines: Lines | None = field(default=None, repr=False, compare=False)  # where each value is in the file
 
     @property
     def folder(self) -> Path:
@@ -114,7 +126,7 @@ def build_study(value: Any, lines: Lines, path: Path | None) -> StudySpec:
     raw_methods = top["methods"]
     if not isinstance(raw_methods, list) or not raw_methods:
         raise lines.error(("methods",), "methods must be a non-empty list")
-    methods = [_method(m, ("methods", i), lines, backbones) for i, m in enumerate(raw_methods)]
+    methods = [_method(m, ("methods", i), lines, backbones, i) for i, m in enumerate(raw_methods)]
     seen: dict[str, int] = {}
     for i, method in enumerate(methods):
         if method.name in seen:
@@ -125,11 +137,14 @@ def build_study(value: Any, lines: Lines, path: Path | None) -> StudySpec:
                 and method.options.get("temperature") is None:
             raise lines.error(("methods", i), f"method {method.name!r} of kind temperature needs temperatures: "
                               "add 'sweep: {temperature: [0.5, 1, 2, 4]}'")
-    return StudySpec(
+    spec = StudySpec(
         name=name, path=path, data=data, backbones=backbones, methods=methods, sweep=sweep, settings=settings,
         store=_optional_text(top, "store", lines), report=_optional_text(top, "report", lines),
         description=_optional_text(top, "description", lines) or "",
+        lines=lines,
     )
+    check_values(spec)
+    return spec
 
 
 def _mapping(value: Any, path: Key, lines: Lines, what: str) -> dict:
@@ -216,15 +231,11 @@ def _sweep(value: Any, path: Key, lines: Lines, config_class: type | None) -> di
 
 
 def _check_axis(key: str, values: list, path: Key, lines: Lines) -> None:
-    positive = {"per_class", "num_classes", "temperature", "epochs", "lr", "batch_size"}
-    for i, v in enumerate(values):
-        if key in positive and v is not None and v <= 0:
-            raise lines.error(path + (i,), f"{key} must be positive, got {v!r}")
     if len(set(map(repr, values))) != len(values):
         raise lines.error(path, f"sweep {key} lists a value twice")
 
 
-def _method(value: Any, path: Key, lines: Lines, backbones: list[BackboneSpec]) -> MethodSpec:
+def _method(value: Any, path: Key, lines: Lines, backbones: list[BackboneSpec], index: int) -> MethodSpec:
     value = _mapping(value, path, lines, "a method")
     if "kind" not in value:
         raise lines.error(path, f"a method needs a kind: one of {', '.join(KINDS)}")
@@ -241,11 +252,6 @@ def _method(value: Any, path: Key, lines: Lines, backbones: list[BackboneSpec]) 
         if key not in fields:
             raise unknown_key(lines, path + (key,), f"a {kind} method", list(fields) + list(METHOD_KEYS))
         options[key] = coerce(item, fields[key], lines, path + (key,), key)
-    if "head" in options and config_class is ProbeConfig and options["head"].partition(":")[0] not in HEADS:
-        raise lines.error(path + ("head",), f"unknown head {options['head']!r}{suggestion(options['head'], HEADS)}: "
-                          f"use one of {', '.join(HEADS)}")
-    if "freeze" in options and config_class is FinetuneConfig:
-        _check_freeze(options["freeze"], path + ("freeze",), lines)
     subset = None
     if "backbones" in value:
         subset = value["backbones"] if isinstance(value["backbones"], list) else [value["backbones"]]
@@ -254,17 +260,74 @@ def _method(value: Any, path: Key, lines: Lines, backbones: list[BackboneSpec]) 
             if item not in known:
                 raise lines.error(path + ("backbones", i), f"backbone {item!r} is not in the study's backbones ({', '.join(known)})")
     sweep = _sweep(value.get("sweep", {}), path + ("sweep",), lines, config_class)
-    return MethodSpec(name=name, kind=kind, options=options, sweep=sweep, backbones=subset)
+    return MethodSpec(name=name, kind=kind, options=options, sweep=sweep, backbones=subset, index=index)
 
 
-def _check_freeze(policy: str, path: Key, lines: Lines) -> None:
-    from ..errors import UserError
+# -- what each method gets, and the config record's own checks of every value -----------------------------------
 
-    try:
-        from ..finetune.freeze import plan_stages
 
-        plan_stages(policy, 1000)  # the syntax only: the real layer count is known at run time
-    except UserError as exc:
-        raise lines.error(path, str(exc)) from None
-    except ImportError:
-        pass
+def method_options(spec: StudySpec, method: MethodSpec) -> dict[str, Any]:
+    """The fixed config values of a method: the study's settings its config has, its kind's, then its own."""
+    names = set(field_types(method.config_class))
+    options = {k: v for k, v in spec.settings.items() if k in names}
+    options.update(FIXED_OPTIONS.get(method.kind, {}))
+    options.update(method.options)
+    return options
+
+
+def method_axes(spec: StudySpec, method: MethodSpec) -> dict[str, list]:
+    """The study's axes that apply to this method, overridden by the method's own."""
+    names = set(field_types(method.config_class))
+    axes = {k: v for k, v in spec.sweep.items() if k in names and method.kind in AXIS_KINDS.get(k, {method.kind})}
+    axes.update(method.sweep)
+    return axes
+
+
+def method_path(method: MethodSpec) -> Key:
+    return ("methods", method.index) if method.index is not None else ("methods",)
+
+
+def option_path(method: MethodSpec, key: str) -> Key | None:
+    """Where a method's fixed value ``key`` is written: the method, the settings, or nowhere (its kind's)."""
+    if key in method.options:
+        return method_path(method) + (key,)
+    if key in FIXED_OPTIONS.get(method.kind, {}):
+        return None
+    return ("settings", key)
+
+
+def axis_path(method: MethodSpec, key: str) -> Key:
+    return method_path(method) + ("sweep", key) if key in method.sweep else ("sweep", key)
+
+
+def check_value(config_class: type, key: str, value: Any) -> None:
+    """``value`` for field ``key`` as the config record checks it (heads through ``parse_head``); else a UserError."""
+    if key == "head":
+        allowed = HEADS_OF[config_class]
+        try:
+            parse_head(value, allowed)
+        except UserError as exc:
+            raise UserError(f"{exc}{suggestion(str(value).partition(':')[0], allowed)}") from None
+    elif key == "freeze" and value is not None:
+        check_policy(value)
+    config_class(**{key: value})  # the record's own __post_init__: ranges, choices, augmentations, ratios
+
+
+def check_values(spec: StudySpec) -> None:
+    """Every value each method gets, checked by its config record; a located error for the first bad one."""
+    lines = spec.lines or Lines(str(spec.path or "<study>"))
+    for method in spec.methods:
+        axes = method_axes(spec, method)
+        checks = [(key, value, option_path(method, key)) for key, value in method_options(spec, method).items()
+                  if key not in axes]
+        checks += [(key, value, axis_path(method, key) + (i,)) for key, values in axes.items()
+                   for i, value in enumerate(values)]
+        for key, value, path in checks:
+            if path is None:
+                continue
+            try:
+                check_value(method.config_class, key, value)
+            except UserError as exc:
+                shared = path[0] in ("settings", "sweep")
+                note = f" (for {method.kind} method {method.name!r})" if shared else ""
+                raise lines.error(path, f"{exc}{note}") from None

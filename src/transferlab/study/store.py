@@ -4,10 +4,15 @@ SQLite from the standard library, in WAL mode with a busy timeout, and every
 write in an immediate transaction: two processes may run studies into the same
 store at once. A run is *claimed* before it starts, so a second process skips a
 run the first one is working on (unless that process has died).
+
+A result is stored as the JSON of its typed record (``ProbeResult`` or
+``FinetuneResult``, by the run's ``runner``) with the version of that layout
+(``result_schema``); reading a run gives the typed record back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -18,10 +23,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import UserError
+from ..finetune.result import FinetuneResult
+from ..probing.result import ProbeResult
+from ..results import RunResult
 
 STORE_ENV = "TRANSFERLAB_STORE"
 DEFAULT_STORE = "transferlab-runs.sqlite"
 BUSY_TIMEOUT_MS = 60_000
+RESULT_SCHEMA = 1  # the layout of the stored result JSON: a RunResult subclass's fields
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -37,6 +46,7 @@ CREATE TABLE IF NOT EXISTS runs (
     accuracy REAL,
     seconds REAL,                 -- wall-clock seconds of the whole run
     result TEXT,                  -- JSON: the ProbeResult / FinetuneResult, history included
+    result_schema INTEGER,        -- the layout of result (RESULT_SCHEMA when written)
     environment TEXT,             -- JSON: versions, CPU, threads, platform
     model_path TEXT,
     error TEXT,
@@ -76,7 +86,7 @@ class RunRow:
     status: str
     accuracy: float | None
     seconds: float | None
-    result: dict | None
+    result: RunResult | None  # ProbeResult or FinetuneResult; None until done, or stored in a layout not read here
     environment: dict | None
     model_path: str | None
     error: str | None
@@ -86,9 +96,10 @@ class RunRow:
     host: str | None
     started_at: str | None
     finished_at: str | None
+    result_schema: int | None = None
 
 
-JSON_COLUMNS = ("axes", "config", "result", "environment")
+JSON_COLUMNS = ("axes", "config", "environment")
 
 
 class RunStore:
@@ -104,11 +115,23 @@ class RunStore:
             self.db.execute("PRAGMA synchronous = NORMAL")
             if not self._has_schema():
                 self.db.executescript(SCHEMA)  # CREATE ... IF NOT EXISTS: safe when two processes race
+            self._add_missing_columns()
         except sqlite3.DatabaseError as exc:
             raise UserError(f"cannot open the run store {self.path}: {exc}") from None
 
     def _has_schema(self) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is not None
+
+    def _add_missing_columns(self) -> None:
+        """A store written before ``result_schema`` existed gets the column (its old results read as None)."""
+        if "result_schema" in self._columns():
+            return
+        with self.transaction() as db:
+            if "result_schema" not in self._columns():
+                db.execute("ALTER TABLE runs ADD COLUMN result_schema INTEGER")
+
+    def _columns(self) -> set[str]:
+        return {row["name"] for row in self.db.execute("PRAGMA table_info(runs)")}
 
     def close(self) -> None:
         self.db.close()
@@ -158,13 +181,17 @@ class RunStore:
             )
             return True
 
-    def finish(self, run_id: str, result: dict, seconds: float, environment: dict) -> None:
+    def finish(self, run_id: str, result: RunResult, seconds: float, environment: dict) -> None:
+        """Record a finished run's typed result (stored as JSON with ``RESULT_SCHEMA``)."""
+        if not isinstance(result, RunResult):
+            raise TypeError(f"a run's result must be a RunResult (ProbeResult or FinetuneResult), "
+                            f"got {type(result).__name__}")
         with self.transaction() as db:
             db.execute(
-                """UPDATE runs SET status = 'done', accuracy = ?, seconds = ?, result = ?, environment = ?,
-                                  model_path = ?, finished_at = ?, pid = NULL WHERE id = ?""",
-                (result.get("accuracy"), seconds, json.dumps(result, default=str), json.dumps(environment),
-                 result.get("model_path"), _now(), run_id),
+                """UPDATE runs SET status = 'done', accuracy = ?, seconds = ?, result = ?, result_schema = ?,
+                                  environment = ?, model_path = ?, finished_at = ?, pid = NULL WHERE id = ?""",
+                (result.accuracy, seconds, json.dumps(dataclasses.asdict(result), default=str), RESULT_SCHEMA,
+                 json.dumps(environment), getattr(result, "model_path", None), _now(), run_id),
             )
 
     def fail(self, run_id: str, error: str, traceback: str, seconds: float, environment: dict) -> None:
@@ -206,10 +233,31 @@ class RunStore:
         return iter(self.runs())
 
 
+RESULT_CLASSES: dict[str, type[RunResult]] = {"probe": ProbeResult, "finetune": FinetuneResult}
+
+
+def result_class(runner: str | None) -> type[RunResult] | None:
+    """The typed result a runner kind stores."""
+    return RESULT_CLASSES.get(runner or "")
+
+
+def decode_result(text: str | None, schema: int | None, runner: str | None) -> RunResult | None:
+    """The typed result stored as ``text``; None without one, or for a layout or runner this version cannot read."""
+    cls = result_class(runner)
+    if not text or schema != RESULT_SCHEMA or cls is None:
+        return None
+    try:
+        data = json.loads(text)
+        return cls.from_dict(data) if isinstance(data, dict) else None
+    except (ValueError, TypeError):  # a torn or foreign record must not sink a listing or a report
+        return None
+
+
 def _decode(row: sqlite3.Row) -> RunRow:
     data = dict(row)
     for column in JSON_COLUMNS:
         data[column] = json.loads(data[column]) if data[column] else ({} if column in ("axes", "config") else None)
+    data["result"] = decode_result(data["result"], data.get("result_schema"), data["runner"])
     return RunRow(**data)
 
 
