@@ -26,12 +26,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from transferlab import tune_allocator
-from transferlab.backbones import to_channels_last
 from transferlab.data import image_batches
+from transferlab.engine.inputs import CachedInputs
+from transferlab.engine.loop import fit
 from transferlab.finetune import FinetuneConfig, run_finetune
-from transferlab.finetune.inputs import CachedInputs
 from transferlab.finetune.optim import build_optimizer, build_schedule
-from transferlab.finetune.prefix_cache import PrefixOutputs
 from transferlab.finetune.run import FinetuneRun
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "hymenoptera_data"
@@ -88,37 +87,46 @@ def warm_seconds(work):
 
 def print_breakdown(config: FinetuneConfig) -> None:
     """Time each part of a recomputed epoch on the training images, one after the other (no overlap)."""
-    run = FinetuneRun(config, None, None)
+    run = FinetuneRun(config)
     run.prepare()
     stage = run.stages[0]
-    model, cut = run.model, stage.frozen_layers
-    model.freeze(cut)
+    model = run.model
+    model.freeze(stage.frozen_units)
+    cut = model.cacheable_steps()
     started = time.perf_counter()
     batches = [b for b in image_batches([s.path for s in run.train_samples], run.eval_transform, config.batch_size, 0)
                if b.images is not None]
     decode = time.perf_counter() - started
+    model.eval()
     with torch.no_grad():
         prefix_seconds, prefix = warm_seconds(
-            lambda: torch.cat([model.features(to_channels_last(b.images), 0, cut) for b in batches]))
+            lambda: torch.cat([model.prefix(run.runtime.inputs(b.images), cut) for b in batches]))
     kept = [i for b in batches for i in b.indices]
-    inputs = CachedInputs(PrefixOutputs(prefix, kept, []), torch.tensor([run.train_samples[i].label for i in kept]), cut)
-    optimizer = build_optimizer(model, config.optimizer, *run.stage_lr(stage), config.weight_decay)
+    inputs = CachedInputs(prefix, torch.tensor([run.train_samples[i].label for i in kept]), cut)
+    rates = run.stage_rates(stage)
+    optimizer = build_optimizer(model, config.optimizer, rates.head_lr, rates.backbone_lr, rates.layer_decay,
+                                config.weight_decay)
     schedule = build_schedule(optimizer, config.schedule, 2 * len(batches))
-    # the step fine-tuning runs on cached outputs
-    tail_seconds, _ = warm_seconds(lambda: run.train_epoch(inputs, optimizer, schedule, seed=0, label=""))
+    # the epoch fine-tuning runs on cached outputs, through the engine
+    tail_seconds, _ = warm_seconds(lambda: fit(model, lambda x, start: model(x, start=start), run.loss_fn, optimizer,
+                                               schedule, inputs, epochs=1, runtime=run.runtime,
+                                               batch_size=config.batch_size))
+    model.eval()
     with FlopCounterMode(display=False) as prefix_flops, torch.no_grad():
-        one = model.features(batches[0].images[:1], 0, cut)
+        one = model.prefix(batches[0].images[:1], cut)
     with FlopCounterMode(display=False) as tail_flops, torch.no_grad():
         model(one, start=cut)
 
     n = len(kept)
-    print(f"\nparts of a recomputed epoch, per training image ({n} images, layers 0-{cut - 1} frozen):")
+    print(f"\nparts of a recomputed epoch, per training image ({n} images, units 0-{stage.frozen_units - 1} frozen, "
+          f"{cut} of {len(model.path or [])} path steps cached):")
     print(f"  decode and resize          {decode / n * 1000:7.1f} ms")
     print(f"  frozen prefix forward      {prefix_seconds / n * 1000:7.1f} ms   {prefix_flops.get_total_flops() / 1e6:6.0f} MFLOP")
     print(f"  trainable tail, train step {tail_seconds / n * 1000:7.1f} ms   {tail_flops.get_total_flops() / 1e6:6.0f} MFLOP forward"
           " (about 3x that with backward)")
     gain = (decode + prefix_seconds + tail_seconds) / tail_seconds
     print(f"cache gain if an epoch cost only these parts: {gain:.2f}x")
+
 
 if __name__ == "__main__":
     main()

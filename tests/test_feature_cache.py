@@ -73,16 +73,16 @@ def test_another_layer_or_pooling_uses_another_cache_folder(tiny, cache_dir):
     folders = {
         extractor(tiny, cache_dir).cache.folder,
         extractor(tiny, cache_dir, layer="logits").cache.folder,
-        extractor(tiny, cache_dir, layer=4, pooling="avg").cache.folder,
-        extractor(tiny, cache_dir, layer=4, pooling="max").cache.folder,
-        extractor(tiny, cache_dir, layer=5, pooling="avg").cache.folder,
+        extractor(tiny, cache_dir, layer=2, pooling="avg").cache.folder,
+        extractor(tiny, cache_dir, layer=2, pooling="max").cache.folder,
+        extractor(tiny, cache_dir, layer=3, pooling="avg").cache.folder,
     }
 
     assert len(folders) == 5
 
 
 def test_same_settings_use_the_same_cache_folder(tiny, cache_dir):
-    assert extractor(tiny, cache_dir, layer=4).cache.folder == extractor(tiny, cache_dir, layer="blocks.2.0").cache.folder
+    assert extractor(tiny, cache_dir, layer=2).cache.folder == extractor(tiny, cache_dir, layer="blocks.2").cache.folder
 
 
 def test_other_weights_use_another_cache_folder(tiny, cache_dir):
@@ -94,9 +94,9 @@ def test_other_weights_use_another_cache_folder(tiny, cache_dir):
 
 
 def test_features_of_another_layer_are_not_served_from_the_first_layers_cache(tiny, images, cache_dir):
-    extractor(tiny, cache_dir, layer=4).extract(images)
+    extractor(tiny, cache_dir, layer=2).extract(images)
 
-    result = extractor(tiny, cache_dir, layer=4, pooling="max").extract(images)
+    result = extractor(tiny, cache_dir, layer=2, pooling="max").extract(images)
 
     assert result.computed == 5
 

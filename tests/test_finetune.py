@@ -1,88 +1,396 @@
-"""Fine-tuning: freeze policies, frozen BatchNorm, the frozen-prefix cache, resume, bundles."""
+"""Fine-tuning, specified option by option: each test fails when the option's effect is removed.
+
+Runs use timm's tiny ``test_efficientnet`` (random weights, 160 px) on three colour classes of
+20 images each (train 42 / val 9 / test 9), so a run takes about a second.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
 
 import pytest
 import torch
+from PIL import Image
 
+from helpers import make_class_folders
+from transferlab.engine.loop import evaluate
 from transferlab.errors import UserError
 from transferlab.finetune import FinetuneConfig, load_bundle, run_finetune
-from transferlab.finetune.freeze import Stage, frozen_layers, plan_stages
+from transferlab.finetune.augment import train_transform
 from transferlab.finetune.model import TransferModel
+from transferlab.finetune.run import FinetuneRun
 
-TINY = {"backbone": "test_efficientnet", "random_init": True, "batch_size": 8}
+TINY = {"backbone": "test_efficientnet", "random_init": True, "batch_size": 8, "num_workers": 0}
 
 
 def tiny_config(data, output, **overrides) -> FinetuneConfig:
     settings = {**TINY, "data": str(data), "output": str(output), "epochs": 2, "freeze": "half",
-                "early_stopping": "none", "num_workers": 0, **overrides}
+                "early_stopping": "none", **overrides}
     return FinetuneConfig(**settings)
 
 
-def test_freeze_policies_count_layers_from_the_input_side():
-    assert frozen_layers("all", 20) == 20
-    assert frozen_layers("none", 20) == 0
-    assert frozen_layers("half", 20) == 10
-    assert frozen_layers("first:7", 20) == 7
-    assert frozen_layers("top:3", 20) == 17
+def stage(history, name):
+    return [h for h in history if h["stage"] == name]
 
 
-def test_two_stage_trains_the_head_first_then_unfreezes():
-    assert plan_stages("two-stage", 20) == [Stage(20, "head"), Stage(0, "fine-tune")]
-    assert plan_stages("two-stage:top:5", 20) == [Stage(20, "head"), Stage(15, "fine-tune")]
+def prepared(config) -> FinetuneRun:
+    run = FinetuneRun(config)
+    run.prepare()
+    return run
 
 
-@pytest.mark.parametrize("policy", ["bogus", "first:99", "top:-1", "first:x"])
-def test_bad_freeze_policy_is_a_user_error(policy):
-    with pytest.raises(UserError):
-        plan_stages(policy, 20)
+# -- the model ---------------------------------------------------------------------------------------------------
 
-
-def test_frozen_layers_have_no_trainable_parameters(tiny):
+def test_frozen_units_have_no_trainable_parameters(tiny):
     model = TransferModel.from_backbone(tiny, num_classes=3)
-    model.freeze(len(model.layers))
+    model.freeze(len(model.units))
     trainable, frozen = model.parameter_counts()
-    assert trainable == sum(p.numel() for p in model.head.parameters())
+    assert trainable == sum(p.numel() for p in model.classifier.parameters())
     model.freeze(0)
     assert model.parameter_counts() == (trainable + frozen, 0)
 
 
-def test_frozen_batchnorm_keeps_its_running_statistics(tiny, class_folders, tmp_path):
-    """Trained without the prefix cache, so frozen layers really run inside model.train()."""
-    config = tiny_config(class_folders, tmp_path / "run", prefix_cache=False, epochs=1, train_bn=True)
-    from transferlab.finetune.run import FinetuneRun
+def test_the_fine_tuned_model_is_the_timm_model_with_a_new_classifier(tiny):
+    import timm
 
-    run = FinetuneRun(config, None, None)
-    run.prepare()
-    frozen = len(run.model.layers) // 2
-    before = {k: v.clone() for k, v in run.model.state_dict().items() if "running_mean" in k}
-    run.model.freeze(frozen)
-    run.model.train()
-    inputs = run.stage_inputs(Stage(frozen, "train"), run.train_samples, "train", training=True)
-    optimizer = torch.optim.SGD([p for p in run.model.parameters() if p.requires_grad], lr=0.1)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    run.train_epoch(inputs, optimizer, schedule, seed=0, label="epoch")
-    after = run.model.state_dict()
-    frozen_names = [f"layers.{i}." for i in range(frozen)]
-    changed_frozen = [k for k in before if any(k.startswith(p) for p in frozen_names) and not torch.equal(before[k], after[k])]
-    changed_trainable = [k for k in before if not any(k.startswith(p) for p in frozen_names) and not torch.equal(before[k], after[k])]
-    assert changed_frozen == []
-    assert changed_trainable, "BatchNorm layers that train should update their statistics"
+    model = TransferModel.from_backbone(load_fresh("test_efficientnet"), num_classes=3)
+    plain = timm.create_model("test_efficientnet", num_classes=3)
+
+    assert model.net.state_dict().keys() == plain.state_dict().keys()
+    assert model.feature_dim == plain.num_features
 
 
-def test_prefix_cache_gives_the_same_training_as_recomputing(class_folders, tmp_path):
-    cached = run_finetune(tiny_config(class_folders, tmp_path / "cached", prefix_cache=True))
-    recomputed = run_finetune(tiny_config(class_folders, tmp_path / "recomputed", prefix_cache=False))
-    assert cached.prefix_cache_used and cached.epochs_run == recomputed.epochs_run == 2
-    for a, b in zip(cached.history, recomputed.history):
+def load_fresh(name):
+    from transferlab.backbones import load_backbone
+
+    return load_backbone(name, random_init=True)
+
+
+def test_mlp_head_replaces_the_classifier_with_hidden_layers_and_dropout():
+    model = TransferModel.from_backbone(load_fresh("test_efficientnet"), 3, "mlp:16,8", dropout=0.3)
+    linears = [m for m in model.classifier.modules() if isinstance(m, torch.nn.Linear)]
+    drops = [m for m in model.classifier.modules() if isinstance(m, torch.nn.Dropout)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(256, 16), (16, 8), (8, 3)]
+    assert [d.p for d in drops] == [0.3, 0.3]
+    assert model(torch.zeros(2, 3, 160, 160)).shape == (2, 3)
+
+
+def test_flatten_pooling_feeds_the_whole_feature_map_to_the_head():
+    model = TransferModel.from_backbone(load_fresh("test_efficientnet"), 3, pooling="flatten")
+    assert model.feature_dim == 256 * 5 * 5
+    assert model(torch.zeros(2, 3, 160, 160)).shape == (2, 3)
+
+
+def test_frozen_batchnorm_keeps_its_running_statistics(class_folders, tmp_path):
+    """Trained without the prefix cache, so frozen units really run inside model.train()."""
+    run = prepared(tiny_config(class_folders, tmp_path / "run", prefix_cache=False, train_bn=True, freeze="half",
+                               epochs=1))
+    frozen_units = run.stages[0].frozen_units
+    frozen = {n.rsplit(".", 1)[0] for u in run.model.units[:frozen_units] for n in u.parameter_names}
+    before = {k: v.clone() for k, v in run.model.net.state_dict().items() if "running_mean" in k}
+    run.train_stage(0, run.stages[0], [], 0.0, None)
+    after = run.model.net.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert not {k for k in changed if k.rsplit(".", 1)[0] in frozen}
+    assert changed, "BatchNorm layers of trainable units should update their statistics"
+
+
+def test_pretrained_batchnorm_statistics_stay_fixed_by_default(class_folders, tmp_path):
+    """With train_bn off, even trainable units keep their BatchNorm statistics."""
+    run = prepared(tiny_config(class_folders, tmp_path / "run", prefix_cache=False, train_bn=False, freeze="none",
+                               epochs=1))
+    before = {k: v.clone() for k, v in run.model.net.state_dict().items() if "running_" in k}
+    run.train_stage(0, run.stages[0], [], 0.0, None)
+    after = run.model.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+# -- learning rates, optimizers, schedules ------------------------------------------------------------------------
+
+def test_two_stage_gives_stage_two_the_lower_default_rates(class_folders, tmp_path):
+    result = run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="two-stage", epochs=1, lr=1e-3))
+    head, fine = stage(result.history, "head")[0], stage(result.history, "fine-tune")[0]
+    assert head["lr"] == pytest.approx(1e-3) and "backbone_lr" not in head
+    assert fine["lr"] == pytest.approx(1e-4)  # the head at lr / 10
+    assert fine["backbone_lr"] == pytest.approx(1e-5)  # the top unit ten times lower
+    assert result.stage2_start_epoch == 2
+
+
+def test_stage2_lr_sets_the_heads_rate_after_unfreezing(class_folders, tmp_path):
+    result = run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="two-stage", epochs=1, stage2_lr=3e-4))
+    fine = stage(result.history, "fine-tune")[0]
+    assert fine["lr"] == pytest.approx(3e-4) and fine["backbone_lr"] == pytest.approx(3e-5)
+
+
+def test_stage2_rates_fall_unit_by_unit_towards_the_stem(class_folders, tmp_path):
+    run = prepared(tiny_config(class_folders, tmp_path / "m", freeze="two-stage"))
+    rates = run.stage_rates(run.stages[1])
+    assert rates.layer_decay ** (len(run.model.units) - 1) == pytest.approx(0.01)  # 100x from top to stem
+
+
+def test_backbone_lr_is_the_rate_the_backbone_trains_at(class_folders, tmp_path):
+    def backbone_change(**options):
+        run = prepared(tiny_config(class_folders, tmp_path / str(len(options)), freeze="none", epochs=1, **options))
+        before = {n: p.detach().clone() for u in run.model.units for n in u.parameter_names
+                  for p in [dict(run.model.net.named_parameters())[n]]}
+        run.run()
+        params = dict(run.model.net.named_parameters())
+        return max(float((params[n].detach() - before[n]).abs().max()) for n in before)
+
+    assert backbone_change(backbone_lr=1e-12) < 1e-8
+    assert backbone_change() > 1e-5
+
+
+def test_layer_decay_multiplies_the_rate_unit_by_unit(class_folders, tmp_path):
+    result = run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="none", epochs=1, lr=1e-3,
+                                      layer_decay=0.5))
+    from transferlab.finetune.optim import param_groups
+
+    run = prepared(tiny_config(class_folders, tmp_path / "p", freeze="none", layer_decay=0.5))
+    run.model.freeze(0)
+    groups = param_groups(run.model, 1e-3, 1e-3, 0.5, 0.0)
+    by_unit = {g["name"]: g["lr"] for g in groups}
+    n = len(run.model.units)
+    assert by_unit[f"unit {n - 1}"] == pytest.approx(1e-3) and by_unit["unit 0"] == pytest.approx(1e-3 * 0.5 ** (n - 1))
+    assert result.history[0]["backbone_lr"] == pytest.approx(1e-3)
+
+
+def test_weight_decay_spares_norms_and_biases(class_folders, tmp_path):
+    from transferlab.finetune.optim import param_groups
+
+    run = prepared(tiny_config(class_folders, tmp_path / "p", freeze="none"))
+    run.model.freeze(0)
+    groups = param_groups(run.model, 1e-3, 1e-3, 1.0, 0.05)
+    assert {g["weight_decay"] for g in groups} == {0.0, 0.05}
+    assert all(p.ndim <= 1 for g in groups if g["weight_decay"] == 0.0 for p in g["params"])
+    assert all(p.ndim > 1 for g in groups if g["weight_decay"] == 0.05 for p in g["params"])
+
+
+@pytest.mark.parametrize("name, expected", [("sgd", "SGD"), ("adamw", "AdamW"), ("rmsprop", "RMSprop"),
+                                            ("adam", "Adam")])
+def test_optimizer_names_give_those_optimizers(class_folders, tmp_path, name, expected):
+    from transferlab.finetune.optim import build_optimizer
+
+    run = prepared(tiny_config(class_folders, tmp_path / "p", optimizer=name))
+    optimizer = build_optimizer(run.model, name, 1e-3, 1e-3)
+    assert type(optimizer).__name__ == expected
+    if name == "sgd":
+        assert optimizer.defaults["momentum"] == 0.9 and not optimizer.defaults["nesterov"]
+
+
+def test_an_unknown_optimizer_is_a_user_error(class_folders, tmp_path):
+    with pytest.raises(UserError, match="unknown optimizer 'adamx'"):
+        run_finetune(tiny_config(class_folders, tmp_path / "m", optimizer="adamx"))
+
+
+def test_cosine_schedule_lowers_the_rate_epoch_by_epoch_and_constant_keeps_it(class_folders, tmp_path):
+    cosine = run_finetune(tiny_config(class_folders, tmp_path / "c", schedule="cosine", epochs=3, lr=1e-3))
+    constant = run_finetune(tiny_config(class_folders, tmp_path / "k", schedule="constant", epochs=3, lr=1e-3))
+    rates = [h["lr"] for h in cosine.history]
+    assert rates[0] == pytest.approx(1e-3) and rates[0] > rates[1] > rates[2] > 0
+    assert rates[2] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 2 / 3)), rel=0.05)
+    assert [h["lr"] for h in constant.history] == pytest.approx([1e-3] * 3)
+
+
+def test_one_cycle_warms_up_then_anneals(class_folders, tmp_path):
+    result = run_finetune(tiny_config(class_folders, tmp_path / "o", schedule="one-cycle", epochs=3, lr=1e-3))
+    rates = [h["lr"] for h in result.history]
+    assert rates[0] < 1e-3 / 5 and max(rates) > rates[0]
+
+
+def test_warmup_starts_each_stage_low(class_folders, tmp_path):
+    result = run_finetune(tiny_config(class_folders, tmp_path / "w", warmup_epochs=2, epochs=3, lr=1e-3))
+    rates = [h["lr"] for h in result.history]
+    assert rates[0] < 1e-3 / 5 and rates[1] == pytest.approx(1e-3 * 7 / 12, rel=0.05) and rates[2] == pytest.approx(1e-3)
+
+
+# -- epochs, early stopping and the weights a run ends with -------------------------------------------------------
+
+def test_epochs_and_stage2_epochs_count_the_epochs_of_each_stage(class_folders, tmp_path):
+    result = run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="two-stage", epochs=2, stage2_epochs=3))
+    assert [h["stage"] for h in result.history] == ["head"] * 2 + ["fine-tune"] * 3
+    assert result.epochs_run == 5 and result.stage2_start_epoch == 3
+
+
+@pytest.fixture(scope="module")
+def noisy_run(tmp_path_factory):
+    """A head trained with a rate so high that its validation loss jumps around: the best epoch is not the last."""
+    root = tmp_path_factory.mktemp("noisy")
+    data = make_class_folders(root / "data", {"a": 20, "b": 20, "c": 20})
+    config = tiny_config(data, root / "m", freeze="all", epochs=8, lr=1.0, optimizer="sgd",
+                         early_stopping="val_loss", patience=20)
+    run = prepared(config)
+    return run, run.run()
+
+
+def test_early_stopping_restores_the_best_epochs_weights(noisy_run):
+    run, result = noisy_run
+    losses = [h["val_loss"] for h in result.history]
+    best = losses.index(min(losses))
+    assert best != len(losses) - 1, "the test needs a run whose last epoch is not its best"
+    val = run.stage_inputs(run.val_samples, "val", training=False)
+    ended = evaluate(run.model, lambda x, start: run.model(x, start=start), val, run.runtime, 8)
+    assert ended["loss"] == pytest.approx(min(losses), rel=1e-4)
+
+
+def test_best_epoch_is_the_epoch_whose_weights_were_kept(noisy_run):
+    _, result = noisy_run
+    losses = [h["val_loss"] for h in result.history]
+    assert result.best_epoch == losses.index(min(losses)) + 1 != len(losses)
+
+
+def test_early_stopping_on_validation_accuracy_keeps_the_most_accurate_epoch(class_folders, tmp_path):
+    result = run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="all", epochs=6, lr=3.0, optimizer="sgd",
+                                      early_stopping="val_accuracy", patience=20))
+    accuracies = [h["val_accuracy"] for h in result.history]
+    assert result.history[result.best_epoch - 1]["val_accuracy"] == max(accuracies)
+    assert result.best_epoch == accuracies.index(max(accuracies)) + 1
+
+
+def test_patience_stops_after_that_many_epochs_without_improvement(class_folders, tmp_path):
+    result = run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="all", epochs=30, lr=3.0, optimizer="sgd",
+                                      early_stopping="val_loss", patience=2))
+    losses = [h["val_loss"] for h in result.history]
+    best = losses.index(min(losses))
+    assert result.epochs_run == best + 3 < 30
+
+
+def test_without_early_stopping_the_last_epoch_is_kept(noisy_run, tmp_path):
+    run, _ = noisy_run
+    result = run_finetune(replace_config(run.config, early_stopping="none", output=str(tmp_path / "n")))
+    assert result.epochs_run == 8 and result.best_epoch == 8
+
+
+def replace_config(config, **changes):
+    from dataclasses import replace
+
+    return replace(config, **changes)
+
+
+def test_a_loss_that_is_not_finite_stops_the_run_without_saving_a_model(class_folders, tmp_path):
+    with pytest.raises(UserError, match="lower the learning rate"):
+        run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="none", lr=1e30, optimizer="sgd"))
+    assert not (tmp_path / "m" / "transferlab.json").exists()
+
+
+# -- the loss ----------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def imbalanced(tmp_path):
+    return make_class_folders(tmp_path / "imbalanced", {"a": 30, "b": 6, "c": 6})
+
+
+def test_class_weights_weigh_the_loss_by_inverse_class_frequency(imbalanced, tmp_path):
+    plain = run_finetune(tiny_config(imbalanced, tmp_path / "p", epochs=1))
+    weighted = run_finetune(tiny_config(imbalanced, tmp_path / "w", epochs=1, class_weights=True))
+    assert weighted.history[0]["train_loss"] != pytest.approx(plain.history[0]["train_loss"], rel=1e-3)
+    run = prepared(tiny_config(imbalanced, tmp_path / "r", class_weights=True))
+    weights = run.loss_fn.weight
+    assert weights[0] < weights[1] == pytest.approx(weights[2])
+
+
+def test_label_smoothing_raises_the_loss_of_confident_predictions(class_folders, tmp_path):
+    run = prepared(tiny_config(class_folders, tmp_path / "r", label_smoothing=0.2))
+    logits, target = torch.tensor([[10.0, 0.0, 0.0]]), torch.tensor([0])
+    assert float(run.loss_fn(logits, target)) > 1.0
+    assert float(prepared(tiny_config(class_folders, tmp_path / "s")).loss_fn(logits, target)) < 1e-3
+
+
+@pytest.mark.parametrize("option", ["mixup", "cutmix"])
+def test_mixup_and_cutmix_train_on_mixed_images_and_soft_targets(class_folders, tmp_path, option):
+    run = prepared(tiny_config(class_folders, tmp_path / "r", **{option: 1.0}))
+    x = torch.stack([torch.full((3, 8, 8), float(i)) for i in range(4)])
+    mixed, targets = run.mix(x.clone(), torch.tensor([0, 1, 2, 0]))
+    assert targets.shape == (4, 3) and not torch.equal(mixed, x)
+    assert torch.allclose(targets.sum(1), torch.ones(4))
+    result = run_finetune(tiny_config(class_folders, tmp_path / "m", epochs=1, **{option: 1.0}))
+    assert result.history[0]["train_loss"] > 0
+
+
+def test_class_weights_with_mixup_is_a_user_error(class_folders, tmp_path):
+    with pytest.raises(UserError, match="cannot be combined"):
+        run_finetune(tiny_config(class_folders, tmp_path / "m", mixup=0.2, class_weights=True))
+
+
+# -- augmentation -------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def half_white():
+    """A picture whose left half is white and right half black: a flip is visible."""
+    image = Image.new("RGB", (64, 64), "black")
+    image.paste((255, 255, 255), (0, 0, 32, 64))
+    return image
+
+
+DATA_CONFIG = {"input_size": [3, 32, 32], "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3,
+               "crop_pct": 1.0}
+
+
+def left_is_bright(tensor):
+    return float(tensor[:, :, :16].mean()) > float(tensor[:, :, 16:].mean())
+
+
+def test_flip_mirrors_some_training_images_and_no_flip_none(half_white):
+    torch.manual_seed(0)
+    flipping = train_transform(DATA_CONFIG, ["flip"])
+    seen = {left_is_bright(flipping(half_white)) for _ in range(20)}
+    assert seen == {True, False}
+    rotating = train_transform(DATA_CONFIG, ["rotate"])
+    assert all(left_is_bright(rotating(half_white)) for _ in range(20))
+
+
+def test_crop_takes_random_parts_and_rotate_turns_the_image(half_white):
+    torch.manual_seed(0)
+    plain = train_transform(DATA_CONFIG, ["flip"])
+    crop = train_transform(DATA_CONFIG, ["crop"])
+    crops = [crop(half_white) for _ in range(5)]
+    assert any(not torch.allclose(crops[0], c) for c in crops[1:])
+    rotate = train_transform(DATA_CONFIG, ["rotate"])
+    assert any(not torch.allclose(rotate(half_white), plain(half_white)) and
+               not torch.allclose(rotate(half_white), plain(half_white).flip(-1)) for _ in range(5))
+
+
+@pytest.mark.parametrize("name", ["randaugment", "trivialaugment"])
+def test_policy_augmentations_change_the_image(half_white, name):
+    torch.manual_seed(0)
+    transform = train_transform(DATA_CONFIG, [name])
+    outputs = [transform(half_white) for _ in range(8)]
+    assert any(not torch.allclose(outputs[0], o) for o in outputs[1:])
+
+
+def test_no_augmentation_trains_on_the_evaluation_transform():
+    assert train_transform(DATA_CONFIG, []) is None
+
+
+def test_augmentation_decodes_images_every_epoch_and_unknown_names_are_user_errors(class_folders, tmp_path):
+    result = run_finetune(tiny_config(class_folders, tmp_path / "aug", augment=["flip", "rotate", "crop"], epochs=1))
+    assert not result.prefix_cache_used
+    with pytest.raises(UserError, match="augmentation"):
+        FinetuneConfig(augment=["sharpen"])
+
+
+# -- the frozen-prefix cache, resume, seeds -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("freeze", ["half", "all", "none"])
+def test_prefix_cache_gives_the_same_training_as_recomputing(class_folders, tmp_path, freeze):
+    cached = run_finetune(tiny_config(class_folders, tmp_path / "cached", freeze=freeze, prefix_cache=True))
+    recomputed = run_finetune(tiny_config(class_folders, tmp_path / "recomputed", freeze=freeze, prefix_cache=False))
+    assert cached.prefix_cache_used and not recomputed.prefix_cache_used
+    for a, b in zip(cached.history, recomputed.history, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-5)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4, abs=1e-5)
-    weights_a = load_bundle(tmp_path / "cached").model.state_dict()
-    weights_b = load_bundle(tmp_path / "recomputed").model.state_dict()
+    weights_a = load_bundle(tmp_path / "cached").net.state_dict()
+    weights_b = load_bundle(tmp_path / "recomputed").net.state_dict()
     for name in weights_a:
         assert torch.allclose(weights_a[name].float(), weights_b[name].float(), atol=1e-4), name
+
+
+def test_the_cache_starts_after_the_frozen_units(class_folders, tmp_path):
+    run = prepared(tiny_config(class_folders, tmp_path / "r", freeze="half"))
+    run.model.freeze(run.stages[0].frozen_units)
+    inputs = run.stage_inputs(run.train_samples, "train", training=True)
+    assert inputs.start == run.model.path.prefix_steps(run.stages[0].frozen_units) > 0
+    assert inputs.values.shape[1:] != (3, 160, 160)
 
 
 def test_resume_after_an_interruption_ends_like_an_uninterrupted_run(class_folders, tmp_path):
@@ -115,24 +423,48 @@ def test_resume_refuses_a_checkpoint_of_other_settings(class_folders, tmp_path):
         run_finetune(tiny_config(class_folders, tmp_path / "run", lr=0.5, resume=True))
 
 
-def test_bundle_reloads_to_the_same_predictions(class_folders, tmp_path):
-    result = run_finetune(tiny_config(class_folders, tmp_path / "model", head="mlp:16", epochs=1))
-    files = sorted(p.name for p in (tmp_path / "model").iterdir())
-    assert files == ["model.safetensors", "transferlab.json"]
-    bundle = load_bundle(tmp_path / "model")
-    assert bundle.classes == result.classes == ["a", "b", "c"]
-    from transferlab.finetune.use import evaluate_folder
+def test_the_same_seed_repeats_a_run_and_another_seed_does_not(class_folders, tmp_path):
+    a = run_finetune(tiny_config(class_folders, tmp_path / "a", head="mlp:16"))
+    b = run_finetune(tiny_config(class_folders, tmp_path / "b", head="mlp:16"))
+    c = run_finetune(tiny_config(class_folders, tmp_path / "c", head="mlp:16", seed=1))
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    assert [h["train_loss"] for h in a.history] != [h["train_loss"] for h in c.history]
 
-    evaluated = evaluate_folder(bundle, class_folders)
-    assert evaluated["images"] == 60
-    assert sum(map(sum, evaluated["confusion_matrix"])) == 60
 
+def test_speed_only_settings_keep_the_run_id_and_result_settings_change_it(class_folders, tmp_path):
+    from transferlab.finetune.run import config_id
+
+    base = tiny_config(class_folders, tmp_path / "a")
+    assert config_id(base) == config_id(replace_config(base, prefix_cache=False, num_workers=2, output="x",
+                                                       resume=True, device="cpu"))
+    assert config_id(base) != config_id(replace_config(base, lr=0.01))
+    assert config_id(base) != config_id(replace_config(base, precision="bf16"))
+
+
+# -- data options ----------------------------------------------------------------------------------------------------
+
+def test_per_class_classes_and_num_classes_choose_the_training_images(tmp_path):
+    data = make_class_folders(tmp_path / "d", {"a": 20, "b": 20, "c": 20, "d": 20})
+    few = run_finetune(tiny_config(data, tmp_path / "few", per_class=5, epochs=1))
+    picked = run_finetune(tiny_config(data, tmp_path / "picked", classes=["b", "d"], epochs=1))
+    first = run_finetune(tiny_config(data, tmp_path / "first", num_classes=2, epochs=1))
+    assert few.train_images == 20
+    assert picked.classes == ["b", "d"] and first.classes == ["a", "b"]
+
+
+def test_split_ratios_decide_the_test_share(class_folders, tmp_path):
+    result = run_finetune(tiny_config(class_folders, tmp_path / "m", ratios=(0.5, 0.1, 0.4), epochs=1))
+    assert result.test_images == 24
+
+
+# -- results, bundles ---------------------------------------------------------------------------------------------
 
 def test_result_counts_parameters_like_a_keras_summary(class_folders, tmp_path):
     result = run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="all", epochs=1))
     assert result.frozen_layers == result.backbone_layers
     assert result.trainable_parameters == result.feature_dim * 3 + 3  # the linear head only
     assert result.total_parameters == result.trainable_parameters + result.frozen_parameters
+    assert result.runtime["device"] == "cpu" and result.runtime["precision"] == "fp32"
 
 
 def test_small_cnn_trains_from_scratch_with_nothing_frozen(class_folders, tmp_path):
@@ -142,62 +474,19 @@ def test_small_cnn_trains_from_scratch_with_nothing_frozen(class_folders, tmp_pa
     assert result.accuracy > 0.5  # three colours: easy even from scratch
 
 
-def test_augmentation_decodes_images_every_epoch(class_folders, tmp_path):
-    result = run_finetune(tiny_config(class_folders, tmp_path / "aug", augment=["flip", "rotate", "crop"], epochs=1))
-    assert not result.prefix_cache_used
-    with pytest.raises(UserError, match="augmentation"):
-        run_finetune(tiny_config(class_folders, tmp_path / "bad", augment=["mixup"]))
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs must be at least 1"), ("epochs", -1, "epochs must be at least 1"),
+    ("lr", -1.0, "lr must be greater than 0"), ("lr", float("nan"), "lr must be a finite number"),
+    ("stage2_epochs", -3, "stage2_epochs must be at least 1"), ("dropout", 1.5, "dropout must be at most"),
+    ("head", "mlp:0", "mlp hidden sizes"), ("head", "svm", "unknown head 'svm'"),
+    ("freeze", "first:x", "not a whole number"), ("batch_size", 0, "batch_size must be at least 1"),
+    ("schedule", "step", "unknown schedule"), ("layer_decay", 1.5, "layer_decay must be at most 1"),
+])
+def test_out_of_range_options_are_user_errors_when_the_config_is_made(field, value, message):
+    with pytest.raises(UserError, match=message):
+        FinetuneConfig(**{field: value})
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_export_matches_pytorch(class_folders, tmp_path, fmt):
-    run_finetune(tiny_config(class_folders, tmp_path / "m", epochs=1))
-    from transferlab.finetune.export import export_model
-
-    exported = export_model(tmp_path / "m", fmt)
-    assert exported["max_abs_difference"] < 1e-4
-    assert (tmp_path / "m" / ("model.onnx" if fmt == "onnx" else "model.pt")).exists()
-
-
-def test_pretrained_batchnorm_statistics_stay_fixed_by_default(tiny, class_folders, tmp_path):
-    """With train_bn off, even trainable layers keep their BatchNorm statistics."""
-    from transferlab.finetune.run import FinetuneRun
-
-    run = FinetuneRun(tiny_config(class_folders, tmp_path / "run", prefix_cache=False, train_bn=False), None, None)
-    run.prepare()
-    before = {k: v.clone() for k, v in run.model.state_dict().items() if "running_" in k}
-    run.model.freeze(0)
-    inputs = run.stage_inputs(Stage(0, "train"), run.train_samples, "train", training=True)
-    optimizer = torch.optim.SGD(run.model.parameters(), lr=0.1)
-    run.train_epoch(inputs, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0), seed=0, label="e")
-    after = run.model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
-
-
-def test_predict_classifies_new_images_and_reports_unreadable_ones(class_folders, tmp_path):
-    run_finetune(tiny_config(class_folders, tmp_path / "m", epochs=1))
-    new = tmp_path / "new"
-    new.mkdir()
-    (new / "broken.jpg").write_bytes(b"not an image")
-    import shutil
-
-    shutil.copy(class_folders / "a" / "a_000.png", new / "photo.png")
-    from helpers import run_cli
-
-    done = run_cli("predict", str(tmp_path / "m"), str(new), "--top-k", "2", "--json")
-    assert done.returncode == 0, done.stderr
-    import json
-
-    results = {Path(r["image"]).name: r for r in json.loads(done.stdout)}
-    assert results["broken.jpg"]["error"] == "unreadable image"
-    top = results["photo.png"]["top"]
-    assert len(top) == 2 and {t["label"] for t in top} <= {"a", "b", "c"}
-    assert top[0]["probability"] >= top[1]["probability"]
-
-
-def test_predict_with_a_missing_model_is_one_error_line(tmp_path):
-    from helpers import run_cli
-
-    done = run_cli("predict", str(tmp_path / "nothing"), str(tmp_path))
-    assert done.returncode == 2
-    assert done.stderr.strip().startswith("error:") and len(done.stderr.strip().splitlines()) == 1
+def test_a_freeze_count_beyond_the_backbones_units_is_a_user_error(class_folders, tmp_path):
+    with pytest.raises(UserError, match="between 0 and 6"):
+        run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="first:100"))

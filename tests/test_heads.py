@@ -9,7 +9,9 @@ from sklearn.datasets import make_blobs
 from sklearn.model_selection import train_test_split
 
 from transferlab import UserError
-from transferlab.heads import HEADS, MLPHead, make_head, parse_hidden
+from transferlab.heads import HEADS, make_head, parse_head
+from transferlab.heads.mlp import MLPHead
+from transferlab.heads.spec import FINETUNE_HEADS, HeadSpec
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +42,15 @@ def test_unknown_head_is_a_user_error():
         make_head("forest")
 
 
-def test_hidden_sizes_are_parsed_and_bad_ones_are_a_user_error():
-    assert parse_hidden("512,256") == (512, 256)
-    with pytest.raises(UserError, match="hidden sizes"):
-        parse_hidden("512,big")
+def test_head_specs_are_parsed_once_and_bad_ones_are_a_user_error():
+    assert parse_head("mlp:512,256") == HeadSpec("mlp", (512, 256))
+    assert parse_head("mlp") == HeadSpec("mlp", (512, 256))
+    assert parse_head("linear") == HeadSpec("linear")
+    for bad in ("mlp:512,big", "mlp:0", "mlp:-3", "mlp:", "linear:3"):
+        with pytest.raises(UserError):
+            parse_head(bad)
+    with pytest.raises(UserError, match="unknown head 'svm'"):
+        parse_head("svm", FINETUNE_HEADS)
 
 
 def test_mlp_head_probabilities_sum_to_one_and_predict_original_labels(separable):

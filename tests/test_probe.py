@@ -7,7 +7,7 @@ import pytest
 
 from helpers import DIGITS_SMALL
 from transferlab import ProbeConfig, ProbeResult, UserError, probe, run_probe
-from transferlab.probing import temperature_features
+from transferlab.probing.run import temperature_features
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def test_probe_on_digits_is_well_above_chance(digits_result):
 
 def test_probe_reports_the_backbones_feature_dim_and_layer_count(digits_result):
     assert digits_result.feature_dim == 1280
-    assert digits_result.backbone_layers == 20
+    assert digits_result.backbone_layers == 17  # freeze units: stem, 16 blocks (the last with the head conv)
     assert digits_result.timm_name.startswith("tf_efficientnet_lite0")
 
 
@@ -96,9 +96,21 @@ def test_temperature_probe_trains_a_softmax_head_on_imagenet_probabilities():
     assert result.accuracy > 1 / 3
 
 
-def test_non_positive_temperature_is_a_user_error():
-    with pytest.raises(UserError, match="temperature must be positive"):
-        run_probe(ProbeConfig(data="digits", temperature=0.0, **DIGITS_SMALL))
+@pytest.mark.parametrize("field, value, message", [
+    ("temperature", 0.0, "temperature must be greater than 0"),
+    ("temperature", float("nan"), "temperature must be a finite number"),
+    ("C", 0.0, "C must be greater than 0"),
+    ("batch_size", 0, "batch_size must be at least 1"),
+    ("num_workers", -1, "num_workers must be at least 0"),
+    ("seed", -1, "seed must be at least 0"),
+    ("dropout", 1.5, "dropout must be at most 0.95"),
+    ("pooling", "mean", "unknown pooling 'mean'"),
+    ("head", "mlp:-3", "mlp hidden sizes must be positive"),
+    ("ratios", (0.7, float("nan"), 0.15), "split ratios"),
+])
+def test_out_of_range_probe_options_are_user_errors_when_the_config_is_made(field, value, message):
+    with pytest.raises(UserError, match=message):
+        ProbeConfig(data="digits", **{field: value})
 
 
 def test_unknown_probe_option_is_a_user_error():
@@ -111,14 +123,14 @@ def test_probe_with_a_random_init_tiny_backbone_runs_end_to_end(class_folders):
 
     assert result.weights == "random initialisation"
     assert result.feature_dim == 96
-    assert result.backbone_layers == 14
+    assert result.backbone_layers == 5  # freeze units: stem and the 4 blocks
     assert result.test_images == 9 and result.unreadable_count == 0
 
 
 def test_probe_on_an_intermediate_layer_reports_its_pooling_and_dimension(class_folders):
-    result = probe(class_folders, backbone="test_efficientnet", random_init=True, layer="4", pooling="max", num_workers=0)
+    result = probe(class_folders, backbone="test_efficientnet", random_init=True, layer="2", pooling="max", num_workers=0)
 
-    assert (result.layer, result.pooling) == ("blocks.2.0", "max")
+    assert (result.layer, result.pooling) == ("blocks.2", "max")
     assert result.feature_dim == 32
 
 

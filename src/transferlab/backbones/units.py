@@ -43,12 +43,12 @@ def classifier_parameter_names(model: nn.Module) -> set[str]:
 
 
 def _unit_name(names: list[str]) -> str:
-    modules = [name.rsplit(".", 1)[0] if "." in name else name for name in names]
-    common = os.path.commonprefix([m.split(".") for m in modules])
-    if common:
-        return ".".join(common)
-    tops = list(dict.fromkeys(m.split(".")[0] for m in modules))
-    return "+".join(tops)
+    """The modules a unit holds: per top-level module, the common path of its parameters' modules."""
+    by_top: dict[str, list[list[str]]] = {}
+    for name in names:
+        parts = name.split(".")
+        by_top.setdefault(parts[0], []).append(parts[:-1] or parts)
+    return "+".join(".".join(os.path.commonprefix(paths)) or top for top, paths in by_top.items())
 
 
 def freeze_units(model: nn.Module) -> list[Unit]:

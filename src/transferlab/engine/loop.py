@@ -21,6 +21,7 @@ from .callbacks import Callback
 from .runtime import Runtime
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+StartForward = Callable[[torch.Tensor, int], torch.Tensor]  # (batch, where the batch enters the model) -> logits
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Mix = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 B = TypeVar("B")
@@ -57,7 +58,7 @@ def group_lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
 
 def fit(
     model: nn.Module,
-    forward: Forward,
+    forward: StartForward,
     loss_fn: LossFn,
     optimizer: torch.optim.Optimizer,
     schedule: Any,
@@ -76,8 +77,9 @@ def fit(
 ) -> FitState:
     """Train ``model`` for ``epochs`` epochs (from ``first_epoch``), validating after each.
 
-    ``forward`` maps a batch of ``train``/``val`` to logits (it may start inside the
-    network, on cached inputs); ``mix`` turns a batch and its labels into mixed inputs
+    ``forward(x, start)`` maps a batch of ``train``/``val`` to logits, ``start`` being where
+    the inputs enter the model (``inputs.start``: 0 for images, more for a cached frozen
+    prefix's outputs); ``mix`` turns a batch and its labels into mixed inputs
     and soft targets (mixup, cutmix); ``loss_fn`` must accept what ``mix`` returns.
     A loss that is not finite stops the run with a UserError: no model is saved from it.
     """
@@ -107,7 +109,7 @@ def fit(
     return state
 
 
-def _train_epoch(state: FitState, forward: Forward, loss_fn: LossFn, train, runtime: Runtime,
+def _train_epoch(state: FitState, forward: StartForward, loss_fn: LossFn, train, runtime: Runtime,
                  scaler: torch.amp.GradScaler, batch_size: int, seed: int, callbacks: Sequence[Callback],
                  mix: Mix | None) -> dict[str, float]:
     model, optimizer = state.model, state.optimizer
@@ -120,10 +122,10 @@ def _train_epoch(state: FitState, forward: Forward, loss_fn: LossFn, train, runt
         if mix is not None:
             x, targets = mix(x, y)
         with runtime.autocast():
-            logits = forward(x)
+            logits = forward(x, train.start)
         loss = loss_fn(logits.float(), targets)
         if not torch.isfinite(loss):
-            raise UserError(f"the training loss became {float(loss)} in {state.stage} epoch {state.epoch + 2}: "
+            raise UserError(f"the training loss became {float(loss.detach())} in {state.stage} epoch {state.epoch + 2}: "
                             "lower the learning rate (--lr); no model was saved")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -139,7 +141,7 @@ def _train_epoch(state: FitState, forward: Forward, loss_fn: LossFn, train, runt
     return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
 
 
-def evaluate(model: nn.Module, forward: Forward, inputs, runtime: Runtime, batch_size: int) -> dict[str, float]:
+def evaluate(model: nn.Module, forward: StartForward, inputs, runtime: Runtime, batch_size: int) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on labelled ``inputs`` (eval mode, no gradients)."""
     was_training = model.training
     model.eval()
@@ -149,7 +151,7 @@ def evaluate(model: nn.Module, forward: Forward, inputs, runtime: Runtime, batch
             for x, y in inputs.batches(batch_size, 0, shuffle=False):
                 x, y = runtime.inputs(x), runtime.targets(y)
                 with runtime.autocast():
-                    logits = forward(x)
+                    logits = forward(x, inputs.start)
                 logits = logits.float()
                 total_loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())

@@ -108,7 +108,8 @@ def install_head(net: nn.Module, num_classes: int, head: HeadSpec, dropout: floa
     """Give ``net`` a new classifier for ``num_classes``; returns the dimension of its input."""
     if pooling not in ("avg", "flatten"):
         raise UserError(f"fine-tuning pooling must be avg or flatten, got {pooling!r}")
-    if pooling == "flatten":
+    flatten = pooling == "flatten"
+    if flatten:
         try:
             net.reset_classifier(num_classes, global_pool="")
             was_training = net.training
@@ -117,15 +118,14 @@ def install_head(net: nn.Module, num_classes: int, head: HeadSpec, dropout: floa
                 features = net.forward_head(net.forward_features(torch.zeros((1, *input_size))), pre_logits=True)
             net.train(was_training)
         except Exception:
-            features = None
-        if features is None or features.ndim != 2:
-            raise UserError(f"flatten pooling does not apply to {type(net).__name__}: use --pooling avg")
-        dim = int(features.shape[1])
+            raise UserError(f"flatten pooling does not apply to {type(net).__name__}: use --pooling avg") from None
+        dim = int(features[0].numel())
     else:
         net.reset_classifier(num_classes)
         dim = int(getattr(net, "head_hidden_size", None) or net.num_features)
-    if head.kind == "mlp" or pooling == "flatten":
-        replace_classifier(net, mlp_layers(dim, head.hidden, num_classes, dropout))
+    if head.kind == "mlp" or flatten:
+        classifier = mlp_layers(dim, head.hidden, num_classes, dropout)
+        replace_classifier(net, nn.Sequential(nn.Flatten(1), *classifier) if flatten else classifier)
     return dim
 
 

@@ -226,7 +226,7 @@ class FinetuneRun:
             callbacks.append(BatchProgress(self.progress))
         model = self.model
         try:
-            fit(model, lambda x: model(x, start=train.start), self.loss_fn, optimizer, schedule, train, val,
+            fit(model, lambda x, start: model(x, start=start), self.loss_fn, optimizer, schedule, train, val,
                 epochs=epochs, runtime=self.runtime, batch_size=c.batch_size, seed=c.seed * 7919 + index * 101,
                 stage=stage.name, history=history, first_epoch=first_epoch, callbacks=callbacks, mix=self.mix)
         finally:

@@ -77,7 +77,8 @@ class MLPHead:
         val = TensorInputs(self._inputs(X_val), torch.as_tensor(np.searchsorted(self.classes_, y_val)))
         optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         stopper = EarlyStopping("val_loss", self.patience)
-        state = fit(self.model_, self.model_, nn.CrossEntropyLoss(), optimizer, None, train, val,
+        model = self.model_
+        state = fit(model, lambda x, start: model(x), nn.CrossEntropyLoss(), optimizer, None, train, val,
                     epochs=self.max_epochs, runtime=self.runtime, batch_size=self.batch_size, seed=self.seed,
                     stage="head", callbacks=[stopper])
         self.history_ = [{k: v for k, v in h.items() if k not in ("stage", "lr", "seconds")} for h in state.history]

@@ -1,10 +1,10 @@
-"""Probing: frozen backbone features, then a head, evaluated on held-out images."""
+"""Probing (``transferlab.probe(...)``): frozen backbone features, then a head, evaluated on held-out images."""
 
 from .._lazy import lazy_exports
 
 _EXPORTS = {
     "ProbeConfig": "config",
-    "ProbeResult": "run",
+    "ProbeResult": "result",
     "probe": "run",
     "run_probe": "run",
 }

@@ -1,0 +1,49 @@
+"""What a probe run measured (importable without torch: the store and the report read it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..results import RunResult
+
+
+@dataclass(kw_only=True)
+class ProbeResult(RunResult):
+    """What a probe measured. Times are wall-clock seconds on this machine."""
+
+    weights: str
+    layer: str
+    pooling: str
+    backbone_layers: int | None  # freeze units of the backbone
+    backbone_parameters: int
+    backbone_load_seconds: float
+    extraction_seconds: float
+    images_per_second: float
+    features_computed: int
+    features_from_cache: int
+    head_fit_seconds: float
+    temperature: float | None = None
+    val_accuracy_max: float | None = None
+    val_accuracy_final: float | None = None
+
+    def table_rows(self) -> list[tuple[str, object]]:
+        return [
+            ("data", self.data),
+            ("evaluated on", f"{self.evaluated_on} ({self.test_images} images)"),
+            ("classes", len(self.classes)),
+            ("train / val images", f"{self.train_images} / {self.val_images}"),
+            ("backbone", f"{self.backbone} ({self.timm_name})"),
+            ("layer / pooling", f"{self.layer} / {self.pooling}"),
+            ("head", self.head),
+            ("accuracy", self.accuracy),
+            ("macro F1", self.macro_f1),
+            ("feature dimension", self.feature_dim),
+            ("backbone layers", self.backbone_layers if self.backbone_layers is not None else "n/a"),
+            ("backbone parameters", self.backbone_parameters),
+            ("extraction seconds", self.extraction_seconds),
+            ("images per second", self.images_per_second),
+            ("features computed / from cache", f"{self.features_computed} / {self.features_from_cache}"),
+            ("head fit seconds", self.head_fit_seconds),
+            ("inference ms per image", self.inference_ms_per_image),
+            ("unreadable files skipped", self.unreadable_count),
+        ]

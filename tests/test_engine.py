@@ -1,0 +1,125 @@
+"""The engine: one runtime record chosen once, one fit/evaluate/predict loop, callbacks around the epochs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from transferlab.engine.callbacks import EarlyStopping
+from transferlab.engine.inputs import TensorInputs
+from transferlab.engine.loop import FitState, evaluate, fit, predict
+from transferlab.engine.runtime import Runtime, resolve_runtime
+from transferlab.errors import UserError
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def blobs(n=60, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = torch.randn(n, 8, generator=generator) + nn.functional.one_hot(y, 8).float() * 4
+    return TensorInputs(x, y)
+
+
+def linear_fit(runtime=Runtime(), epochs=5, seed=0, callbacks=(), lr=0.1):
+    torch.manual_seed(0)
+    model = runtime.prepare(nn.Linear(8, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    state = fit(model, lambda x, start: model(x), nn.CrossEntropyLoss(), optimizer, None, blobs(), blobs(seed=1),
+                epochs=epochs, runtime=runtime, batch_size=16, seed=seed, callbacks=callbacks)
+    return model, state
+
+
+def test_cpu_is_chosen_when_there_is_no_gpu_and_precision_follows_the_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    runtime = resolve_runtime("auto", "auto")
+    assert (runtime.device, runtime.precision, runtime.channels_last) == ("cpu", "fp32", True)
+    assert resolve_runtime("cpu", "bf16").autocast_dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("device, precision, message", [
+    ("cuda", "auto", "no CUDA GPU"), ("tpu", "auto", "unknown device"), ("cpu", "fp16", "fp16 runs on GPUs only"),
+    ("cpu", "fp8", "unknown precision"),
+])
+def test_a_runtime_that_cannot_be_had_is_a_user_error(monkeypatch, device, precision, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match=message):
+        resolve_runtime(device, precision)
+
+
+def test_torchrun_variables_give_the_rank_and_world_size(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    runtime = resolve_runtime("cpu", "fp32")
+    assert (runtime.rank, runtime.world_size, runtime.is_main) == (1, 2, False)
+
+
+def test_fit_learns_and_records_one_history_entry_per_epoch():
+    _, state = linear_fit(epochs=4)
+    assert [h["epoch"] for h in state.history] == [1, 2, 3, 4]
+    assert state.history[-1]["train_loss"] < state.history[0]["train_loss"]
+    assert state.history[-1]["val_accuracy"] > 0.9
+
+
+def test_the_same_seed_gives_the_same_epochs_and_another_seed_other_batches():
+    assert linear_fit(seed=3)[1].history[0]["train_loss"] == linear_fit(seed=3)[1].history[0]["train_loss"]
+    assert linear_fit(seed=3)[1].history[0]["train_loss"] != linear_fit(seed=4)[1].history[0]["train_loss"]
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    model = nn.Linear(2, 2)
+    stopper = EarlyStopping("val_loss", patience=2)
+    state = FitState(model, None, None, "train", 10)
+    weights = []
+    for epoch, loss in enumerate([1.0, 0.5, 0.7, 0.9]):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        weights.append(epoch)
+        state.epoch = epoch
+        stopper.on_epoch_end(state, {"val_loss": loss})
+    stopper.on_fit_end(state)
+    assert state.stop and stopper.best_epoch == 1
+    assert torch.all(model.weight == 1.0)
+
+
+def test_early_stopping_on_accuracy_prefers_higher_values():
+    stopper = EarlyStopping("val_accuracy", patience=5)
+    state = FitState(nn.Linear(1, 1), None, None, "train", 5)
+    for epoch, accuracy in enumerate([0.5, 0.9, 0.7]):
+        state.epoch = epoch
+        stopper.on_epoch_end(state, {"val_accuracy": accuracy})
+    assert stopper.best_epoch == 1 and not state.stop
+
+
+def test_a_loss_that_is_not_finite_is_a_user_error():
+    with pytest.raises(UserError, match="lower the learning rate"):
+        linear_fit(lr=1e38, epochs=3)
+
+
+def test_evaluate_and_predict_run_in_eval_mode_and_leave_the_mode_as_it_was():
+    model = nn.Sequential(nn.Linear(8, 3), nn.Dropout(0.9))
+    model.train()
+    data = blobs()
+    first = evaluate(model, lambda x, start: model(x), data, Runtime(), 16)
+    second = evaluate(model, lambda x, start: model(x), data, Runtime(), 16)
+    assert first == second and model.training
+    outputs = [out for _, out in predict(model, model, [data.values[:5], None], Runtime(), inputs_of=lambda x: x)]
+    assert outputs[0].shape == (5, 3) and outputs[1] is None and model.training
+
+
+def test_bf16_autocast_runs_the_same_loop_and_stays_close_to_fp32():
+    x = blobs().values[:16]
+    model = nn.Linear(8, 3)
+    (_, fp32), = predict(model, model, [x], Runtime(precision="fp32"), inputs_of=lambda t: t)
+    (_, bf16), = predict(model, model, [x], Runtime(precision="bf16"), inputs_of=lambda t: t)
+    assert bf16.dtype == torch.float32 and torch.allclose(bf16, fp32, atol=0.1) and not torch.equal(bf16, fp32)
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
+def test_fit_on_the_gpu_learns_like_on_the_cpu(precision):
+    runtime = resolve_runtime("cuda", precision)
+    _, state = linear_fit(runtime=runtime, epochs=4)
+    assert state.history[-1]["val_accuracy"] > 0.9
