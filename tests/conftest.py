@@ -8,6 +8,8 @@ computed once, and nothing touches ``~/.cache``.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,21 @@ def tiny():
 def class_folders(tmp_path) -> Path:
     """Three classes (a, b, c) of 20 small images each, one folder per class."""
     return make_class_folders(tmp_path / "data", {"a": 20, "b": 20, "c": 20})
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``transferlab ARGS`` through the console-script entry point, in this process."""
+    from transferlab.cli.main import run
+
+    def invoke(*args: str) -> subprocess.CompletedProcess:
+        monkeypatch.setattr(sys, "argv", ["transferlab", *args])
+        try:
+            run()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return invoke

@@ -21,23 +21,6 @@ skimage_data = pytest.importorskip("skimage.data")
 SMALL = ["--num-classes", str(DIGITS_SMALL["num_classes"]), "--per-class", str(DIGITS_SMALL["per_class"])]
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """``transferlab ARGS`` through the console-script entry point, in this process."""
-    from transferlab.cli.main import run
-
-    def invoke(*args: str) -> subprocess.CompletedProcess:
-        monkeypatch.setattr(sys, "argv", ["transferlab", *args])
-        try:
-            run()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return invoke
-
 
 def assert_one_error_line(result, *fragments: str) -> None:
     assert result.returncode == 2, result.stderr

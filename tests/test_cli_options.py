@@ -40,23 +40,6 @@ def parsed(command: str, *args: str) -> dict:
     return cmd.make_context(command, ["-d", "somewhere", *args]).params
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """``transferlab ARGS`` through the console-script entry point, in this process: (exit code, stderr)."""
-    from transferlab.cli.main import run
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["transferlab", *args])
-        try:
-            run()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
-
 
 @pytest.mark.parametrize("command", CONFIGS)
 def test_every_command_line_field_is_an_option_with_the_field_default(command):
@@ -171,7 +154,7 @@ def assert_one_error_line(code: int, err: str, *fragments: str) -> None:
     ("finetune", ["--batch-size", "0"], "--batch-size"),
 ])
 def test_out_of_range_value_is_one_error_line(cli, command, args, flag):
-    code, out, err = cli(command, "-d", "digits", *args)
+    code, out, err = unpack(cli(command, "-d", "digits", *args))
 
     assert_one_error_line(code, err, flag)
     assert out == ""
@@ -185,9 +168,13 @@ def test_out_of_range_value_is_one_error_line(cli, command, args, flag):
     ("probe", ["--head", "mlp:0"], "mlp"),
 ])
 def test_a_value_the_config_refuses_is_one_error_line(cli, command, args, fragment):
-    code, out, err = cli(command, "-d", "digits", *args)
+    code, out, err = unpack(cli(command, "-d", "digits", *args))
 
     assert_one_error_line(code, err, fragment)
+
+
+def unpack(done: subprocess.CompletedProcess) -> tuple[int, str, str]:
+    return done.returncode, done.stdout, done.stderr
 
 
 BAD_VALUE_IN_A_NEW_PROCESS = """
@@ -209,7 +196,7 @@ def test_a_bad_value_is_refused_before_torch_loads():
 
 
 def test_help_shows_the_defaults_and_ranges(cli):
-    code, out, err = cli("finetune", "--help")
+    code, out, err = unpack(cli("finetune", "--help"))
 
     assert code == 0, err
     for text in ("--split", "0.7,0.15,0.15", "--device", "--precision", "--layer-decay", "--train-bn / --freeze-bn",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from helpers import DIGITS_SMALL
-from transferlab import ProbeConfig, ProbeResult, UserError, probe, run_probe
+from transferlab import ProbeConfig, ProbeResult, UserError, probe
 from transferlab.probing.run import temperature_features
 
 

@@ -12,7 +12,6 @@ result, slower).
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from typing import Callable
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from torch import nn
 
 from ..errors import UserError
 from ..storage import atomic_path

@@ -34,7 +34,8 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions):
     warmup_epochs: int = option(0, "Epochs of linear warm-up at the start of each stage.", minimum=0)
     epochs: int = option(10, "Maximum epochs (of each stage for two-stage).", minimum=1)
     stage2_epochs: int | None = option(None, "two-stage: epochs after unfreezing (default: --epochs).", minimum=1)
-    stage2_lr: float | None = option(None, "two-stage: head learning rate after unfreezing (default: --lr / 10).",
+    stage2_lr: float | None = option(None, "two-stage: learning rate of the head and the top unit after "
+                                     "unfreezing (default: --lr / 100); units below train lower.",
                                      above=0.0)
     early_stopping: str = option("val_loss", "Metric early stopping watches (best weights are restored).",
                                  choices=("val_loss", "val_accuracy", "none"))

@@ -45,6 +45,7 @@ class TransferModel(nn.Module):
     @classmethod
     def from_backbone(cls, backbone: Backbone, num_classes: int, head: HeadSpec | str = "linear",
                       dropout: float = 0.2, pooling: str = "avg") -> "TransferModel":
+        """A model built on ``backbone.model`` itself (no copy: the backbone is not used for anything else after)."""
         return cls(backbone.model, num_classes, head, dropout, pooling, backbone.input_size)
 
     @property

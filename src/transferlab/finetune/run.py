@@ -36,9 +36,8 @@ from .result import FinetuneResult
 
 StageProgress = Callable[[str, int, int], None]
 EpochHook_ = Callable[[dict], None]
-STAGE2_LR_DIVISOR = 10  # stage 2's head rate: lr / 10
-STAGE2_BACKBONE_DIVISOR = 10  # stage 2's top backbone unit: a tenth of the head's rate
-STAGE2_SPREAD = 100  # stage 2's rates fall 100x from the top unit to the stem (fastai's slice(lr/100, lr))
+STAGE2_LR_DIVISOR = 100  # stage 2's head and top unit: lr / 100 (the TensorFlow tutorial's 1e-5 for lr 1e-3)
+STAGE2_SPREAD = 100  # below the top unit, rates fall 100x to the stem (fastai's slice(lr/100, lr))
 
 
 def from_scratch(config: FinetuneConfig) -> bool:
@@ -146,12 +145,12 @@ class FinetuneRun:
         return torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=c.label_smoothing), None
 
     def stage_rates(self, stage: Stage) -> StageRates:
-        """Learning rates of a stage: stage 2 of two-stage trains the head at stage2_lr and the backbone lower,
-        falling towards the stem (discriminative rates)."""
+        """Learning rates of a stage: stage 2 of two-stage trains the head and the top unit at stage2_lr and
+        each unit below lower, falling 100x towards the stem (discriminative rates)."""
         c = self.config
         if stage.name == "fine-tune":
             head = c.stage2_lr if c.stage2_lr is not None else c.lr / STAGE2_LR_DIVISOR
-            backbone = c.backbone_lr if c.backbone_lr is not None else head / STAGE2_BACKBONE_DIVISOR
+            backbone = c.backbone_lr if c.backbone_lr is not None else head
             spread = (1.0 / STAGE2_SPREAD) ** (1.0 / max(1, len(self.model.units) - 1))
             return StageRates(head, backbone, c.layer_decay if c.layer_decay is not None else spread)
         backbone = c.backbone_lr if c.backbone_lr is not None else c.lr

@@ -1,26 +1,27 @@
-"""Matplotlib off-screen (Agg), figures turned into data URIs so the HTML needs no other file."""
+"""Figures drawn off-screen and turned into data URIs, so the HTML needs no other file.
+
+Matplotlib's object API (``Figure`` with its own Agg canvas) needs no pyplot and no
+global backend: importing this module changes nothing for a program that also plots.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 DPI = 90
 
 
 def new_figure(width: float = 6.0, height: float = 4.0, ncols: int = 1, nrows: int = 1):
-    return plt.subplots(nrows, ncols, figsize=(width, height), dpi=DPI, squeeze=False)
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    return figure, figure.subplots(nrows, ncols, squeeze=False)
 
 
 def png_bytes(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(figure)
     return buffer.getvalue()
 
 
