@@ -74,7 +74,7 @@ def test_timm_finds_architecture_weights_and_preprocessing_in_the_bundle_folder(
 
     with torch.no_grad():
         torch.testing.assert_close(net.eval()(x), bundle.model(x), rtol=1e-4, atol=1e-5)
-    assert timm.data.resolve_data_config(model=net)["mean"] == tuple(bundle.meta["preprocessing"]["mean"])
+    assert tuple(timm.data.resolve_data_config(model=net)["mean"]) == tuple(bundle.meta["preprocessing"]["mean"])
 
 
 def test_an_mlp_head_bundle_reloads_through_transferlab(class_folders, tmp_path):
