@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install browser clean
+.PHONY: demo test install browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# Benchmarks against the plain PyTorch loop (bench/run_all.py; measurements, not tests; ~15 min on 2 cores).
+# make bench DATA=path/to/images BENCH_ARGS="--device cuda --figures extraction,model --quick"
+DATA ?= ../shared/datasets/flowers17
+BENCH_ARGS ?=
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py --data $(DATA) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -31,11 +31,31 @@ def linear_fit(runtime=Runtime(), epochs=5, seed=0, callbacks=(), lr=0.1):
     return model, state
 
 
-def test_cpu_is_chosen_when_there_is_no_gpu_and_precision_follows_the_device(monkeypatch):
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_cpu_is_chosen_without_a_gpu_with_bf16_only_where_the_cpu_has_it(monkeypatch, native, expected):
+    from transferlab.engine import runtime as module
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(module, "native_bf16", lambda: native)
     runtime = resolve_runtime("auto", "auto")
-    assert (runtime.device, runtime.precision, runtime.channels_last) == ("cpu", "fp32", True)
+    assert (runtime.device, runtime.precision, runtime.channels_last) == ("cpu", expected, True)
     assert resolve_runtime("cpu", "bf16").autocast_dtype == torch.bfloat16
+    assert resolve_runtime("cpu", "fp32").autocast_dtype is None
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
+    from transferlab.engine import runtime as module
+
+    for flags, expected in (("fpu avx2 avx512f avx512_bf16", True), ("fpu avx2 fma", False),
+                            ("Features: fp asimd bf16 i8mm", True), ("flags: avx512bw avx512_vnni", False)):
+        cpuinfo = tmp_path / "cpuinfo"
+        cpuinfo.write_text(f"processor: 0\nflags\t\t: {flags}\n")
+        module.native_bf16.cache_clear()
+        original = module.Path
+        monkeypatch.setattr(module, "Path", lambda p, original=original: original(cpuinfo))
+        assert module.native_bf16() is expected, flags
+        monkeypatch.setattr(module, "Path", original)
+    module.native_bf16.cache_clear()
 
 
 @pytest.mark.parametrize("device, precision, message", [
@@ -123,3 +143,16 @@ def test_fit_on_the_gpu_learns_like_on_the_cpu(precision):
     runtime = resolve_runtime("cuda", precision)
     _, state = linear_fit(runtime=runtime, epochs=4)
     assert state.history[-1]["val_accuracy"] > 0.9
+
+
+def test_compile_runs_the_same_numbers_through_torch_compile():
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    x = blobs().values[:8]
+    (_, eager), = predict(model, model, [x], Runtime(), inputs_of=lambda t: t)
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    compiled = Runtime(compile=True).compiled(model, inference=True)
+    torch.testing.assert_close(compiled(x), eager, rtol=1e-4, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 1  # dynamo captured the model as one graph
+    assert Runtime().compiled(model) is model

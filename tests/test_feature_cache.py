@@ -85,6 +85,15 @@ def test_same_settings_use_the_same_cache_folder(tiny, cache_dir):
     assert extractor(tiny, cache_dir, layer=2).cache.folder == extractor(tiny, cache_dir, layer="blocks.2").cache.folder
 
 
+def test_bf16_features_use_another_cache_folder_than_fp32(tiny, cache_dir):
+    from transferlab.engine import Runtime
+
+    fp32 = FeatureExtractor(tiny, cache_root=cache_dir, runtime=Runtime(precision="fp32"))
+    bf16 = FeatureExtractor(tiny, cache_root=cache_dir, runtime=Runtime(precision="bf16"))
+
+    assert fp32.cache.folder != bf16.cache.folder
+
+
 def test_other_weights_use_another_cache_folder(tiny, cache_dir):
     from transferlab import load_backbone
 

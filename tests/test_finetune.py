@@ -461,11 +461,11 @@ def test_split_ratios_decide_the_test_share(class_folders, tmp_path):
 # -- results, bundles ---------------------------------------------------------------------------------------------
 
 def test_result_counts_parameters_like_a_keras_summary(class_folders, tmp_path):
-    result = run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="all", epochs=1))
+    result = run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="all", epochs=1, precision="bf16"))
     assert result.frozen_layers == result.backbone_layers
     assert result.trainable_parameters == result.feature_dim * 3 + 3  # the linear head only
     assert result.total_parameters == result.trainable_parameters + result.frozen_parameters
-    assert result.runtime["device"] == "cpu" and result.runtime["precision"] == "fp32"
+    assert result.runtime["device"] == "cpu" and result.runtime["precision"] == "bf16"
 
 
 def test_small_cnn_trains_from_scratch_with_nothing_frozen(class_folders, tmp_path):

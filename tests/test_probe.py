@@ -21,6 +21,15 @@ def test_probe_on_digits_is_well_above_chance(digits_result):
     assert digits_result.macro_f1 > 0.8
 
 
+def test_bf16_features_give_the_fp32_accuracy_within_one_test_image(digits_result):
+    """bf16 autocast changes the features a little, not what the probe learns from them."""
+    fp32 = probe("digits", precision="fp32", **DIGITS_SMALL)
+    bf16 = probe("digits", precision="bf16", **DIGITS_SMALL)
+    assert (fp32.runtime["precision"], bf16.runtime["precision"]) == ("fp32", "bf16")
+    assert fp32.test_images == bf16.test_images
+    assert round(abs(fp32.accuracy - bf16.accuracy) * fp32.test_images) <= 1
+
+
 def test_probe_reports_the_backbones_feature_dim_and_layer_count(digits_result):
     assert digits_result.feature_dim == 1280
     assert digits_result.backbone_layers == 17  # freeze units: stem, 16 blocks (the last with the head conv)

@@ -103,6 +103,8 @@ class RuntimeOptions:
                          speed_only=True)
     precision: str = option("auto", "auto, fp32, bf16 or fp16 (auto: bf16/fp16 on a GPU, fp32 on a CPU).",
                             choices=("auto", "fp32", "bf16", "fp16"))
+    compile: bool = option(False, "torch.compile the model (pays off on long runs: compiling takes seconds to "
+                           "minutes).", speed_only=True)
     batch_size: int = option(32, "Images per batch.", minimum=1)
     num_workers: int | None = option(None, "Image decoding workers (default: cores - 1, at most 4).",
                                      speed_only=True, minimum=0, flag="--workers")
@@ -112,4 +114,4 @@ def runtime_of(options: RuntimeOptions):
     """The ``Runtime`` these options ask for, resolved on this machine (imports torch)."""
     from .engine import resolve_runtime
 
-    return resolve_runtime(options.device, options.precision)
+    return resolve_runtime(options.device, options.precision, compile=options.compile)

@@ -142,6 +142,8 @@ def runs(store, study, method, backbone, status, id_prefix, as_json):
     from rich.console import Console
     from rich.table import Table
 
+    from ..study.axes import setting_text
+
     with open_store(store) as runs_store:
         rows = runs_store.runs(study=study, method=method, backbone=backbone, status=status, id_prefix=id_prefix)
         path = runs_store.path
@@ -153,7 +155,7 @@ def runs(store, study, method, backbone, status, id_prefix, as_json):
     table = Table("id", "study", "method", "backbone", "axes", "status", "accuracy", "seconds", "finished",
                   title=f"{len(rows)} run(s) in {path}", title_justify="left")
     for r in rows:
-        axes = " ".join(f"{k}={v}" for k, v in r.axes.items())
+        axes = setting_text(r.axes)
         accuracy = f"{r.accuracy:.4f}" if r.accuracy is not None else (r.error or "")[:60]
         table.add_row(r.id, r.study or "", r.method or "", r.backbone or "", axes, r.status, accuracy,
                       f"{r.seconds:.1f}" if r.seconds is not None else "", r.finished_at or "")

@@ -13,6 +13,8 @@ _EXPORTS = {
     "resolve_data_path": "builtin",
     "UnreadableImage": "images",
     "open_rgb": "images",
+    "decode_rgb": "decode",
+    "TensorEvalTransform": "transforms",
     "DatasetSplits": "layout",
     "Sample": "layout",
     "limit_per_class": "layout",
@@ -21,6 +23,7 @@ _EXPORTS = {
     "select_classes": "layout",
     "Batch": "loading",
     "image_batches": "loading",
+    "takes_tensors": "loading",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -2,6 +2,12 @@
 
 Decoding and resizing run in DataLoader workers; a file that cannot be decoded is
 dropped from its batch and reported, never a crash. Benchmarks time this path.
+
+Two kinds of transform are accepted. One that takes tensors (``tensor_input = True``
+or a ``decode_min_size`` attribute, e.g. ``TensorEvalTransform``) gets each file
+decoded once into a uint8 3 x H x W tensor by ``decode_rgb`` (libjpeg-turbo, reduced
+scale for large JPEGs down to ``decode_min_size``); any other transform (timm's and
+torchvision's PIL transforms, training augmentation) gets the PIL image of ``open_rgb``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,13 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .decode import decode_rgb
 from .images import UnreadableImage, open_rgb
+
+
+def takes_tensors(transform: Callable) -> bool:
+    """Whether ``transform`` wants uint8 tensors from ``decode_rgb`` rather than PIL images."""
+    return bool(getattr(transform, "tensor_input", False)) or hasattr(transform, "decode_min_size")
 
 
 class ImageFiles(Dataset):
@@ -23,13 +35,17 @@ class ImageFiles(Dataset):
     def __init__(self, paths: Sequence[Path], transform: Callable):
         self.paths = list(paths)
         self.transform = transform
+        self.tensor_input = takes_tensors(transform)
+        self.decode_min_size = getattr(transform, "decode_min_size", None)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
+        path = self.paths[index]
         try:
-            return index, self.transform(open_rgb(self.paths[index]))
+            image = decode_rgb(path, self.decode_min_size) if self.tensor_input else open_rgb(path)
+            return index, self.transform(image)
         except UnreadableImage:
             return index, None
 
@@ -58,8 +74,12 @@ def image_batches(
     transform: Callable,
     batch_size: int = 32,
     num_workers: int | None = None,
+    pin_memory: bool = False,
 ) -> Iterator[Batch]:
-    """Decoded, transformed batches of ``paths`` in order."""
+    """Decoded, transformed batches of ``paths`` in order.
+
+    ``pin_memory``: page-locked batches, for a faster, asynchronous copy to a GPU.
+    """
     if not paths:
         return iter(())
     workers = default_workers() if num_workers is None else num_workers
@@ -69,5 +89,6 @@ def image_batches(
         shuffle=False,
         num_workers=workers,
         collate_fn=collate_batch,
+        pin_memory=pin_memory,
     )
     return iter(loader)

@@ -84,6 +84,7 @@ def fit(
     A loss that is not finite stops the run with a UserError: no model is saved from it.
     """
     state = FitState(model, optimizer, schedule, stage, epochs, history if history is not None else [])
+    forward = runtime.compiled(forward)
     for callback in callbacks:
         callback.on_fit_start(state)
     scaler = runtime.grad_scaler()
@@ -170,6 +171,7 @@ def predict(model: nn.Module, forward: Forward, batches: Iterable[B], runtime: R
     """
     was_training = model.training
     model.eval()
+    forward = runtime.compiled(forward, inference=True)
     try:
         for batch in batches:
             x = inputs_of(batch)

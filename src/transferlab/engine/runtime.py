@@ -9,8 +9,11 @@ engine's loop, nowhere else. Every result records ``Runtime.describe()``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -49,6 +52,22 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device_type, dtype=dtype)
 
+    def compiled(self, forward, inference: bool = False):
+        """``forward`` through ``torch.compile`` when asked for (inference graphs with inductor's weight freezing)."""
+        if not self.compile:
+            return forward
+        import torch._inductor.config as inductor
+
+        compiled = torch.compile(forward)
+        if not inference:
+            return compiled
+
+        def frozen(*args, **kwargs):
+            with inductor.patch(freezing=True):
+                return compiled(*args, **kwargs)
+
+        return frozen
+
     def grad_scaler(self) -> torch.amp.GradScaler:
         """Loss scaling, needed for fp16 only (bf16 has fp32's range)."""
         return torch.amp.GradScaler(self.device_type, enabled=self.precision == "fp16")
@@ -84,8 +103,8 @@ def resolve_runtime(device: str = "auto", precision: str = "auto", *, compile: b
 
     ``auto`` device: CUDA when present (this process's local rank under torchrun),
     then Apple's MPS, else the CPU. ``auto`` precision: bf16 on GPUs that support
-    it, fp16 on older ones, fp32 on the CPU (bf16 is faster there only with native
-    support, and changes features: it is asked for explicitly).
+    it, fp16 on older ones; on a CPU bf16 where it computes bf16 natively (there
+    autocast is about twice as fast), else fp32 (emulated bf16 is slower than fp32).
     """
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -94,6 +113,8 @@ def resolve_runtime(device: str = "auto", precision: str = "auto", *, compile: b
     if precision == "auto":
         if kind == "cuda":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif kind == "cpu" and native_bf16():
+            precision = "bf16"
         else:
             precision = "fp32"
     if precision not in PRECISIONS:
@@ -102,6 +123,16 @@ def resolve_runtime(device: str = "auto", precision: str = "auto", *, compile: b
         raise UserError("fp16 runs on GPUs only: use --precision bf16 or fp32 on the CPU")
     return Runtime(device=device, precision=precision, channels_last=kind != "mps", compile=compile,
                    rank=rank, world_size=world_size)
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (x86 AVX512-BF16 or AMX, Arm's BF16), read from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16|bf16)\b", text) is not None
 
 
 def _resolve_device(device: str) -> str:

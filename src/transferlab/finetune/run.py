@@ -35,7 +35,7 @@ from .prefix_cache import compute_prefix_outputs
 from .result import FinetuneResult
 
 StageProgress = Callable[[str, int, int], None]
-EpochHook_ = Callable[[dict], None]
+EpochCallback = Callable[[dict], None]
 STAGE2_LR_DIVISOR = 100  # stage 2's head and top unit: lr / 100 (the TensorFlow tutorial's 1e-5 for lr 1e-3)
 STAGE2_SPREAD = 100  # below the top unit, rates fall 100x to the stem (fastai's slice(lr/100, lr))
 
@@ -60,7 +60,7 @@ def default_output(config: FinetuneConfig) -> Path:
     return Path("runs") / f"{name}-{default_policy(config).replace(':', '')}-{config_id(config)}"
 
 
-def finetune(data: str | Path = "digits", progress: StageProgress | None = None, on_epoch: EpochHook_ | None = None,
+def finetune(data: str | Path = "digits", progress: StageProgress | None = None, on_epoch: EpochCallback | None = None,
              **options) -> FinetuneResult:
     """Fine-tune a backbone with a new head on an image folder. Options: see ``FinetuneConfig``."""
     try:
@@ -70,7 +70,7 @@ def finetune(data: str | Path = "digits", progress: StageProgress | None = None,
     return run_finetune(config, progress, on_epoch)
 
 
-def run_finetune(config: FinetuneConfig, progress: StageProgress | None = None, on_epoch: EpochHook_ | None = None,
+def run_finetune(config: FinetuneConfig, progress: StageProgress | None = None, on_epoch: EpochCallback | None = None,
                  runtime: Runtime | None = None) -> FinetuneResult:
     return FinetuneRun(config, progress, on_epoch, runtime).run()
 
@@ -98,7 +98,7 @@ class FinetuneRun:
     """The state of one run; ``run()`` trains every stage through the engine, then evaluates and saves."""
 
     def __init__(self, config: FinetuneConfig, progress: StageProgress | None = None,
-                 on_epoch: EpochHook_ | None = None, runtime: Runtime | None = None):
+                 on_epoch: EpochCallback | None = None, runtime: Runtime | None = None):
         self.config = replace(config, freeze=default_policy(config))
         self.progress = progress
         self.on_epoch = on_epoch
