@@ -424,6 +424,34 @@ def test_resume_refuses_a_checkpoint_of_other_settings(class_folders, tmp_path):
         run_finetune(tiny_config(class_folders, tmp_path / "run", lr=0.5, resume=True))
 
 
+def test_a_saved_model_is_never_overwritten(class_folders, tmp_path):
+    first = run_finetune(tiny_config(class_folders, tmp_path / "m", epochs=1))
+    saved = (tmp_path / "m" / "model.safetensors").read_bytes()
+    with pytest.raises(UserError, match="already holds a saved model"):
+        run_finetune(tiny_config(class_folders, tmp_path / "m", epochs=1, lr=0.1))
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == saved and first.model_path == str(tmp_path / "m")
+
+
+def test_an_interrupted_runs_checkpoint_is_kept_when_resume_is_left_off(class_folders, tmp_path):
+    def stop(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(tiny_config(class_folders, tmp_path / "run"), on_epoch=stop)
+    checkpoint = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    with pytest.raises(UserError, match="add --resume"):
+        run_finetune(tiny_config(class_folders, tmp_path / "run"))
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == checkpoint
+
+
+def test_an_unwritable_model_folder_fails_before_training(class_folders, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    epochs = []
+    with pytest.raises(UserError, match="cannot write the model folder"):
+        run_finetune(tiny_config(class_folders, tmp_path / "file" / "m"), on_epoch=epochs.append)
+    assert epochs == []
+
+
 def test_the_same_seed_repeats_a_run_and_another_seed_does_not(class_folders, tmp_path):
     a = run_finetune(tiny_config(class_folders, tmp_path / "a", head="mlp:16"))
     b = run_finetune(tiny_config(class_folders, tmp_path / "b", head="mlp:16"))

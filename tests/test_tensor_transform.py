@@ -93,6 +93,8 @@ def pictures(tmp_path_factory) -> dict[str, object]:
         "deep.png": _save(Image.fromarray((np.asarray(coffee.convert("L"), np.uint16) * 200)), root / "deep.png"),
         "rgb48.png": _save_rgb48_png(np.asarray(chelsea, np.uint16) * 257 + 100, root / "rgb48.png"),
     }
+    files["camera.jpg"] = root / "camera.jpg"  # a multi-picture JPEG (MPO), as cameras write: the first picture
+    chelsea.save(files["camera.jpg"], format="MPO", save_all=True, append_images=[coffee.resize(chelsea.size)])
     rgba = np.dstack([np.asarray(chelsea), np.tile(np.linspace(0, 255, chelsea.width, dtype=np.uint8), (chelsea.height, 1))])
     files["rgba.png"] = _save(Image.fromarray(rgba, mode="RGBA"), root / "rgba.png")
     exif = Image.Exif()
@@ -147,10 +149,10 @@ def test_plain_jpeg_and_png_take_the_fast_decoder(pictures, monkeypatch):
     name, fast = decode_module._fast_decoder()
     monkeypatch.setattr(decode_module, "_fast_decoder", lambda: (name, lambda kind, data: calls.append(kind) or fast(kind, data)))
 
-    plain = ("chelsea.jpg", "grey.jpg", "rotated.jpg", "chelsea.png", "grey.png")
+    plain = ("chelsea.jpg", "grey.jpg", "rotated.jpg", "camera.jpg", "chelsea.png", "grey.png")
     for file in plain + ("cmyk.jpg", "rgba.png", "deep.png", "palette.gif"):
         decode_rgb(pictures[file])
-    assert calls == ["jpeg", "jpeg", "jpeg", "png", "png"]  # the odd ones go to PIL straight away
+    assert calls == ["jpeg", "jpeg", "jpeg", "jpeg", "png", "png"]  # the odd ones go to PIL straight away
 
     calls.clear()
     assert np.array_equal(as_array(decode_rgb(pictures["rgb48.png"])), np.asarray(open_rgb(pictures["rgb48.png"])))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import UNREADABLE_ERRORS, UnreadableImage, decode_opened
+from .images import JPEG_FORMATS, UNREADABLE_ERRORS, UnreadableImage, decode_opened
 
 # (kind, encoded bytes) -> 3 x H x W tensor with EXIF orientation applied; kind is "jpeg" or "png"
 FastDecoder = Callable[[str, torch.Tensor], torch.Tensor]
@@ -70,7 +70,7 @@ def _decode_fast(image: Image.Image, data: bytearray, min_size: Optional[int]) -
     decoder = _fast_decoder()[1]
     if decoder is None or image.mode not in ("RGB", "L"):
         return None
-    if image.format == "JPEG":
+    if image.format in JPEG_FORMATS:
         if min_size and min(image.size) >= 2 * min_size:
             return None  # PIL's draft decodes it at reduced scale, a bigger saving
         kind = "jpeg"

@@ -13,6 +13,10 @@ from PIL import Image, ImageOps
 UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError)
 
 
+# PIL's names for JPEG files: MPO is the multi-picture JPEG many cameras write (the first picture is the photo).
+JPEG_FORMATS = ("JPEG", "MPO")
+
+
 class UnreadableImage(Exception):
     """The file is not an image PIL can decode."""
 
@@ -46,7 +50,7 @@ def reduce_jpeg_decoding(image: Image.Image, min_size: int) -> bool:
     Only for a not-yet-loaded JPEG at least twice ``min_size`` on its short side; the
     orientation does not matter (the requested box is square). True if it will be reduced.
     """
-    if image.format != "JPEG" or min(image.size) < 2 * min_size:
+    if image.format not in JPEG_FORMATS or min(image.size) < 2 * min_size:
         return False
     # draft() picks the largest scale s in (8, 4, 2) with size // s >= the box in both
     # directions; the mode stays as it is (no YCbCr -> L shortcut).

@@ -37,6 +37,7 @@ TIMM_CONFIG_NAME = "config.json"
 FORMAT = "transferlab-bundle/2"
 OLD_FORMATS = ("transferlab-bundle/1",)
 MAX_META_BYTES = 16 * 1024 * 1024
+MAX_CLASSES = 100_000
 
 
 @dataclass
@@ -100,8 +101,9 @@ def _check_meta(meta: dict, where: Path) -> None:
     backbone, head, pre, classes = (meta.get(k) for k in ("backbone", "head", "preprocessing", "classes"))
     if not isinstance(backbone, dict) or not isinstance(backbone.get("timm_name"), str):
         raise bad("backbone.timm_name must be a model name")
-    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-        raise bad("classes must be a list of at least two names")
+    if not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES \
+            or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+        raise bad(f"classes must be a list of 2 to {MAX_CLASSES} different names")
     if not isinstance(head, dict) or not isinstance(head.get("spec"), str) or head.get("pooling") not in ("avg", "flatten") \
             or not isinstance(head.get("dropout"), (int, float)):
         raise bad("head must give spec, dropout and pooling")

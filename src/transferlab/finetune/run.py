@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from .. import __version__
 from ..backbones import FROM_SCRATCH, Backbone, load_backbone
 from ..data import Sample, image_batches, load_dataset
 from ..engine.callbacks import BatchProgress, Callback, Checkpoint, EarlyStopping, EpochHook
-from ..engine.callbacks import load_checkpoint, remove_checkpoint
+from ..engine.callbacks import CHECKPOINT_NAME, load_checkpoint, remove_checkpoint
 from ..engine.inputs import CachedInputs, ImageInputs
 from ..engine.loop import fit, predict
 from ..engine.runtime import Runtime
@@ -26,7 +27,7 @@ from ..evaluation import inference_ms_per_image, score
 from ..options import runtime_of, speed_only_fields
 from ..storage import text_digest
 from .augment import BatchMix, train_transform
-from .bundle import save_bundle
+from .bundle import META_NAME, save_bundle
 from .config import FinetuneConfig
 from .freeze import Stage, plan_stages
 from .model import TransferModel
@@ -179,7 +180,25 @@ class FinetuneRun:
         return ImageInputs(paths, labels, transform, c.num_workers, self.runtime.pin_memory)
 
     # -- the run ----------------------------------------------------------------
+    def check_output(self) -> None:
+        """Refuse to overwrite a saved model or drop an interrupted run's checkpoint; fail before training on a
+        folder that cannot be written."""
+        if not self.runtime.is_main:
+            return
+        if (self.output / META_NAME).exists() and not self.config.resume:
+            raise UserError(f"{self.output} already holds a saved model: choose another --output, or delete it")
+        if (self.output / CHECKPOINT_NAME).exists() and not self.config.resume:
+            raise UserError(f"{self.output} holds an interrupted run's checkpoint: add --resume to continue it, "
+                            "or choose another --output")
+        try:
+            self.output.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.output):
+                pass
+        except OSError as exc:
+            raise UserError(f"cannot write the model folder {self.output}: {exc.strerror or exc}") from None
+
     def run(self) -> FinetuneResult:
+        self.check_output()
         self.prepare()
         c = self.config
         state = load_checkpoint(self.output, self.id) if c.resume else None
