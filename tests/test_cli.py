@@ -49,10 +49,12 @@ def test_probe_table_goes_to_stdout_and_cache_dir_option_holds_the_cache(tmp_pat
     data = make_class_folders(tmp_path / "data", {"a": 8, "b": 8})
     cache = tmp_path / "my-cache"
 
-    result = run_cli("--cache-dir", str(cache), "probe", "-d", str(data), "-b", "test_resnet", "--random-init")
+    result = run_cli("--cache-dir", str(cache), "probe", "-d", str(data), "-b", "test_resnet", "--random-init",
+                     "--precision", "fp32")
 
     assert result.returncode == 0, result.stderr
     assert "accuracy" in result.stdout and "test_resnet" in result.stdout
+    assert "cpu, fp32" in result.stdout  # where it ran, said without asking
     assert list((cache / "features").rglob("*.npy"))
 
 

@@ -42,6 +42,18 @@ class RunResult:
     config: dict = field(default_factory=dict)
     runtime: dict = field(default_factory=dict)
 
+    @property
+    def runs_on(self) -> str:
+        """Where it ran, for people: ``cpu, bf16`` or ``cuda:0, bf16, 2 processes``."""
+        if not self.runtime:
+            return "?"
+        parts = [self.runtime.get("device", "?"), self.runtime.get("precision", "?")]
+        if self.runtime.get("compile"):
+            parts.append("compiled")
+        if self.runtime.get("world_size", 1) > 1:
+            parts.append(f"{self.runtime['world_size']} processes")
+        return ", ".join(parts)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
         """The record back from its JSON form (fields it does not know are ignored, missing ones default)."""

@@ -51,6 +51,7 @@ def finetune(as_json: bool, **options) -> None:
         return
     print_table(f"finetune: {result.backbone}, freeze {result.freeze}, head {result.head}", [
         ("evaluated on", f"{result.evaluated_on} ({result.test_images} images)"),
+        ("runs on", result.runs_on),
         ("test accuracy", result.accuracy),
         ("macro F1", result.macro_f1),
         ("epochs run", result.epochs_run),

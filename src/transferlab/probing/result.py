@@ -35,6 +35,7 @@ class ProbeResult(RunResult):
             ("backbone", f"{self.backbone} ({self.timm_name})"),
             ("layer / pooling", f"{self.layer} / {self.pooling}"),
             ("head", self.head),
+            ("runs on", self.runs_on),
             ("accuracy", self.accuracy),
             ("macro F1", self.macro_f1),
             ("feature dimension", self.feature_dim),
