@@ -30,7 +30,14 @@ from timm.data import create_transform
 from transferlab.data import TensorEvalTransform, UnreadableImage, decode_rgb, image_batches, open_rgb
 from transferlab.data import decode as decode_module
 
-LITE0 = dict(input_size=(3, 224, 224), interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=0.875, crop_mode="center")
+LITE0 = dict(
+    input_size=(3, 224, 224),
+    interpolation="bicubic",
+    mean=(0.5,) * 3,
+    std=(0.5,) * 3,
+    crop_pct=0.875,
+    crop_mode="center",
+)
 IMAGENET_BILINEAR = dict(
     input_size=(3, 224, 224),
     interpolation="bilinear",
@@ -70,7 +77,9 @@ def _save_rgb48_png(pixels: np.ndarray, path):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -90,19 +99,23 @@ def pictures(tmp_path_factory) -> dict[str, object]:
         "grey.png": _save(coffee.convert("L"), root / "grey.png"),
         "cmyk.jpg": _save(coffee.convert("CMYK"), root / "cmyk.jpg"),
         "palette.gif": _save(chelsea.convert("P", palette=Image.Palette.ADAPTIVE), root / "palette.gif"),
-        "deep.png": _save(Image.fromarray((np.asarray(coffee.convert("L"), np.uint16) * 200)), root / "deep.png"),
+        "deep.png": _save(Image.fromarray(np.asarray(coffee.convert("L"), np.uint16) * 200), root / "deep.png"),
         "rgb48.png": _save_rgb48_png(np.asarray(chelsea, np.uint16) * 257 + 100, root / "rgb48.png"),
     }
     files["camera.jpg"] = root / "camera.jpg"  # a multi-picture JPEG (MPO), as cameras write: the first picture
     chelsea.save(files["camera.jpg"], format="MPO", save_all=True, append_images=[coffee.resize(chelsea.size)])
-    rgba = np.dstack([np.asarray(chelsea), np.tile(np.linspace(0, 255, chelsea.width, dtype=np.uint8), (chelsea.height, 1))])
+    rgba = np.dstack(
+        [np.asarray(chelsea), np.tile(np.linspace(0, 255, chelsea.width, dtype=np.uint8), (chelsea.height, 1))]
+    )
     files["rgba.png"] = _save(Image.fromarray(rgba, mode="RGBA"), root / "rgba.png")
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     files["rotated.jpg"] = _save(coffee, root / "rotated.jpg", exif=exif)
     files["rotated.png"] = _save(coffee, root / "rotated.png", exif=exif)
     # large JPEGs: decoded at 1/4 (1200 -> 300) and 1/2 (coffee 1200 x 800 -> 600 x 400) with min_size 256
-    files["astronaut-large.jpg"] = _save(astronaut.resize((1200, 1200), Image.Resampling.BICUBIC), root / "astronaut-large.jpg")
+    files["astronaut-large.jpg"] = _save(
+        astronaut.resize((1200, 1200), Image.Resampling.BICUBIC), root / "astronaut-large.jpg"
+    )
     files["coffee-large.jpg"] = _save(coffee.resize((1200, 800), Image.Resampling.BICUBIC), root / "coffee-large.jpg")
     exif_large = Image.Exif()
     exif_large[0x0112] = 8
@@ -147,7 +160,9 @@ def test_plain_jpeg_and_png_take_the_fast_decoder(pictures, monkeypatch):
         pytest.skip("no fast decoder here")
     calls = []
     name, fast = decode_module._fast_decoder()
-    monkeypatch.setattr(decode_module, "_fast_decoder", lambda: (name, lambda kind, data: calls.append(kind) or fast(kind, data)))
+    monkeypatch.setattr(
+        decode_module, "_fast_decoder", lambda: (name, lambda kind, data: calls.append(kind) or fast(kind, data))
+    )
 
     plain = ("chelsea.jpg", "grey.jpg", "rotated.jpg", "camera.jpg", "chelsea.png", "grey.png")
     for file in plain + ("cmyk.jpg", "rgba.png", "deep.png", "palette.gif"):
@@ -170,7 +185,9 @@ def test_tensor_transform_matches_timms_pil_transform(pictures, config):
     reference = create_transform(**cfg, is_training=False)
     transform = TensorEvalTransform(cfg, reduced_decoding=False)
     std = torch.tensor(cfg["std"]).view(3, 1, 1)
-    max_levels, mean_levels = (SQUASH_MAX_LEVELS, SQUASH_MEAN_LEVELS) if config == "squash" else (MAX_LEVELS, MEAN_LEVELS)
+    max_levels, mean_levels = (
+        (SQUASH_MAX_LEVELS, SQUASH_MEAN_LEVELS) if config == "squash" else (MAX_LEVELS, MEAN_LEVELS)
+    )
 
     for name, path in pictures.items():
         if "large" in name and config not in ("lite0-bicubic", "imagenet-bilinear"):
@@ -186,7 +203,7 @@ def test_tensor_transform_matches_timms_pil_transform(pictures, config):
 
 def test_reduced_decoding_keeps_the_short_side_above_the_resize_target(pictures):
     transform = TensorEvalTransform(LITE0)
-    assert transform.decode_min_size == 256  # floor(224 / 0.875)
+    assert transform.decode_min_size == 512  # twice floor(224 / 0.875)
     assert TensorEvalTransform(LITE0, reduced_decoding=False).decode_min_size is None
 
     assert decode_rgb(pictures["astronaut-large.jpg"], 256).shape == (3, 300, 300)  # 1/4
@@ -254,7 +271,9 @@ def test_image_batches_decode_tensors_for_a_tensor_transform(pictures, tmp_path,
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"\xff\xd8 not really a jpeg")
     paths = [pictures["chelsea.jpg"], junk, pictures["cmyk.jpg"], pictures["rgba.png"], pictures["astronaut-large.jpg"]]
-    tensor_batches = list(image_batches(paths, TensorEvalTransform(LITE0, reduced_decoding=False), batch_size=2, num_workers=workers))
+    tensor_batches = list(
+        image_batches(paths, TensorEvalTransform(LITE0, reduced_decoding=False), batch_size=2, num_workers=workers)
+    )
     pil_batches = list(image_batches(paths, create_transform(**LITE0), batch_size=2, num_workers=workers))
 
     assert [b.indices for b in tensor_batches] == [[0], [2, 3], [4]] == [b.indices for b in pil_batches]

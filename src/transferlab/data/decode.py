@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import io
 import warnings
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .images import JPEG_FORMATS, UNREADABLE_ERRORS, UnreadableImage, decode_opened
+from .images import JPEG_FORMATS, UNREADABLE_ERRORS, UnreadableImage, decode_opened, reducible
 
 # (kind, encoded bytes) -> 3 x H x W tensor with EXIF orientation applied; kind is "jpeg" or "png"
 FastDecoder = Callable[[str, torch.Tensor], torch.Tensor]
@@ -30,7 +30,7 @@ FastDecoder = Callable[[str, torch.Tensor], torch.Tensor]
 _TORCHVISION_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
 
 
-def decode_rgb(path: Path | str, min_size: Optional[int] = None) -> torch.Tensor:
+def decode_rgb(path: Path | str, min_size: int | None = None) -> torch.Tensor:
     """``path`` as an upright RGB uint8 tensor (3 x H x W), or ``UnreadableImage``.
 
     With ``min_size``, a JPEG whose short side is at least twice ``min_size`` is decoded
@@ -65,13 +65,13 @@ def fast_decoder_name() -> str:
     return _fast_decoder()[0]
 
 
-def _decode_fast(image: Image.Image, data: bytearray, min_size: Optional[int]) -> Optional[torch.Tensor]:
+def _decode_fast(image: Image.Image, data: bytearray, min_size: int | None) -> torch.Tensor | None:
     """The fast decoder's tensor for a plain 8-bit RGB/grey JPEG or PNG; None: use PIL."""
     decoder = _fast_decoder()[1]
     if decoder is None or image.mode not in ("RGB", "L"):
         return None
     if image.format in JPEG_FORMATS:
-        if min_size and min(image.size) >= 2 * min_size:
+        if reducible(image, min_size):
             return None  # PIL's draft decodes it at reduced scale, a bigger saving
         kind = "jpeg"
     elif image.format == "PNG" and "transparency" not in image.info:
@@ -90,8 +90,8 @@ def _decode_fast(image: Image.Image, data: bytearray, min_size: Optional[int]) -
 FAST_DECODERS = ("torchcodec", "torchvision")  # in order of preference
 
 
-@lru_cache(maxsize=None)
-def _fast_decoder() -> tuple[str, Optional[FastDecoder]]:
+@cache
+def _fast_decoder() -> tuple[str, FastDecoder | None]:
     for name in FAST_DECODERS:
         decoder = load_fast_decoder(name)
         if decoder is not None:
@@ -99,7 +99,7 @@ def _fast_decoder() -> tuple[str, Optional[FastDecoder]]:
     return "pil", None  # neither installed, or a torchvision that no longer decodes: PIL does it all
 
 
-def load_fast_decoder(name: str) -> Optional[FastDecoder]:
+def load_fast_decoder(name: str) -> FastDecoder | None:
     """The ``name`` decoder ("torchcodec" or "torchvision"), None where it is not available."""
     if name == "torchcodec":
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -50,11 +51,16 @@ def reduce_jpeg_decoding(image: Image.Image, min_size: int) -> bool:
     Only for a not-yet-loaded JPEG at least twice ``min_size`` on its short side; the
     orientation does not matter (the requested box is square). True if it will be reduced.
     """
-    if image.format not in JPEG_FORMATS or min(image.size) < 2 * min_size:
+    if not reducible(image, min_size):
         return False
     # draft() picks the largest scale s in (8, 4, 2) with size // s >= the box in both
     # directions; the mode stays as it is (no YCbCr -> L shortcut).
     return image.draft(image.mode, (min_size, min_size)) is not None
+
+
+def reducible(image: Image.Image, min_size: int | None) -> bool:
+    """Whether a reduced-scale decode keeping the short side >= ``min_size`` saves at least 2x."""
+    return bool(min_size) and image.format in JPEG_FORMATS and min(image.size) >= 2 * min_size
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -72,4 +78,3 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
-
