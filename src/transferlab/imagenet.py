@@ -8,7 +8,7 @@ import torch
 from timm.data import ImageNetInfo
 
 from .backbones import DEFAULT_BACKBONE, load_backbone
-from .data import UnreadableImage, open_rgb
+from .data import UnreadableImage, decode_rgb
 from .engine.loop import predict
 from .engine.runtime import CPU
 from .errors import UserError
@@ -16,14 +16,14 @@ from .errors import UserError
 
 def predict_imagenet(images: list[str | Path], backbone: str = DEFAULT_BACKBONE, weights: str | None = None, top_k: int = 5) -> list[dict]:
     model = load_backbone(backbone, weights=weights)
-    transform = model.transform()
+    transform = model.eval_transform()
     info = ImageNetInfo()
     tensors = []
     for image in images:
         if not Path(image).is_file():
             raise UserError(f"image not found: {image}")
         try:
-            tensors.append(transform(open_rgb(image)))
+            tensors.append(transform(decode_rgb(image, transform.decode_min_size)))
         except UnreadableImage:
             raise UserError(f"not a readable image: {image}") from None
     _, logits = list(predict(model.model, model.model, [torch.stack(tensors)], CPU, inputs_of=lambda x: x))[0]

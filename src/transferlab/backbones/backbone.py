@@ -62,9 +62,15 @@ class Backbone:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
 
     def transform(self, training: bool = False, **augment: Any):
-        """timm's transform for this backbone (evaluation by default)."""
+        """timm's PIL transform for this backbone (evaluation by default)."""
         config = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.data_config.items()}
         return create_transform(**config, is_training=training, **augment)
+
+    def eval_transform(self):
+        """timm's evaluation transform done on uint8 tensors (the fast data path every loop uses)."""
+        from ..data.transforms import TensorEvalTransform
+
+        return TensorEvalTransform(self.data_config)
 
     @property
     def input_size(self) -> tuple[int, int, int]:

@@ -17,6 +17,7 @@ import torch
 
 from ..backbones import Backbone
 from ..data import image_batches
+from ..data.decode import fast_decoder_name
 from ..engine.loop import predict
 from ..engine.runtime import CPU, Runtime
 from ..errors import UserError
@@ -83,6 +84,7 @@ class FeatureExtractor:
             self.layer, self._index = found.name, found.index
             self._options = self._intermediate_options()
         self.model = runtime.prepare(backbone.model)
+        self.transform = backbone.eval_transform()
         self.cache = FeatureCache(self.identity(), cache_root) if cache else None
 
     def _intermediate_options(self) -> dict:
@@ -100,7 +102,8 @@ class FeatureExtractor:
     def identity(self) -> dict:
         pooling = self.pooling if self._index is not None else None
         return {**self.backbone.identity(), "layer": self.layer, "pooling": pooling,
-                "precision": {"fp32": "float32"}.get(self.runtime.precision, self.runtime.precision)}
+                "precision": {"fp32": "float32"}.get(self.runtime.precision, self.runtime.precision),
+                "decoding": decoding_identity(self.transform)}
 
     @property
     def dim(self) -> int:
@@ -156,7 +159,7 @@ class FeatureExtractor:
         if progress:
             progress(done, total)
         unreadable: list[int] = []
-        transform = self.backbone.transform()
+        transform = self.transform
         batches = image_batches([paths[i] for i in missing], transform, self.batch_size, self.num_workers)
         for batch, out in predict(self.model, self.forward, batches, self.runtime):
             unreadable.extend(missing[j] for j in batch.unreadable)
@@ -180,3 +183,8 @@ class FeatureExtractor:
             computed=len(missing) - len(unreadable),
             from_cache=from_cache,
         )
+
+
+def decoding_identity(transform) -> str:
+    """How images become model inputs, for the cache key: decoders and resizers differ by a few uint8 levels."""
+    return f"tensor/{fast_decoder_name()}/reduced>={transform.decode_min_size}"

@@ -23,10 +23,10 @@ import timm
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from timm.data import create_transform
 from timm.models._hub import save_config_for_hf
 
 from ..backbones import small_cnn  # noqa: F401  (registers transferlab_small_cnn, which bundles may name)
+from ..data.transforms import TensorEvalTransform
 from ..errors import UserError
 from ..storage import atomic_path, atomic_write_text
 from .model import TransferModel
@@ -52,8 +52,8 @@ class Bundle:
         return self.model.net
 
     def transform(self):
-        config = {k: tuple(v) if isinstance(v, list) else v for k, v in self.meta["preprocessing"].items()}
-        return create_transform(**config, is_training=False)
+        """The model's evaluation transform on uint8 tensors (as its training used)."""
+        return TensorEvalTransform(self.meta["preprocessing"])
 
 
 def save_bundle(folder: Path, model: TransferModel, meta: dict[str, Any]) -> None:

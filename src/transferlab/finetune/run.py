@@ -122,7 +122,7 @@ class FinetuneRun:
         self.model.train_bn = scratch if c.train_bn is None else c.train_bn
         self.runtime.prepare(self.model)
         self.stages = plan_stages(c.freeze, len(self.model.units))
-        self.eval_transform = self.backbone.transform()
+        self.eval_transform = self.backbone.eval_transform()
         self.train_transform = train_transform(self.backbone.data_config, c.augment) or self.eval_transform
         self.loss_fn, self.mix = self.make_loss()
         self.unreadable: set[Path] = set()

@@ -116,7 +116,7 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None, runtim
         head_fit_seconds=fit_seconds,
         inference_ms_per_image=inference_ms_per_image(
             extractor.model, lambda images: _head_on(head, extractor.forward(images), config.temperature),
-            [s.path for s in test_kept], extractor.backbone.transform(), runtime),
+            [s.path for s in test_kept], extractor.transform, runtime),
         unreadable_count=len(unreadable),
         unreadable_examples=unreadable[:UNREADABLE_EXAMPLES],
         temperature=config.temperature,

@@ -72,7 +72,7 @@ def maps_figure(maps: np.ndarray, title: str):
 def backbone_figures(config: dict, image_path: Path | None) -> list[tuple[str, object]]:
     """(caption, figure) pairs for the backbone of a run config; activation maps need an image."""
     from ..backbones import load_backbone
-    from ..data import open_rgb
+    from ..data import decode_rgb
 
     backbone = load_backbone(config["backbone"], weights=config.get("weights"),
                              random_init=bool(config.get("random_init")), seed=int(config.get("seed") or 0))
@@ -87,7 +87,8 @@ def backbone_figures(config: dict, image_path: Path | None) -> list[tuple[str, o
         figures.append((f"last convolution {last_name}: filters (mean over input channels)",
                         filters_figure(last, f"{backbone.timm_name}: {last_name} filters")))
     if image_path is not None and Path(image_path).is_file():
-        image = backbone.transform()(open_rgb(image_path))
+        transform = backbone.eval_transform()
+        image = transform(decode_rgb(image_path, transform.decode_min_size))
         for name, conv in ((first_name, first), (last_name, last)):
             maps = activation_maps(backbone.model, conv, image)
             figures.append((f"activation maps of {name} for {Path(image_path).name} (strongest {len(maps)})",
