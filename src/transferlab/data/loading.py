@@ -75,14 +75,21 @@ def image_batches(
     batch_size: int = 32,
     num_workers: int | None = None,
     pin_memory: bool = False,
+    device: str | None = None,
 ) -> Iterator[Batch]:
     """Decoded, transformed batches of ``paths`` in order.
 
     ``pin_memory``: page-locked batches, for a faster, asynchronous copy to a GPU.
+    ``device``: a GPU decodes and resizes the batches itself (``device_decode``), for a
+    transform that takes tensors; elsewhere the workers do.
     """
     if not paths:
         return iter(())
     workers = default_workers() if num_workers is None else num_workers
+    if device is not None and not device.startswith("cpu") and takes_tensors(transform):
+        from .device_decode import device_batches
+
+        return device_batches(paths, transform, device, batch_size, workers)
     loader = DataLoader(
         ImageFiles(paths, transform),
         batch_size=batch_size,

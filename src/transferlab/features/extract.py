@@ -160,7 +160,8 @@ class FeatureExtractor:
             progress(done, total)
         unreadable: list[int] = []
         transform = self.transform
-        batches = image_batches([paths[i] for i in missing], transform, self.batch_size, self.num_workers)
+        batches = image_batches([paths[i] for i in missing], transform, self.batch_size, self.num_workers,
+                                self.runtime.pin_memory, self.runtime.device)
         for batch, out in predict(self.model, self.forward, batches, self.runtime):
             unreadable.extend(missing[j] for j in batch.unreadable)
             if out is not None:

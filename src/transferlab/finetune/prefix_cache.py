@@ -54,7 +54,7 @@ def compute_prefix_outputs(model: TransferModel, steps: int, paths: list[Path], 
     kept: list[int] = []
     unreadable: list[int] = []
     row = done = 0
-    batches = image_batches(paths, transform, batch_size, num_workers)
+    batches = image_batches(paths, transform, batch_size, num_workers, runtime.pin_memory, runtime.device)
     for batch, out in predict(model, lambda x: model.prefix(x, steps), batches, runtime):
         unreadable.extend(batch.unreadable)
         if out is not None:

@@ -318,7 +318,7 @@ class FinetuneRun:
         samples = self.splits.test
         predicted, truth, paths = [], [], []
         batches = image_batches([s.path for s in samples], self.eval_transform, self.config.batch_size,
-                                self.config.num_workers)
+                                self.config.num_workers, self.runtime.pin_memory, self.runtime.device)
         for batch, logits in predict(self.model, self.model, batches, self.runtime):
             self.unreadable.update(samples[i].path for i in batch.unreadable)
             if logits is None:

@@ -42,8 +42,8 @@ def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: 
     files = image_files(inputs)
     k = max(1, min(top_k, len(bundle.classes)))
     results: list[dict | None] = [None] * len(files)
-    for batch, logits in predict(bundle.model, bundle.model, image_batches(files, bundle.transform(), batch_size),
-                                 runtime):
+    batches = image_batches(files, bundle.transform(), batch_size, None, runtime.pin_memory, runtime.device)
+    for batch, logits in predict(bundle.model, bundle.model, batches, runtime):
         for i in batch.unreadable:
             results[i] = {"image": str(files[i]), "error": "unreadable image"}
         if logits is None:
@@ -75,7 +75,8 @@ def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: in
         raise UserError(f"class {unknown[0]!r} of {folder} is not one the model knows: {', '.join(bundle.classes)}")
     labels = [bundle.classes.index(names[s.label]) for s in samples]
     truth, predicted, unreadable = [], [], []
-    batches = image_batches([s.path for s in samples], bundle.transform(), batch_size)
+    batches = image_batches([s.path for s in samples], bundle.transform(), batch_size, None, runtime.pin_memory,
+                            runtime.device)
     for batch, logits in predict(bundle.model, bundle.model, batches, runtime):
         unreadable.extend(str(samples[i].path) for i in batch.unreadable)
         if logits is None:
