@@ -29,7 +29,7 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
-# Benchmarks against the plain PyTorch loop (bench/run_all.py; measurements, not tests; ~15 min on 2 cores).
+# Benchmarks against the plain PyTorch loop (bench/run_all.py; measurements, not tests; ~35 min on 2 busy cores).
 # make bench DATA=path/to/images BENCH_ARGS="--device cuda --figures extraction,model --quick"
 DATA ?= ../shared/datasets/flowers17
 BENCH_ARGS ?=

@@ -248,17 +248,21 @@ def transferlab_process() -> None:
 
 def rate(work: Callable[[], Any], items: int, device: str = "cpu", warmup: int = 3, min_seconds: float = 5.0,
          min_runs: int = 5) -> dict:
-    """Items per second of ``work`` (which handles ``items`` items), after ``warmup`` calls."""
+    """Items per second of ``work`` (which handles ``items`` items) after ``warmup`` calls: from the median
+    call (robust to other processes taking the CPU now and then), with the mean rate beside it."""
     for _ in range(warmup):
         work()
     sync(device)
-    runs, started = 0, time.perf_counter()
-    while runs < min_runs or time.perf_counter() - started < min_seconds:
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - started < min_seconds:
+        call_started = time.perf_counter()
         work()
-        runs += 1
-    sync(device)
+        sync(device)
+        times.append(time.perf_counter() - call_started)
     seconds = time.perf_counter() - started
-    return {"per_second": items * runs / seconds, "runs": runs, "seconds": seconds}
+    return {"per_second": items / statistics.median(times), "mean_per_second": items * len(times) / seconds,
+            "runs": len(times), "seconds": seconds}
 
 
 def median_ms(work: Callable[[int], Any], runs: int, warmup: int, device: str = "cpu") -> dict:

@@ -114,7 +114,7 @@ def run(args) -> list[SummaryRow]:
                      ratio_text(safe_ratio(ceil["per_second"], ref["per_second"])), "1.00x",
                      fmt(ceil["compile_seconds"])])
     notes = [f"random input batch of {batch}, pooled features, torch.no_grad(), inputs already on the device; "
-             f"warm-up excluded, each timed for at least {args.min_seconds:g} s"]
+             f"warm-up excluded, each timed for at least {args.min_seconds:g} s; images/s of the median batch"]
     if not args.compile:
         notes.append("ceiling skipped (--no-compile)")
     elif ceil is None:

@@ -12,7 +12,7 @@ run, each measurement in its own process. Figures:
 
 transferlab runs with its defaults (device auto, precision auto) and, where auto is not fp32 here, also
 with precision fp32, so each speed-up shows by itself. Benchmarks are measurements, not tests: nothing
-here asserts a speed. On a 2-core CPU the whole run takes about 15 minutes; ``--quick`` is a small
+here asserts a speed. On a 2-core CPU the whole run took 34 minutes while other jobs shared it; ``--quick`` is a small
 version for development.
 
 Usage: ``.venv/bin/python bench/run_all.py [--data DIR] [--device auto|cpu|cuda] [--figures model,memory] [--quick]``
@@ -82,6 +82,11 @@ def describe(device: str) -> dict:
     return {**describe_torch(), "auto": resolve_runtime(device, "auto").describe()}
 
 
+def load_text() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
+
+
 def print_header(args: argparse.Namespace) -> None:
     """Print the machine and versions; resolve the device and which transferlab precisions to run."""
     info = run_child("run_all:describe", device=args.device)
@@ -96,6 +101,9 @@ def print_header(args: argparse.Namespace) -> None:
           + ("" if "fp32" in args.transferlab_precisions else " (so its fp32 runs are the auto runs)"))
     print(f"data: {args.data}; backbone: {args.backbone}; batch {args.batch_size}")
     print("transferlab runs as its command line does (transferlab.tune_allocator()); the reference runs plain")
+    print(f"load average: {load_text()}" + ("  (other processes are using the CPU: figures measured at different "
+                                             "times compete with them differently)" if os.getloadavg()[0] > 1.0
+                                            else ""))
     sys.stdout.flush()
 
 
@@ -124,7 +132,7 @@ def main() -> None:
           [[r.figure, r.transferlab, r.reference, ratio_text(r.ratio), r.note] for r in summary],
           ["ratio: speed of transferlab over the reference (>1: transferlab faster); for memory, 10,000 over "
            "1,000 images (1.00: flat)",
-           f"total {time.perf_counter() - started:.0f} s"])
+           f"total {time.perf_counter() - started:.0f} s; load average at the end: {load_text()}"])
 
 
 if __name__ == "__main__":

@@ -86,6 +86,8 @@ def image_batches(
     if not paths:
         return iter(())
     workers = default_workers() if num_workers is None else num_workers
+    if num_workers is None and len(paths) <= batch_size:
+        workers = 0  # one batch: starting a worker process costs more than decoding it here
     if device is not None and not device.startswith("cpu") and takes_tensors(transform):
         from .device_decode import device_batches
 
