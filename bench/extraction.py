@@ -131,13 +131,7 @@ def _reference_setup(device: str, ref: dict) -> str:
     return f"{where}; DataLoader workers {reference_workers()}; {ref['dim']}-d pooled features"
 
 
-def main() -> None:
-    from run_all import parse_args, print_header
-
-    args = parse_args(__doc__)
-    print_header(args)
-    run(args)
-
-
 if __name__ == "__main__":
-    main()
+    from run_all import run_alone
+
+    run_alone(run, __doc__)

@@ -134,13 +134,7 @@ def _val(r: dict) -> str:
     return " ".join(fmt(h["val_accuracy"], 3) if h.get("val_accuracy") is not None else "-" for h in r["history"])
 
 
-def main() -> None:
-    from run_all import parse_args, print_header
-
-    args = parse_args(__doc__)
-    print_header(args)
-    run(args)
-
-
 if __name__ == "__main__":
-    main()
+    from run_all import run_alone
+
+    run_alone(run, __doc__)

@@ -125,13 +125,7 @@ def run(args) -> list[SummaryRow]:
     ]
 
 
-def main() -> None:
-    from run_all import parse_args, print_header
-
-    args = parse_args(__doc__)
-    print_header(args)
-    run(args)
-
-
 if __name__ == "__main__":
-    main()
+    from run_all import run_alone
+
+    run_alone(run, __doc__)

@@ -135,5 +135,12 @@ def main() -> None:
            f"total {time.perf_counter() - started:.0f} s; load average at the end: {load_text()}"])
 
 
+def run_alone(run, doc: str) -> None:
+    """One figure's script run by itself: the same options and header as the whole benchmark."""
+    args = parse_args(doc)
+    print_header(args)
+    run(args)
+
+
 if __name__ == "__main__":
     main()
