@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._lazy import lazy_exports
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 _EXPORTS = {
     "Backbone": "backbones",
     "load_backbone": "backbones",
