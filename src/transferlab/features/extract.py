@@ -140,7 +140,8 @@ class FeatureExtractor:
         """Features of ``paths`` (cached ones read, the rest computed and cached)."""
         start = time.perf_counter()
         total = len(paths)
-        rows: list[np.ndarray | None] = [None] * total
+        matrix = np.empty((total, self.dim), np.float32)  # filled in place: one copy of the features, ever
+        filled = np.zeros(total, bool)
         digests: list[str | None] = [None] * total
         missing: list[int] = []
         for i, path in enumerate(paths):
@@ -150,34 +151,33 @@ class FeatureExtractor:
                 missing.append(i)  # unreadable file: let the decoder report it
                 continue
             cached = self.cache.get(digests[i]) if self.cache else None
-            if cached is None:
+            if cached is None or cached.shape != (self.dim,):
                 missing.append(i)
             else:
-                rows[i] = cached
+                matrix[i], filled[i] = cached, True
         from_cache = total - len(missing)
         done = from_cache
         if progress:
             progress(done, total)
         unreadable: list[int] = []
-        transform = self.transform
-        batches = image_batches([paths[i] for i in missing], transform, self.batch_size, self.num_workers,
+        batches = image_batches([paths[i] for i in missing], self.transform, self.batch_size, self.num_workers,
                                 self.runtime.pin_memory, self.runtime.device)
         for batch, out in predict(self.model, self.forward, batches, self.runtime):
             unreadable.extend(missing[j] for j in batch.unreadable)
             if out is not None:
-                features = out.numpy()
-                for j, vector in zip(batch.indices, features):
+                for j, vector in zip(batch.indices, out.numpy()):
                     i = missing[j]
-                    rows[i] = vector
+                    matrix[i], filled[i] = vector, True
                     if self.cache and digests[i]:
                         self.cache.put(digests[i], vector)
             done += len(batch.indices) + len(batch.unreadable)
             if progress:
                 progress(done, total)
-        kept = [i for i in range(total) if rows[i] is not None]
-        matrix = np.stack([rows[i] for i in kept]) if kept else np.zeros((0, self.dim), np.float32)
+        kept = np.flatnonzero(filled).tolist()
+        if len(kept) < total:
+            matrix = matrix[filled]
         return FeatureSet(
-            features=matrix.astype(np.float32, copy=False),
+            features=matrix,
             kept=kept,
             unreadable=[Path(paths[i]) for i in sorted(unreadable)],
             seconds=time.perf_counter() - start,
