@@ -95,6 +95,29 @@ def test_frozen_batchnorm_keeps_its_running_statistics(class_folders, tmp_path):
     assert changed, "BatchNorm layers of trainable units should update their statistics"
 
 
+def test_batchnorm_statistics_follow_the_weights_except_in_stage_two():
+    from transferlab.finetune.freeze import Stage
+
+    pretrained = FinetuneConfig(backbone="efficientnet_lite0", freeze="two-stage")
+    assert FinetuneRun(pretrained).stage_train_bn(Stage(0, "fine-tune")) is False
+    assert FinetuneRun(pretrained).stage_train_bn(Stage(8, "train")) is True
+    assert FinetuneRun(replace_config(pretrained, train_bn=True)).stage_train_bn(Stage(0, "fine-tune")) is True
+    assert FinetuneRun(replace_config(pretrained, train_bn=False)).stage_train_bn(Stage(8, "train")) is False
+    assert FinetuneRun(replace_config(pretrained, random_init=True)).stage_train_bn(Stage(0, "fine-tune")) is True
+
+
+@pytest.mark.parametrize("freeze, updated", [("top:1", True), ("two-stage:top:1", False)])
+def test_trainable_units_update_their_statistics_except_in_stage_two(class_folders, tmp_path, freeze, updated):
+    config = FinetuneConfig(data=str(class_folders), output=str(tmp_path / "m"), backbone="efficientnet_lite0",
+                            freeze=freeze, epochs=1, per_class=4, num_workers=0, early_stopping="none")
+    run = prepared(config)
+    top = [n.replace("weight", "running_mean") for n in run.model.units[-1].parameter_names if "bn" in n and "weight" in n]
+    before = {n: run.model.net.state_dict()[n].clone() for n in top}
+    run.run()
+    after = run.model.net.state_dict()
+    assert top and all(torch.equal(before[n], after[n]) != updated for n in top)
+
+
 def test_pretrained_batchnorm_statistics_stay_fixed_by_default(class_folders, tmp_path):
     """With train_bn off, even trainable units keep their BatchNorm statistics."""
     run = prepared(tiny_config(class_folders, tmp_path / "run", prefix_cache=False, train_bn=False, freeze="none",

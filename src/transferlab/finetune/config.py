@@ -26,8 +26,8 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions):
     layer_decay: float | None = option(None, "Each backbone unit below the top trains at this times the rate "
                                        "of the one above (default 1; in stage 2 of two-stage: spread the rates "
                                        "over 100x, as fastai's fine_tune does).", above=0.0, maximum=1.0)
-    train_bn: bool | None = option(None, "Update BatchNorm statistics of trainable layers "
-                                   "(default: only when training from scratch).", flag="--train-bn/--freeze-bn")
+    train_bn: bool | None = option(None, "Update BatchNorm statistics of trainable units (default: yes, except in "
+                                   "stage 2 of two-stage, with its low rates).", flag="--train-bn/--freeze-bn")
     weight_decay: float = option(0.0, "Weight decay (never on norms and biases).", minimum=0.0)
     schedule: str = option("constant", "Learning-rate schedule over each stage.",
                            choices=("constant", "cosine", "one-cycle"))

@@ -9,10 +9,13 @@ An ``mlp:...`` head replaces the classifier module in place.
 
 Frozen units are kept in inference mode: their BatchNorm running statistics do
 not change during training (the trap Keras and PyTorch users keep hitting). With
-``train_bn=False`` (the default for pretrained backbones) the BatchNorm layers of
+``train_bn=False`` (the default in stage 2 of two-stage) the BatchNorm layers of
 trainable units keep their ImageNet statistics too, while their scale and shift
-still learn: re-estimating statistics from a few small batches of a new dataset
-undoes what the head learned in the first stage (the TensorFlow tutorial's advice).
+still learn: at stage 2's low rates, re-estimating statistics from a few small
+batches of a new dataset undoes what the head learned in the first stage (the
+TensorFlow tutorial's advice). Training at the full rate, they must follow the
+weights (fine-tuning Flowers-17 with nothing frozen reached 0.41 validation accuracy
+with fixed statistics where a plain loop reached 0.86).
 """
 
 from __future__ import annotations

@@ -119,7 +119,6 @@ class FinetuneRun:
             torch.manual_seed(c.seed)
             self.model = TransferModel.from_backbone(self.backbone, len(self.splits.classes), c.head, c.dropout,
                                                      c.pooling)
-        self.model.train_bn = scratch if c.train_bn is None else c.train_bn
         self.runtime.prepare(self.model)
         self.stages = plan_stages(c.freeze, len(self.model.units))
         self.eval_transform = self.backbone.eval_transform()
@@ -216,8 +215,17 @@ class FinetuneRun:
             state = None
         return self.finish(history, time.perf_counter() - started, stage2_start)
 
+    def stage_train_bn(self, stage: Stage) -> bool:
+        """Whether trainable units update their BatchNorm statistics: yes when training from scratch or at the
+        full rate (a single stage), no in stage 2 of two-stage, whose low rates would be undone by statistics
+        re-estimated from a few small batches (the TensorFlow tutorial's advice)."""
+        if self.config.train_bn is not None:
+            return self.config.train_bn
+        return from_scratch(self.config) or stage.name != "fine-tune"
+
     def train_stage(self, index: int, stage: Stage, history: list[dict], started: float, resumed: dict | None) -> None:
         c = self.config
+        self.model.train_bn = self.stage_train_bn(stage)
         self.model.freeze(stage.frozen_units)
         rates = self.stage_rates(stage)
         optimizer = build_optimizer(self.model, c.optimizer, rates.head_lr, rates.backbone_lr, rates.layer_decay,
