@@ -118,8 +118,9 @@ def test_vit_class_token_is_a_pooling_and_cnns_have_none(images, tmp_path):
 
 def test_intermediate_features_are_the_pooled_forward_intermediates(lite0, images, tmp_path):
     extractor = FeatureExtractor(lite0, layer="blocks.4", pooling="max", num_workers=0, cache=False)
-    x = torch.stack([lite0.transform()(__import__("PIL.Image", fromlist=["Image"]).open(p).convert("RGB"))
-                     for p in images])
+    from PIL import Image
+
+    x = torch.stack([lite0.transform()(Image.open(p).convert("RGB")) for p in images])
 
     with torch.no_grad():
         maps = lite0.model.forward_intermediates(x, indices=[3], intermediates_only=True)[0]

@@ -94,6 +94,14 @@ def test_bf16_features_use_another_cache_folder_than_fp32(tiny, cache_dir):
     assert fp32.cache.folder != bf16.cache.folder
 
 
+def test_another_decoding_path_uses_another_cache_folder(tiny, cache_dir, monkeypatch):
+    """Reduced-size JPEG decoding changes pixels a little: its features are not the full decode's."""
+    first = FeatureExtractor(tiny, cache_root=cache_dir).cache.folder
+    monkeypatch.setattr("transferlab.data.transforms.DECODE_MARGIN", 1)
+
+    assert FeatureExtractor(tiny, cache_root=cache_dir).cache.folder != first
+
+
 def test_other_weights_use_another_cache_folder(tiny, cache_dir):
     from transferlab import load_backbone
 

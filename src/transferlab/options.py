@@ -42,6 +42,12 @@ def speed_only_fields(config_class: type) -> set[str]:
     return {f.name for f in dataclasses.fields(config_class) if f.metadata.get("speed_only")}
 
 
+def result_fields(config: Any) -> dict[str, Any]:
+    """The config's fields that decide its result: all of them but the speed-only ones."""
+    skip = speed_only_fields(type(config))
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
+
+
 def check_ranges(config: Any) -> None:
     """Every numeric field within its declared range, every word among its choices; else a UserError."""
     for f in dataclasses.fields(config):

@@ -24,7 +24,7 @@ from ..engine.loop import fit, predict
 from ..engine.runtime import Runtime
 from ..errors import UserError
 from ..evaluation import inference_ms_per_image, score
-from ..options import runtime_of, speed_only_fields
+from ..options import result_fields, runtime_of
 from ..storage import text_digest
 from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
@@ -51,9 +51,7 @@ def default_policy(config: FinetuneConfig) -> str:
 
 def config_id(config: FinetuneConfig) -> str:
     """Identity of the settings that determine the result (not how fast it runs or where it is saved)."""
-    skip = speed_only_fields(FinetuneConfig)
-    settings = {k: v for k, v in asdict(config).items() if k not in skip}
-    return text_digest(json.dumps(settings, sort_keys=True, default=str))[:16]
+    return text_digest(json.dumps(result_fields(config), sort_keys=True, default=str))[:16]
 
 
 def default_output(config: FinetuneConfig) -> Path:

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..options import speed_only_fields
+from ..options import result_fields
 from ..storage import atomic_write_text, cache_root, file_digest, text_digest
 
 DIGESTS_FOLDER = "digests"
@@ -34,8 +33,7 @@ NOT_IDENTITY = frozenset({"data"})  # replaced by the data fingerprint
 
 def identity_fields(config: Any) -> dict[str, Any]:
     """The config's fields that decide its result (speed-only fields and the data path left out)."""
-    drop = speed_only_fields(type(config)) | NOT_IDENTITY
-    return {k: v for k, v in asdict(config).items() if k not in drop}
+    return {k: v for k, v in result_fields(config).items() if k not in NOT_IDENTITY}
 
 
 def run_id(runner: str, config: Any, data_fingerprint: str) -> str:
