@@ -16,14 +16,15 @@ from transferlab.stats import mean_interval, wilson_interval
 IMAGES = 60
 
 
-def _record(method: str, wrong: set[int], seed: int = 0, per_class: int = 8, images: str = "img") -> RunRecord:
+def _record(method: str, wrong: set[int], seed: int = 0, per_class: int = 8, images: str = "img",
+            **axes) -> RunRecord:
     """A finished probe run on ``IMAGES`` test images, wrong on the images numbered in ``wrong``."""
     predictions = [{"path": f"/{images}/{i}.png", "true": CLASSES[i % 3],
                     "predicted": CLASSES[(i + 1) % 3] if i in wrong else CLASSES[i % 3]} for i in range(IMAGES)]
     accuracy = 1 - len(wrong) / IMAGES
     result = probe_result(accuracy, seed, per_class, test_images=IMAGES, predictions=predictions)
-    return RunRecord(f"{method}-{per_class}-{seed}", method, "probe", "efficientnet_lite0",
-                     {"per_class": per_class, "seed": seed}, "done", result, {"seed": seed})
+    return RunRecord(f"{method}-{per_class}-{seed}-{axes}", method, "probe", "efficientnet_lite0",
+                     {"per_class": per_class, "seed": seed, **axes}, "done", result, {"seed": seed})
 
 
 def _rows(records):
@@ -85,6 +86,17 @@ def test_each_setting_is_compared_with_its_own_best():
     assert len(sentences) == 2
 
 
+def test_a_methods_own_axis_competes_within_the_shared_setting():
+    """A temperature method sweeps its own axis: its rows compete with the other methods at each per_class."""
+    records = [_record("logreg", set(range(5))), _record("temp", set(range(6)), temperature=0.5),
+               _record("temp", set(range(30)), temperature=4)]
+    rows = comparison_rows(records)
+    sentences = add_uncertainty(rows, records)
+    assert [r["vs_best"].split(",")[-1].strip() for r in rows] == ["best", "within noise", "different"]
+    assert sentences == ["At per_class=8: temp / efficientnet_lite0 [temperature=0.5] is indistinguishable from "
+                         "the best, logreg / efficientnet_lite0 (McNemar exact, p >= 0.05 on 60 shared test images)."]
+
+
 def test_intervals_wilson_for_one_run_t_for_several():
     one, _ = _rows([_record("one", set(range(6)))])
     assert (one["one"]["accuracy_low"], one["one"]["accuracy_high"]) == pytest.approx(wilson_interval(54, 60))
@@ -101,7 +113,7 @@ def test_report_shows_intervals_and_marks_noise(tmp_path):
     html = files["html"].read_text()
     assert 'class="noise"' in html and "close / efficientnet_lite0 is indistinguishable from the best" in html
     low, high = wilson_interval(50, 60)
-    assert f"[{low:.3f}, {high:.3f}]" in html  # the comparison row and the run row of 'best'
+    assert html.count(f'<td class="col-interval">[{low:.3f}, {high:.3f}]</td>') == 2  # comparison and run rows
     with open(files["comparison_csv"]) as f:
         noise = {r["method"]: r["within_noise"] for r in csv.DictReader(f)}
     assert noise == {"best": "", "close": "True", "far": "False"}

@@ -2,7 +2,8 @@
 
 Each row (a method/backbone/setting, over its seeds and folds) gets a 95% interval: the
 Wilson interval over its test images for one run, the t-interval of the mean for several.
-Within each setting, every row is compared with the best row image by image: the exact
+Within each setting (the values of the axes every row has, e.g. ``per_class``; a method's own axes such
+as ``temperature`` tell its rows apart), every row is compared with the best row image by image: the exact
 McNemar test on the predictions of the same test images (same image, same seed and fold).
 A difference with p >= 0.05 is within noise; rows that share no test images with the best
 are said to be not compared rather than tested.
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..stats import NOISE_LEVEL, McNemar, interval_text, mcnemar_exact, mean_interval, p_text
+from ..study.axes import setting_text
 from .records import RunRecord
 from .tables import group_by_setting
 
@@ -70,16 +72,22 @@ def compare(row: dict[tuple, bool], best: dict[tuple, bool]) -> Comparison:
 def add_uncertainty(rows: list[dict[str, Any]], records: list[RunRecord]) -> list[str]:
     """Add each comparison row's interval and its test against the best of its setting (in place); the
     sentences that say which rows are indistinguishable from the best."""
-    groups = list(group_by_setting(records).values())
+    grouped = group_by_setting(records)
+    groups = list(grouped.values())
     if len(groups) != len(rows):
         raise ValueError("rows and groups differ: add_uncertainty takes the rows comparison_rows made of records")
     for row, group in zip(rows, groups):
         low, high, how = row_interval(group)
         row.update(accuracy_low=low, accuracy_high=high, interval_method=how,
                    interval=interval_text(low, high) + (f" (t, {len(group)} runs)" if how == "t" else ""))
+    settings = [dict(setting) for _, _, setting in grouped]
+    common = set.intersection(*(set(s) for s in settings)) if settings else set()
     by_setting: dict[str, list[int]] = defaultdict(list)
-    for index, row in enumerate(rows):
-        by_setting[row["setting"]].append(index)
+    names = []
+    for index, setting in enumerate(settings):  # rows compete within the values of the axes every row has
+        by_setting[setting_text({k: v for k, v in setting.items() if k in common})].append(index)
+        own = setting_text({k: v for k, v in setting.items() if k not in common})
+        names.append(f"{rows[index]['method']} / {rows[index]['backbone']}" + (f" [{own}]" if own else ""))
     sentences = []
     for setting, members in by_setting.items():
         if len(members) < 2:
@@ -102,12 +110,8 @@ def add_uncertainty(rows: list[dict[str, Any]], records: list[RunRecord]) -> lis
                 rows[i].update(vs_best=f"{p_text(comparison.test.p_value)}, {verdict}",
                                p_vs_best=comparison.test.p_value, within_noise=comparison.within_noise,
                                shared_images=comparison.images)
-        sentences.append(noise_sentence(setting, _name(rows[best]), {_name(rows[i]): c for i, c in results.items()}))
+        sentences.append(noise_sentence(setting, names[best], {names[i]: c for i, c in results.items()}))
     return sentences
-
-
-def _name(row: dict[str, Any]) -> str:
-    return f"{row['method']} / {row['backbone']}"
 
 
 def _join(names: list[str]) -> str:
