@@ -152,3 +152,25 @@ def test_a_fold_beyond_the_folds_is_an_error_at_its_line(tmp_path):
         """)
     with pytest.raises(UserError, match="study.yaml:4.*between 0 and 2"):
         plan_study(load_study(path))
+
+
+def test_finetune_folds_train_a_model_per_fold(cli, class_folders, tmp_path):
+    out = cli("finetune", "-d", str(class_folders), "-b", "small-cnn", "--folds", "2", "--epochs", "1",
+              "--workers", "0", "--device", "cpu", "--precision", "fp32", "-o", str(tmp_path / "m"), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert [f["test_images"] for f in report["folds"]] == [30, 30]
+    assert report["mean"] == pytest.approx(sum(f["accuracy"] for f in report["folds"]) / 2)
+    assert (tmp_path / "m" / "fold-0").is_dir() and (tmp_path / "m" / "fold-1").is_dir()
+
+
+def test_probe_table_shows_the_accuracy_with_its_interval(cli, class_folders):
+    out = cli("probe", "--data", str(class_folders), "-b", "test_resnet", "--random-init", "--workers", "0", "--json")
+    record = json.loads(out.stdout)
+    low, high = record["accuracy_interval"]
+    correct = round(record["accuracy"] * record["test_images"])
+    from transferlab.stats import wilson_interval
+
+    assert (low, high) == pytest.approx(wilson_interval(correct, record["test_images"]))
+    table = cli("probe", "--data", str(class_folders), "-b", "test_resnet", "--random-init", "--workers", "0")
+    assert f"{record['accuracy']:.4f} [{low:.3f}, {high:.3f}]" in table.stdout
