@@ -76,6 +76,13 @@ def test_only_runs_of_the_same_seed_pair_up():
     assert rows["other"]["p_vs_best"] == pytest.approx(0.25)  # seed 0 only: 3 discordant images, 2 · 1/8
 
 
+def test_pairs_over_several_seeds_are_counted_as_predictions():
+    records = [_record("best", set(), seed=0), _record("best", set(), seed=1),
+               _record("other", {1}, seed=0), _record("other", {2}, seed=1)]
+    _, sentences = _rows(records)
+    assert sentences[0].endswith("(McNemar exact, p >= 0.05 on 120 paired test predictions over 2 seeds).")
+
+
 def test_each_setting_is_compared_with_its_own_best():
     records = [_record("a", set(range(2)), per_class=2), _record("b", set(range(30)), per_class=2),
                _record("a", set(range(30)), per_class=8), _record("b", set(range(2)), per_class=8)]
@@ -102,9 +109,13 @@ def test_intervals_wilson_for_one_run_t_for_several():
     assert (one["one"]["accuracy_low"], one["one"]["accuracy_high"]) == pytest.approx(wilson_interval(54, 60))
     seeds = [_record("many", set(range(n)), seed=n) for n in (3, 6, 9)]
     many, _ = _rows(seeds)
-    summary = mean_interval([r.accuracy for r in seeds])
+    summary = mean_interval([r.accuracy for r in seeds], bounds=(0.0, 1.0))
     assert (many["many"]["accuracy_low"], many["many"]["accuracy_high"]) == pytest.approx((summary.low, summary.high))
     assert many["many"]["interval"].endswith("(t, 3 runs)")
+    agreeing = [_record("same", set(range(6)), seed=s) for s in (0, 1)]  # std 0: no zero-width interval
+    same, _ = _rows(agreeing)
+    assert (same["same"]["accuracy_low"], same["same"]["accuracy_high"]) == pytest.approx(wilson_interval(108, 120))
+    assert same["same"]["interval"].endswith("(Wilson pooled, 2 runs)")
 
 
 def test_report_shows_intervals_and_marks_noise(tmp_path):

@@ -73,3 +73,8 @@ def test_paired_bootstrap_is_seeded_and_brackets_the_difference():
     assert difference == pytest.approx(5 / 40)
     assert low <= difference <= high and low >= 0  # every discordant pair favours A
     assert paired_bootstrap(a, b, seed=3) == (difference, low, high)
+
+
+def test_interval_of_a_mean_accuracy_stays_within_zero_and_one():
+    summary = mean_interval([0.9, 1.0], bounds=(0.0, 1.0))  # t(0.975, 1) = 12.7: the raw interval reaches 1.59
+    assert summary.high == 1.0 and summary.low == pytest.approx(0.95 - 12.7062 * 0.0707107 / math.sqrt(2), abs=1e-3)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .results import RunResult
-from .stats import MeanInterval, interval_text, mean_interval, wilson_interval
+from .stats import ACCURACY, MeanInterval, interval_text, mean_interval, wilson_interval
 
 
 @dataclass
@@ -29,7 +29,7 @@ class CrossValidation:
 
     def summary(self) -> MeanInterval:
         """Mean ± std of the fold accuracies and the t-interval of the mean."""
-        return mean_interval(self.accuracies)
+        return mean_interval(self.accuracies, bounds=ACCURACY)
 
     @property
     def test_images(self) -> int:

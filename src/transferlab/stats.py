@@ -22,6 +22,7 @@ from scipy import stats as scipy_stats
 
 CONFIDENCE = 0.95
 NOISE_LEVEL = 0.05  # a difference with McNemar p at or above this is within noise
+ACCURACY = (0.0, 1.0)  # the bounds of an accuracy (``mean_interval(..., bounds=ACCURACY)``)
 
 
 def wilson_interval(correct: int, total: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -48,8 +49,10 @@ class MeanInterval:
         return {"mean": self.mean, "std": self.std, "interval": [self.low, self.high], "n": self.n}
 
 
-def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> MeanInterval:
-    """Mean ± sample std and the Student-t interval of the mean (``nan`` bounds for fewer than two values)."""
+def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE,
+                  bounds: tuple[float, float] | None = None) -> MeanInterval:
+    """Mean ± sample std and the Student-t interval of the mean (``nan`` bounds for fewer than two values),
+    clipped to ``bounds`` (``(0, 1)`` for accuracies: with two seeds t = 12.7 reaches past them)."""
     array = np.asarray(list(values), dtype=float)
     if array.size == 0:
         raise ValueError("no values")
@@ -58,7 +61,10 @@ def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Me
         return MeanInterval(mean, 0.0, math.nan, math.nan, 1)
     std = float(array.std(ddof=1))
     half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df=array.size - 1)) * std / math.sqrt(array.size)
-    return MeanInterval(mean, std, mean - half, mean + half, int(array.size))
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return MeanInterval(mean, std, low, high, int(array.size))
 
 
 @dataclass(frozen=True)

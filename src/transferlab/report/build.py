@@ -75,7 +75,8 @@ def _html(records, done, comparison, noise, runs, pairs, title, description, ima
     page.heading("Comparison", "comparison-section")
     page.paragraph("Test accuracy is the mean ± sample standard deviation over seeds (and folds) when a setting ran "
                    "with several. The 95% interval is the Wilson interval over the test images for one run, the "
-                   "t-interval of the mean for several. 'vs best' compares each row with the best of its setting "
+                   "t-interval of the mean for several (the Wilson interval of their pooled predictions when they "
+                   "agree exactly). 'vs best' compares each row with the best of its setting "
                    "image by image (exact McNemar test on the same test images); p >= 0.05 is within noise. Probes "
                    "train only their head: their training time is the head fit plus feature extraction; parameters "
                    "are the head's / backbone + head.", "note")

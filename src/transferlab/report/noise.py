@@ -15,19 +15,24 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from ..stats import NOISE_LEVEL, McNemar, interval_text, mcnemar_exact, mean_interval, p_text
+from ..stats import (ACCURACY, NOISE_LEVEL, McNemar, interval_text, mcnemar_exact, mean_interval, p_text,
+                     wilson_interval)
 from ..study.axes import setting_text
 from .records import RunRecord
 from .tables import group_by_setting
 
 
 def row_interval(group: list[RunRecord]) -> tuple[float, float, str]:
-    """(low, high, how): Wilson for one run, the t-interval of the mean over several."""
+    """(low, high, how): Wilson for one run, the t-interval of the mean over several; when the runs agree
+    exactly (std 0, a zero-width t-interval) the Wilson interval of all their test predictions pooled."""
     if len(group) == 1:
         low, high = group[0].result.interval()
         return low, high, "Wilson"
-    summary = mean_interval([r.accuracy for r in group])
-    return summary.low, summary.high, "t"
+    summary = mean_interval([r.accuracy for r in group], bounds=ACCURACY)
+    if summary.std > 0:
+        return summary.low, summary.high, "t"
+    low, high = wilson_interval(sum(r.result.correct_count for r in group), sum(r.result.test_images for r in group))
+    return low, high, "Wilson pooled"
 
 
 def paired_correctness(group: list[RunRecord]) -> dict[tuple, bool]:
@@ -45,6 +50,7 @@ class Comparison:
 
     test: McNemar | None
     images: int  # distinct test images among the pairs
+    seeds: int = 0  # distinct seeds among the pairs
     reason: str = ""  # why not compared
 
     @property
@@ -56,17 +62,17 @@ class Comparison:
             return ""
         if self.test.n == self.images:
             return f"{self.images} shared test images"
-        return f"{self.test.n} paired test predictions ({self.images} images over several seeds)"
+        return f"{self.test.n} paired test predictions over {self.seeds} seeds"
 
 
 def compare(row: dict[tuple, bool], best: dict[tuple, bool]) -> Comparison:
     if not row or not best:
-        return Comparison(None, 0, "no per-image predictions stored")
+        return Comparison(None, 0, reason="no per-image predictions stored")
     shared = sorted(set(row) & set(best))
     if not shared:
-        return Comparison(None, 0, "no shared test images")
+        return Comparison(None, 0, reason="no shared test images")
     test = mcnemar_exact([row[k] for k in shared], [best[k] for k in shared])
-    return Comparison(test, len({k[2] for k in shared}))
+    return Comparison(test, len({k[2] for k in shared}), len({k[0] for k in shared}))
 
 
 def add_uncertainty(rows: list[dict[str, Any]], records: list[RunRecord]) -> list[str]:
@@ -79,7 +85,7 @@ def add_uncertainty(rows: list[dict[str, Any]], records: list[RunRecord]) -> lis
     for row, group in zip(rows, groups):
         low, high, how = row_interval(group)
         row.update(accuracy_low=low, accuracy_high=high, interval_method=how,
-                   interval=interval_text(low, high) + (f" (t, {len(group)} runs)" if how == "t" else ""))
+                   interval=interval_text(low, high) + (f" ({how}, {len(group)} runs)" if len(group) > 1 else ""))
     settings = [dict(setting) for _, _, setting in grouped]
     common = set.intersection(*(set(s) for s in settings)) if settings else set()
     by_setting: dict[str, list[int]] = defaultdict(list)
