@@ -137,3 +137,13 @@ def test_stored_results_without_intervals_get_them_from_their_predictions():
     record = _record("old", set(range(6)))
     record.result.accuracy_interval = []  # as results stored before intervals were
     assert record.result.interval() == pytest.approx(wilson_interval(54, 60))
+
+
+def test_accuracy_plot_bars_are_the_intervals():
+    from transferlab.report.curves import accuracy_vs_axis
+
+    records = [_record("m", set(range(20)), per_class=2), _record("m", set(range(5)), per_class=8)]
+    figure = accuracy_vs_axis(records, "per_class")
+    bars = [segment for collection in figure.axes[0].collections for segment in collection.get_segments()]
+    spans = sorted((float(s[0][1]), float(s[1][1])) for s in bars)
+    assert spans == [pytest.approx(wilson_interval(40, 60)), pytest.approx(wilson_interval(55, 60))]
