@@ -204,7 +204,8 @@ def test_every_accuracy_has_its_interval_and_the_noise_sentence_is_shown(page, r
         tr.querySelector('.col-interval').textContent)""")
     assert len(intervals) == 6 + len(plan.runs)
     comparison, runs = intervals[:6], intervals[6:]
-    assert all(re.fullmatch(r"\[\d\.\d{3}, \d\.\d{3}\] \((t|Wilson pooled), 2 runs\)", t) for t in comparison), comparison
+    pattern = r"\[\d\.\d{3}, \d\.\d{3}\] \((t|Wilson pooled), 2 runs\)"
+    assert all(re.fullmatch(pattern, t) for t in comparison), comparison
     assert all(re.fullmatch(r"\[\d\.\d{3}, \d\.\d{3}\]", t) for t in runs), runs
     verdicts = page.evaluate("[...document.querySelectorAll('#comparison .col-vs_best')].map(td => td.textContent)")
     assert verdicts.count("best") == 2  # one best per samples-per-class setting

@@ -57,7 +57,8 @@ class CrossValidation:
         return {
             "backbone": first.backbone, "timm_name": first.timm_name, "head": first.head, "data": first.data,
             "classes": first.classes, "folds": folds, "mean": summary.mean, "std": summary.std,
-            "interval": [summary.low, summary.high], "pooled_accuracy": pooled, "pooled_interval": list(pooled_interval),
+            "interval": [summary.low, summary.high], "pooled_accuracy": pooled,
+            "pooled_interval": list(pooled_interval),
             "test_images": self.test_images, "notes": first.notes, "config": config, "runtime": first.runtime,
         }
 

@@ -50,5 +50,6 @@ def cross_validation_fold(splits: DatasetSplits, folds: int, fold: int, seed: in
     if given:
         notes.append(f"cross-validation pools the given splits ({', '.join(p.name + '/' for p in given.values())}) "
                      f"of {splits.root}: {len(samples)} images in {folds} folds")
-    evaluated_on = f"fold {fold} of {folds} (stratified {folds}-fold cross-validation of {len(samples)} images, seed {seed})"
+    evaluated_on = (f"fold {fold} of {folds} (stratified {folds}-fold cross-validation of {len(samples)} images, "
+                    f"seed {seed})")
     return replace(splits, train=train, val=None, test=test, evaluated_on=evaluated_on, notes=notes)

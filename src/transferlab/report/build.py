@@ -158,7 +158,8 @@ def _misclassified(page: Page, done: list[RunRecord]) -> None:
         return
     page.heading("Misclassified test images", "misclassified")
     for record, thumbnails in galleries:
-        page.paragraph(f"{record.label()} seed={record.seed} (run {record.id}, accuracy {record.result.accuracy_text()}): "
+        page.paragraph(f"{record.label()} seed={record.seed} (run {record.id}, accuracy "
+                       f"{record.result.accuracy_text()}): "
                        f"first {len(thumbnails)} mistakes")
         page.gallery(thumbnails)
 
