@@ -206,6 +206,8 @@ def test_finetune_then_evaluate_on_the_builtin_digits(cli, tmp_path):
     record = json.loads(result.stdout)
     assert record["images"] == 1797 and len(record["classes"]) == 10
     assert 0.0 <= record["accuracy"] <= 1.0
+    low, high = record["accuracy_interval"]  # 95% Wilson interval over the 1797 images
+    assert low < record["accuracy"] < high and high - low < 0.05
 
 
 IMPORTS_WITHOUT_TORCH = """

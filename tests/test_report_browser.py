@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -195,3 +196,20 @@ def test_no_console_errors_and_no_network_requests(page):
     assert errors == []
     requests = [e["params"]["request"]["url"] for e in page.events if e.get("method") == "Network.requestWillBeSent"]
     assert requests and all(url.startswith(("file:", "data:")) for url in requests)
+
+
+def test_every_accuracy_has_its_interval_and_the_noise_sentence_is_shown(page, report):
+    _, store, plan = report
+    intervals = page.evaluate("""[...document.querySelectorAll('#comparison tbody tr, #runs tbody tr')].map(tr =>
+        tr.querySelector('.col-interval').textContent)""")
+    assert len(intervals) == 6 + len(plan.runs)
+    comparison, runs = intervals[:6], intervals[6:]
+    pattern = r"\[\d\.\d{3}, \d\.\d{3}\] \((t|Wilson pooled), 2 runs\)"
+    assert all(re.fullmatch(pattern, t) for t in comparison), comparison
+    assert all(re.fullmatch(r"\[\d\.\d{3}, \d\.\d{3}\]", t) for t in runs), runs
+    verdicts = page.evaluate("[...document.querySelectorAll('#comparison .col-vs_best')].map(td => td.textContent)")
+    assert verdicts.count("best") == 2  # one best per samples-per-class setting
+    assert all(v == "best" or re.match(r"p [=<] [\d.]+, (within noise|different)$", v) for v in verdicts)
+    sentences = page.evaluate("[...document.querySelectorAll('p.noise')].map(p => p.textContent)")
+    assert len(sentences) == 2 and all(s.startswith("At per_class=") for s in sentences)
+    assert all("McNemar exact" in s for s in sentences)

@@ -12,15 +12,19 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from .data import image_batches
 from .engine.loop import predict
 from .engine.runtime import CPU, Runtime
+from .stats import wilson_interval
 
 INFERENCE_BATCH = 16
 
 
 def score(truth: Sequence[int], predicted: Sequence[int], classes: list[str],
           paths: Sequence[Path] | None = None) -> dict[str, Any]:
-    """Accuracy, macro F1, the confusion matrix and (with ``paths``) every image's prediction."""
+    """Accuracy with its 95% Wilson interval, macro F1, the confusion matrix and (with ``paths``) every
+    image's prediction."""
+    correct = int(sum(int(t) == int(q) for t, q in zip(truth, predicted)))
     scores: dict[str, Any] = {
         "accuracy": float(accuracy_score(truth, predicted)),
+        "accuracy_interval": list(wilson_interval(correct, len(truth))),
         "macro_f1": float(f1_score(truth, predicted, average="macro")),
         "confusion_matrix": confusion_matrix(truth, predicted, labels=range(len(classes))).tolist(),
     }

@@ -69,6 +69,18 @@ def check_ranges(config: Any) -> None:
             raise UserError(f"unknown {name} {value!r}: use one of {', '.join(meta['choices'])}")
 
 
+def check_folds(config: Any) -> None:
+    """``folds`` K >= 2, and a ``fold`` comes with its K and lies in 0..K-1; else a UserError."""
+    folds, fold = config.folds, config.fold
+    if folds is not None and folds < 2:
+        raise UserError(f"folds must be at least 2, got {folds}")
+    if fold is not None:
+        if folds is None:
+            raise UserError(f"fold {fold} needs folds (the number of folds K), e.g. folds: 5")
+        if not 0 <= fold < folds:
+            raise UserError(f"fold must be between 0 and {folds - 1} for {folds} folds, got {fold}")
+
+
 def check_ratios(ratios: tuple[float, float, float]) -> tuple[float, float, float]:
     parts = tuple(float(r) for r in ratios)
     if len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts) or parts[0] <= 0 or parts[2] <= 0:
@@ -89,6 +101,9 @@ class DataOptions:
     num_classes: int | None = option(None, "Keep the first K classes.", minimum=2)
     ratios: tuple[float, float, float] = option((0.7, 0.15, 0.15), "Train,val,test ratios for a folder without "
                                                 "given splits.", flag="--split")
+    folds: int | None = option(None, "Stratified K-fold cross-validation over all images (given train/val/test "
+                               "splits are pooled): run every fold, report each and their mean.", minimum=2)
+    fold: int | None = option(None, "Only this fold (0..K-1) of --folds: a study axis.", minimum=0, cli=False)
 
 
 @dataclass

@@ -30,6 +30,7 @@ class RunResult:
     val_images: int
     test_images: int
     accuracy: float
+    accuracy_interval: list[float] = field(default_factory=list)  # 95% Wilson interval (stats.wilson_interval)
     macro_f1: float
     feature_dim: int
     inference_ms_per_image: float
@@ -53,6 +54,27 @@ class RunResult:
         if self.runtime.get("world_size", 1) > 1:
             parts.append(f"{self.runtime['world_size']} processes")
         return ", ".join(parts)
+
+    @property
+    def correct_count(self) -> int:
+        """Test images predicted right (from the predictions when stored, else from the accuracy)."""
+        if self.predictions:
+            return sum(1 for p in self.predictions if p.get("true") == p.get("predicted"))
+        return int(round(self.accuracy * self.test_images))
+
+    def interval(self) -> tuple[float, float]:
+        """The accuracy's 95% Wilson interval (computed for results stored before intervals were)."""
+        if len(self.accuracy_interval) == 2:
+            return (float(self.accuracy_interval[0]), float(self.accuracy_interval[1]))
+        from .stats import wilson_interval
+
+        return wilson_interval(self.correct_count, self.test_images)
+
+    def accuracy_text(self, digits: int = 4) -> str:
+        """``0.8235 [0.741, 0.885]``: the accuracy with its 95% interval."""
+        from .stats import interval_text
+
+        return f"{self.accuracy:.{digits}f} {interval_text(*self.interval())}".rstrip()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):

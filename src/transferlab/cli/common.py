@@ -251,3 +251,16 @@ def config_from(config_class: type, params: dict[str, Any], **values: Any) -> An
     config = config_class(**given)
     log.debug("%s: %s", config_class.__name__, config)
     return config
+
+
+def print_folds(cross_validation, as_json: bool, predictions: bool, title: str) -> None:
+    """A cross-validated run on stdout: JSON (``folds``, ``mean``, ``interval``, ...) or a table."""
+    from ..crossval import to_json
+    from ..results import print_table
+
+    if as_json:
+        click.echo(to_json(cross_validation, predictions=predictions))
+        return
+    print_table(f"{title}, {len(cross_validation.folds)}-fold cross-validation", cross_validation.table_rows())
+    for note in cross_validation.folds[0].notes:
+        click.echo(f"note: {note}")

@@ -12,7 +12,7 @@ import click
 
 from ..finetune.config import FinetuneConfig
 from ..options import RuntimeOptions
-from .common import config_from, config_options, stage_progress
+from .common import config_from, config_options, print_folds, stage_progress
 
 # --device, --precision and --batch-size of the commands that use a saved model
 runtime_options = config_options(RuntimeOptions, exclude=("num_workers",))
@@ -44,6 +44,13 @@ def finetune(as_json: bool, **options) -> None:
     from ..results import print_table, to_json
 
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    if config.folds:
+        from ..crossval import run_folds
+
+        with stage_progress(sys.stderr.isatty()) as hook:
+            folds = run_folds(config, lambda c, p: run_finetune(c, p, lambda record: echo(_epoch_line(record))), hook)
+        print_folds(folds, as_json, True, f"finetune: {config.backbone}, freeze {config.freeze or 'default'}")
+        return
     with stage_progress(sys.stderr.isatty()) as hook:
         result = run_finetune(config, hook, lambda record: echo(_epoch_line(record)))
     if as_json:
@@ -52,7 +59,7 @@ def finetune(as_json: bool, **options) -> None:
     print_table(f"finetune: {result.backbone}, freeze {result.freeze}, head {result.head}", [
         ("evaluated on", f"{result.evaluated_on} ({result.test_images} images)"),
         ("runs on", result.runs_on),
-        ("test accuracy", result.accuracy),
+        ("test accuracy [95% interval]", result.accuracy_text()),
         ("macro F1", result.macro_f1),
         ("epochs run", result.epochs_run),
         ("seconds per epoch", result.seconds_per_epoch),
@@ -111,7 +118,10 @@ def evaluate(model, data, as_json, **options):
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"{result['data']}: accuracy {result['accuracy']:.4f}, macro F1 {result['macro_f1']:.4f} on {result['images']} images")
+    from ..stats import interval_text
+
+    click.echo(f"{result['data']}: accuracy {result['accuracy']:.4f} {interval_text(*result['accuracy_interval'])} "
+               f"(95% Wilson), macro F1 {result['macro_f1']:.4f} on {result['images']} images")
     table = Table("true \\ predicted", *result["classes"], title="confusion matrix", title_justify="left")
     for name, row in zip(result["classes"], result["confusion_matrix"]):
         table.add_row(name, *map(str, row))

@@ -21,7 +21,7 @@ import click
 from ..backbones.names import DEFAULT_BACKBONE
 from ..errors import UserError
 from ..probing.config import ProbeConfig
-from .common import config_from, config_options, log, setup_logging, stage_progress, stderr
+from .common import config_from, config_options, log, print_folds, setup_logging, stage_progress, stderr
 from .finetune import COMMANDS as FINETUNE_COMMANDS
 from .study import COMMANDS as STUDY_COMMANDS
 
@@ -61,6 +61,13 @@ def probe(no_cache: bool, as_json: bool, predictions: bool, **options) -> None:
     from ..probing.run import run_probe
     from ..results import print_table, to_json
 
+    if config.folds:
+        from ..crossval import run_folds
+
+        with stage_progress(sys.stderr.isatty()) as hook:
+            folds = run_folds(config, run_probe, hook)
+        print_folds(folds, as_json, predictions, f"probe: {config.backbone} + {config.head}")
+        return
     with stage_progress(sys.stderr.isatty()) as hook:
         result = run_probe(config, hook)
     if as_json:

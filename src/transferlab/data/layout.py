@@ -197,8 +197,18 @@ def load_dataset(
     classes: list[str] | None = None,
     num_classes: int | None = None,
     per_class: int | None = None,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> DatasetSplits:
-    """A dataset folder (or built-in name) read, split, and cut down to the classes and sizes asked for."""
+    """A dataset folder (or built-in name) read, split (or fold ``fold`` of ``folds``-fold cross-validation,
+    see ``data.folds``), and cut down to the classes and sizes asked for."""
     splits = load_splits(data, ratios=ratios, seed=seed)
     splits = select_classes(splits, classes, num_classes)
+    if folds is not None:
+        from .folds import cross_validation_fold
+
+        if fold is None:
+            raise UserError(f"folds {folds} without a fold: run every fold with transferlab.crossval.run_folds "
+                            f"(the command line's --folds), or one with fold=0..{folds - 1}")
+        splits = cross_validation_fold(splits, folds, fold, seed)
     return limit_per_class(splits, per_class, seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..heads.spec import FINETUNE_HEADS, parse_head
-from ..options import BackboneOptions, DataOptions, RuntimeOptions, check_ranges, check_ratios, option
+from ..options import BackboneOptions, DataOptions, RuntimeOptions, check_folds, check_ranges, check_ratios, option
 from .augment_names import check_augment
 from .freeze import check_policy
 
@@ -59,3 +59,4 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions):
         if self.freeze is not None:
             check_policy(self.freeze)
         check_ranges(self)
+        check_folds(self)

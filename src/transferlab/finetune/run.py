@@ -109,7 +109,7 @@ class FinetuneRun:
     def prepare(self) -> None:
         c = self.config
         self.splits = load_dataset(c.data, ratios=tuple(c.ratios), seed=c.seed, classes=c.classes,
-                                   num_classes=c.num_classes, per_class=c.per_class)
+                                   num_classes=c.num_classes, per_class=c.per_class, folds=c.folds, fold=c.fold)
         self.train_samples, self.val_samples = self.splits.train_and_validation(seed=c.seed)
         scratch = from_scratch(c)
         self.backbone: Backbone = load_backbone(c.backbone, weights=c.weights, random_init=scratch, seed=c.seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..heads.spec import PROBE_HEADS, parse_head
-from ..options import BackboneOptions, DataOptions, RuntimeOptions, check_ranges, check_ratios, option
+from ..options import BackboneOptions, DataOptions, RuntimeOptions, check_folds, check_ranges, check_ratios, option
 
 
 @dataclass
@@ -28,3 +28,4 @@ class ProbeConfig(DataOptions, BackboneOptions, RuntimeOptions):
         self.ratios = check_ratios(self.ratios)
         parse_head(self.head, PROBE_HEADS)
         check_ranges(self)
+        check_folds(self)

@@ -36,7 +36,7 @@ class ProbeResult(RunResult):
             ("layer / pooling", f"{self.layer} / {self.pooling}"),
             ("head", self.head),
             ("runs on", self.runs_on),
-            ("accuracy", self.accuracy),
+            ("accuracy [95% interval]", self.accuracy_text()),
             ("macro F1", self.macro_f1),
             ("feature dimension", self.feature_dim),
             ("backbone layers", self.backbone_layers if self.backbone_layers is not None else "n/a"),

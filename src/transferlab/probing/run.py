@@ -50,6 +50,8 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None, runtim
         classes=config.classes,
         num_classes=config.num_classes,
         per_class=config.per_class,
+        folds=config.folds,
+        fold=config.fold,
     )
     if config.temperature is not None:
         config = replace(config, layer="logits")

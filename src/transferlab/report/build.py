@@ -11,6 +11,7 @@ from .confusion import confusion_figure
 from .curves import accuracy_vs_axis, accuracy_vs_temperature, learning_curves, swept_axes
 from .gallery import misclassified
 from .html import Page
+from .noise import add_uncertainty
 from .plots import figure_uri
 from .records import RunRecord
 from .tables import (
@@ -25,7 +26,8 @@ from .tables import (
     write_csv,
 )
 
-COMPARISON_CSV = ["method", "backbone", "setting", "runs", "accuracy_mean", "accuracy_std", "epochs",
+COMPARISON_CSV = ["method", "backbone", "setting", "runs", "accuracy_mean", "accuracy_std", "accuracy_low",
+                  "accuracy_high", "interval_method", "p_vs_best", "within_noise", "epochs",
                   "seconds_per_epoch", "inference_ms", "layers", "feature_dim", "trainable_parameters",
                   "total_parameters", "run_ids"]
 MAX_CURVES = 24
@@ -39,6 +41,7 @@ def write_report(records: list[RunRecord], out: Path, title: str = "transferlab 
     out.mkdir(parents=True, exist_ok=True)
     done = [r for r in records if r.done]
     comparison = comparison_rows(records)
+    noise = add_uncertainty(comparison, records)
     runs = run_rows(records)
     pairs = confused_pair_rows(done)
     files = {
@@ -47,12 +50,13 @@ def write_report(records: list[RunRecord], out: Path, title: str = "transferlab 
         "confused_pairs_csv": write_csv(pairs, out / "confused_pairs.csv", [k for k, _ in PAIR_COLUMNS]),
     }
     md = [f"# {title}\n", f"{description}\n" if description else "", _status_line(records) + "\n",
-          "## Comparison\n", markdown(comparison, COMPARISON_COLUMNS), "\n## Runs\n", markdown(runs, RUN_COLUMNS),
+          "## Comparison\n", markdown(comparison, COMPARISON_COLUMNS), "\n\n".join(noise) + "\n" if noise else "",
+          "\n## Runs\n", markdown(runs, RUN_COLUMNS),
           "\n## Most-confused class pairs\n", markdown(pairs, PAIR_COLUMNS)]
     files["markdown"] = out / "report.md"
     atomic_write_text(files["markdown"], "\n".join(part for part in md if part))
     files["html"] = out / "report.html"
-    atomic_write_text(files["html"], _html(records, done, comparison, runs, pairs, title, description, images))
+    atomic_write_text(files["html"], _html(records, done, comparison, noise, runs, pairs, title, description, images))
     for path in files.values():
         path.chmod(0o644)  # reports are for sharing (temporary files are created private)
     return files
@@ -63,22 +67,29 @@ def _status_line(records: list[RunRecord]) -> str:
     return f"{len(records)} runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def _html(records, done, comparison, runs, pairs, title, description, images) -> str:
+def _html(records, done, comparison, noise, runs, pairs, title, description, images) -> str:
     page = Page(title)
     if description:
         page.paragraph(description)
     page.paragraph(_status_line(records), "note")
     page.heading("Comparison", "comparison-section")
-    page.paragraph("Test accuracy is the mean ± sample standard deviation over seeds when a setting ran with "
-                   "several. Probes train only their head: their training time is the head fit plus feature "
-                   "extraction; parameters are the head's / backbone + head.", "note")
+    page.paragraph("Test accuracy is the mean ± sample standard deviation over seeds (and folds) when a setting ran "
+                   "with several. The 95% interval is the Wilson interval over the test images for one run, the "
+                   "t-interval of the mean for several (the Wilson interval of their pooled predictions when they "
+                   "agree exactly). 'vs best' compares each row with the best of its setting "
+                   "image by image (exact McNemar test on the same test images); p >= 0.05 is within noise. Probes "
+                   "train only their head: their training time is the head fit plus feature extraction; parameters "
+                   "are the head's / backbone + head.", "note")
     page.table(comparison, COMPARISON_COLUMNS, "comparison", numeric=("runs", "inference_ms", "layers", "feature_dim"))
+    for sentence in noise:
+        page.paragraph(sentence, "noise")
 
     for axis in swept_axes(done):
         figure = accuracy_vs_axis(done, axis)
         if figure is not None:
             page.heading(f"Accuracy vs {axis.replace('_', ' ')}", f"accuracy-vs-{axis}")
-            page.figure(figure_uri(figure), f"test accuracy against {axis} (mean ± std over seeds)")
+            page.figure(figure_uri(figure), f"test accuracy against {axis}: mean over seeds and folds, bars the 95% "
+                                            "interval (Wilson for one run, t-interval of the mean for several)")
 
     temperature = accuracy_vs_temperature(done)
     if temperature is not None:
@@ -92,7 +103,7 @@ def _html(records, done, comparison, runs, pairs, title, description, images) ->
         _misclassified(page, done)
         _filters(page, done)
     page.heading("All runs", "runs-section")
-    page.table(runs, RUN_COLUMNS, "runs", numeric=("accuracy", "macro_f1", "seconds", "seed"))
+    page.table(runs, RUN_COLUMNS, "runs", numeric=("accuracy", "macro_f1", "seconds", "seed", "fold"))
     _environment(page, done)
     return page.render()
 
@@ -129,7 +140,7 @@ def _confusion(page: Page, done: list[RunRecord], pairs: list[dict]) -> None:
         for record in group:
             figure = confusion_figure(record.result.confusion_matrix, record.result.classes,
                                       f"{record.label()} seed={record.seed}")
-            page.figure(figure_uri(figure), f"run {record.id}: accuracy {record.accuracy:.4f}")
+            page.figure(figure_uri(figure), f"run {record.id}: accuracy {record.result.accuracy_text()}")
         page.close_details()
     if len(with_matrix) > MAX_CONFUSION:
         page.paragraph(f"{len(with_matrix) - MAX_CONFUSION} more runs have confusion matrices (see the store).", "note")
@@ -147,7 +158,8 @@ def _misclassified(page: Page, done: list[RunRecord]) -> None:
         return
     page.heading("Misclassified test images", "misclassified")
     for record, thumbnails in galleries:
-        page.paragraph(f"{record.label()} seed={record.seed} (run {record.id}, accuracy {record.accuracy:.4f}): "
+        page.paragraph(f"{record.label()} seed={record.seed} (run {record.id}, accuracy "
+                       f"{record.result.accuracy_text()}): "
                        f"first {len(thumbnails)} mistakes")
         page.gallery(thumbnails)
 

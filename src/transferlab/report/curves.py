@@ -11,6 +11,7 @@ from ..probing.result import ProbeResult
 from ..study.axes import axis_text
 from .plots import new_figure
 from .records import RunRecord
+from .noise import row_interval
 from .tables import group_by_setting
 
 
@@ -39,13 +40,13 @@ def learning_curves(record: RunRecord):
 
 
 def swept_axes(records: list[RunRecord]) -> list[str]:
-    """Axes (other than seed and temperature) that take at least two values among finished runs."""
+    """Axes (other than seed, fold and temperature) that take at least two values among finished runs."""
     values: dict[str, set] = defaultdict(set)
     for r in records:
         if r.done:
             for k, v in r.axes.items():
                 values[k].add(axis_text(v))
-    return [k for k, v in values.items() if len(v) > 1 and k not in ("seed", "temperature")]
+    return [k for k, v in values.items() if len(v) > 1 and k not in ("seed", "fold", "temperature")]
 
 
 def _label(method: str, backbone: str, setting: tuple) -> str:
@@ -58,14 +59,15 @@ def _sort_key(value):
 
 
 def accuracy_vs_axis(records: list[RunRecord], axis: str):
-    """Test accuracy (mean ± std over seeds) against ``axis``: one line per method/backbone/other setting."""
+    """Test accuracy (mean over seeds and folds) against ``axis``, with 95% interval bars (``noise.row_interval``:
+    Wilson for one run, the t-interval of the mean for several): one line per method/backbone/other setting."""
     lines: dict[tuple, dict] = defaultdict(dict)
     for (method, backbone, setting), group in group_by_setting(records).items():
         rest = tuple(kv for kv in setting if kv[0] != axis)
         value = dict(setting).get(axis)
         if value is None:
             continue
-        lines[(method, backbone, rest)][value] = [r.accuracy for r in group]
+        lines[(method, backbone, rest)][value] = group
     if not lines:
         return None
     figure, axes = new_figure(7, 4.2)
@@ -75,10 +77,12 @@ def accuracy_vs_axis(records: list[RunRecord], axis: str):
     position = {v: (v if numeric else i) for i, v in enumerate(every)}
     for (method, backbone, rest), points in sorted(lines.items(), key=lambda kv: str(kv[0])):
         xs = sorted(points, key=_sort_key)
-        means = [float(np.mean(points[x])) for x in xs]
-        stds = [float(np.std(points[x], ddof=1)) if len(points[x]) > 1 else 0.0 for x in xs]
+        means = [float(np.mean([r.accuracy for r in points[x]])) for x in xs]
+        bounds = [row_interval(points[x])[:2] for x in xs]
+        below = [max(0.0, m - low) if np.isfinite(low) else 0.0 for m, (low, _) in zip(means, bounds)]
+        above = [max(0.0, high - m) if np.isfinite(high) else 0.0 for m, (_, high) in zip(means, bounds)]
         label = _label(method, backbone, rest)
-        ax.errorbar([position[x] for x in xs], means, yerr=stds, marker="o", capsize=3, label=label)
+        ax.errorbar([position[x] for x in xs], means, yerr=[below, above], marker="o", capsize=3, label=label)
     if numeric and axis in ("per_class", "num_classes") and max(every) / max(min(every), 1e-9) >= 8:
         ax.set_xscale("log", base=2)
         ax.set_xticks(every, [str(v) for v in every])

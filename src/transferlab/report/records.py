@@ -9,6 +9,8 @@ from ..errors import UserError
 from ..results import RunResult
 from ..study.axes import axis_key, setting_text
 
+REPLICATES = ("seed", "fold")  # axes a setting is repeated over: its rows aggregate them
+
 
 @dataclass
 class RunRecord:
@@ -36,12 +38,19 @@ class RunRecord:
     def seed(self) -> int:
         return int(self.config.get("seed", 0) or 0)
 
+    @property
+    def fold(self) -> int | None:
+        """The cross-validation fold this run tested on (None without ``folds``)."""
+        fold = self.config.get("fold", self.axes.get("fold"))
+        return None if fold is None else int(fold)
+
     def setting(self, *drop: str) -> tuple:
-        """The swept values except ``drop`` (and the seed), hashable (a list value as its text): a grouping key."""
-        return tuple((k, axis_key(v)) for k, v in self.axes.items() if k != "seed" and k not in drop)
+        """The swept values except ``drop`` (and the seed and fold), hashable (a list value as its text): a
+        grouping key."""
+        return tuple((k, axis_key(v)) for k, v in self.axes.items() if k not in REPLICATES and k not in drop)
 
     def setting_text(self, *drop: str) -> str:
-        return setting_text({k: v for k, v in self.axes.items() if k != "seed" and k not in drop})
+        return setting_text({k: v for k, v in self.axes.items() if k not in REPLICATES and k not in drop})
 
     def label(self, *drop: str) -> str:
         text = self.setting_text(*drop)

@@ -16,17 +16,20 @@ import numpy as np
 
 from ..finetune.result import FinetuneResult
 from ..results import RunResult
+from ..stats import interval_text
 from .records import RunRecord
 
 COMPARISON_COLUMNS = [
     ("method", "method"), ("backbone", "backbone"), ("setting", "setting"), ("runs", "runs"),
-    ("test_accuracy", "test accuracy"), ("training", "training (epochs x s/epoch)"),
+    ("test_accuracy", "test accuracy"), ("interval", "95% interval"), ("vs_best", "vs best (McNemar)"),
+    ("training", "training (epochs x s/epoch)"),
     ("inference_ms", "inference ms/image"), ("layers", "layers"), ("feature_dim", "feature dim"),
     ("parameters", "trainable / total parameters"),
 ]
 RUN_COLUMNS = [
     ("id", "run"), ("method", "method"), ("backbone", "backbone"), ("setting", "setting"), ("seed", "seed"),
-    ("status", "status"), ("accuracy", "test accuracy"), ("macro_f1", "macro F1"), ("seconds", "run seconds"),
+    ("fold", "fold"), ("status", "status"), ("accuracy", "test accuracy"), ("interval", "95% interval (Wilson)"),
+    ("macro_f1", "macro F1"), ("seconds", "run seconds"),
     ("error", "error"),
 ]
 PAIR_COLUMNS = [("run", "run"), ("label", "method / backbone"), ("true", "true class"), ("predicted", "predicted as"),
@@ -122,7 +125,8 @@ def _number(value: float | None) -> float:
 def run_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
     return [{
         "id": r.id, "method": r.method, "backbone": r.backbone, "setting": r.setting_text(), "seed": r.seed,
-        "status": r.status, "accuracy": f"{r.accuracy:.4f}" if r.done else "",
+        "fold": r.fold, "status": r.status, "accuracy": f"{r.accuracy:.4f}" if r.done else "",
+        "interval": interval_text(*r.result.interval()) if r.done else "",
         "macro_f1": f"{r.result.macro_f1:.4f}" if r.done else "",
         "seconds": f"{r.seconds:.1f}" if r.seconds is not None else "", "error": r.error or "",
     } for r in records]

@@ -122,14 +122,23 @@ def _method_runs(spec: StudySpec, method: MethodSpec, backbones: list[BackboneSp
     runner = RUNNERS[config_class]
     for backbone in backbones:
         for values in itertools.product(*axes.values()):
-            combo = dict(zip(axes, values))
-            settings = {**options, **combo, "data": data, "backbone": backbone.name}
-            if method.kind != "scratch":
-                settings.setdefault("weights", backbone.weights)
-                settings.setdefault("random_init", backbone.random_init)
-            config = _config(spec, method, config_class, settings, combo)
-            yield PlannedRun(run_id(runner, config, fingerprint), spec.name, method.name, method.kind, runner,
-                             backbone.name, combo, config)
+            for combo in with_folds(dict(zip(axes, values)), options):
+                settings = {**options, **combo, "data": data, "backbone": backbone.name}
+                if method.kind != "scratch":
+                    settings.setdefault("weights", backbone.weights)
+                    settings.setdefault("random_init", backbone.random_init)
+                config = _config(spec, method, config_class, settings, combo)
+                yield PlannedRun(run_id(runner, config, fingerprint), spec.name, method.name, method.kind, runner,
+                                 backbone.name, combo, config)
+
+
+def with_folds(combo: dict[str, Any], options: dict[str, Any]) -> list[dict[str, Any]]:
+    """A run per fold when a method cross-validates (``folds: K``) and sweeps no ``fold`` itself: the ``fold``
+    axis 0..K-1 is implied, so every image is tested once."""
+    folds = combo.get("folds", options.get("folds"))
+    if not folds or "fold" in combo or options.get("fold") is not None:
+        return [combo]
+    return [{**combo, "fold": fold} for fold in range(folds)]
 
 
 def _config(spec: StudySpec, method: MethodSpec, config_class: type, settings: dict, combo: dict):

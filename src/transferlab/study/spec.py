@@ -310,6 +310,9 @@ def check_value(config_class: type, key: str, value: Any) -> None:
             raise UserError(f"{exc}{suggestion(str(value).partition(':')[0], allowed)}") from None
     elif key == "freeze" and value is not None:
         check_policy(value)
+    elif key == "fold":  # its range here; against the method's folds when the plan builds the run
+        config_class(fold=value, folds=max(2, int(value) + 1))
+        return
     config_class(**{key: value})  # the record's own __post_init__: ranges, choices, augmentations, ratios
 
 
