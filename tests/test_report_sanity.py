@@ -177,3 +177,17 @@ def test_the_gallery_of_a_run_spreads_its_mistakes_over_classes(tmp_path):
             predictions.append({"path": str(path), "true": true, "predicted": "wasp"})
     shown = misclassified(record(probe_result(predictions=predictions)), limit=2)
     assert [t.true for t in shown] == ["ant", "bee"]
+
+
+def test_the_report_opens_with_samples_of_every_class(tmp_path):
+    from study_fixtures import make_image_folder
+    from transferlab.report.samples import dataset_samples, samples_figure
+
+    data = make_image_folder(tmp_path / "data", per_class=8)
+    names, shown = dataset_samples(data, per_class=3)
+    assert names == ["blue", "green", "red"] and all(len(paths) == 3 for paths in shown.values())
+    figure = samples_figure(shown)
+    assert sum(1 for ax in figure.axes if ax.images) == 9
+    result = probe_result(config={"data": str(data)})
+    files = write_report([record(result)], tmp_path / "report")
+    assert 'id="samples"' in files["html"].read_text()

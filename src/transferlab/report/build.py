@@ -77,6 +77,8 @@ def _html(records, done, comparison, runs, pairs, findings, title, description, 
         page.paragraph(description)
     page.paragraph(_status_line(records), "note")
     _sanity(page, findings)
+    if images:
+        _samples(page, records)
     page.heading("Comparison", "comparison-section")
     page.paragraph("Test accuracy is the mean ± sample standard deviation over seeds when a setting ran with "
                    "several. Probes train only their head: their training time is the head fit plus feature "
@@ -119,6 +121,24 @@ def _sanity(page: Page, findings: list[dict]) -> None:
                    "share (one-sided binomial test, p >= 0.05), models that predict one class for every test image, "
                    "validation curves that never moved, failed runs and backbones the study left out.", "note")
     page.table(findings, FINDING_COLUMNS, "sanity-findings")
+
+
+def _samples(page: Page, records: list[RunRecord]) -> None:
+    from .samples import dataset_samples, samples_figure
+
+    data = next((r.config.get("data") for r in records if r.config.get("data")), None)
+    if data is None:
+        return
+    try:
+        names, shown = dataset_samples(data)
+    except Exception as exc:  # the data may have moved since the study ran: the report still renders
+        page.paragraph(f"samples of {data} could not be drawn: {exc}", "note")
+        return
+    if not shown:
+        return
+    page.heading("Samples of the dataset", "samples")
+    more = f"; {len(names) - len(shown)} more classes are not shown" if len(names) > len(shown) else ""
+    page.figure(figure_uri(samples_figure(shown)), f"{data}: the first images of each class{more}")
 
 
 def _overlaid_curves(page: Page, done: list[RunRecord]) -> None:
