@@ -111,7 +111,7 @@ def test_misclassified_gallery_skips_right_answers_and_missing_files(stored):
     store, _ = stored
     thumbnails = misclassified(records_for_ids(store, ["two-stage-2-0"])[0])
     assert [(t.true, t.predicted) for t in thumbnails] == [("bee", "ant")]
-    assert thumbnails[0].uri.startswith("data:image/jpeg;base64,")
+    assert thumbnails[0].uri.startswith("data:image/png;base64,")  # a 30x20 image is enlarged, kept sharp as PNG
 
 
 def test_filters_and_activation_maps_of_first_and_last_convolution(tmp_path, monkeypatch):

@@ -97,7 +97,8 @@ def study_run(study_file, data, store, dry_run):
 @store_option
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="Report folder (default: the study's 'report:', else reports/<study name>).")
 @click.option("--images/--no-images", default=True, show_default=True, help="Filter/activation and misclassified-image figures (they read images and a backbone).")
-def study_report(study_file, run_ids, data, store, out, images):
+@click.option("--new-images", type=click.Path(), help="A folder of outside images that every saved model classifies (default: the study's 'new_images:').")
+def study_report(study_file, run_ids, data, store, out, images, new_images):
     """Write an HTML report (plus Markdown and CSV tables) of a study's stored runs."""
     from pathlib import Path
 
@@ -107,7 +108,7 @@ def study_report(study_file, run_ids, data, store, out, images):
 
     if not study_file and not run_ids:
         raise UserError("give a study file or --runs ID[,ID...]")
-    spec = None
+    spec, notes = None, []
     if study_file:
         from ..study.plan import plan_study
         from ..study.spec import load_study
@@ -121,10 +122,15 @@ def study_report(study_file, run_ids, data, store, out, images):
             plan = plan_study(spec, data)
             records = records_for_plan(runs_store, plan)
             title = spec.name
+            notes = plan.notes
     if out is None:
         out = str(spec.relative(spec.report)) if spec is not None and spec.report else str(Path("reports") / title.replace("/", "_").replace(" ", "_"))
+    if new_images is None and spec is not None and spec.new_images:
+        new_images = str(spec.relative(spec.new_images))
+    if new_images is not None and not Path(new_images).is_dir():
+        raise UserError(f"new-images folder not found: {new_images}")
     files = write_report(records, Path(out), title=title, description=spec.description if spec else "",
-                         images=images)
+                         images=images, notes=notes, new_images=Path(new_images) if new_images else None)
     for path in files.values():
         click.echo(path)
 

@@ -4,8 +4,9 @@ and mixup/cutmix on batches.
 Names: ``flip`` (horizontal, p=0.5), ``crop`` (random resized crop of 70-100% of the
 image), ``rotate`` (up to +-10 degrees), ``randaugment`` (timm's ``rand-m9-mstd0.5-inc1``)
 and ``trivialaugment`` (torchvision's ``TrivialAugmentWide``). Without ``crop`` the
-image is framed as in evaluation (resize, centre crop); timm's colour jitter is off
-unless asked for through RandAugment.
+image is framed as in evaluation (resize, centre crop); ``rotate`` (up to ``rotation``
+degrees) and ``zoom`` (in or out by up to ``zoom``, Keras's ``RandomZoom``) are one random
+affine transform; timm's colour jitter is off unless asked for through RandAugment.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from .augment_names import check_augment
 
 RANDAUGMENT = "rand-m9-mstd0.5-inc1"
 CROP_SCALE = (0.7, 1.0)
-ROTATION_DEGREES = 10
+ROTATION_DEGREES = 10.0
+ZOOM = 0.2
 
 
-def train_transform(data_config: dict, augment: list[str]) -> Callable | None:
+def train_transform(data_config: dict, augment: list[str], rotation: float = ROTATION_DEGREES,
+                    zoom: float = ZOOM) -> Callable | None:
     """The training transform for ``augment`` (None when it is empty: train on the evaluation transform)."""
     augment = check_augment(augment)
     if not augment:
@@ -46,8 +49,10 @@ def train_transform(data_config: dict, augment: list[str]) -> Callable | None:
         steps += [transforms.Resize(int(size[0] * scale), interpolation=interpolation), transforms.CenterCrop(size)]
         if "flip" in augment:
             steps.append(transforms.RandomHorizontalFlip(0.5))
-    if "rotate" in augment:
-        steps.append(transforms.RandomRotation(ROTATION_DEGREES, interpolation=transforms.InterpolationMode.BILINEAR))
+    if "rotate" in augment or "zoom" in augment:
+        steps.append(transforms.RandomAffine(rotation if "rotate" in augment else 0.0,
+                                             scale=(1.0 - zoom, 1.0 + zoom) if "zoom" in augment else None,
+                                             interpolation=transforms.InterpolationMode.BILINEAR))
     if "trivialaugment" in augment:
         steps.append(transforms.TrivialAugmentWide())
     steps += [secondary, final]

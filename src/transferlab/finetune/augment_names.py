@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import UserError
 
-AUGMENTATIONS = ("flip", "rotate", "crop", "randaugment", "trivialaugment")
+AUGMENTATIONS = ("flip", "rotate", "zoom", "crop", "randaugment", "trivialaugment")
 
 
 def check_augment(augment: list[str] | str | None) -> list[str]:

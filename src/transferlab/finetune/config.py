@@ -40,8 +40,14 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions):
     early_stopping: str = option("val_loss", "Metric early stopping watches (best weights are restored).",
                                  choices=("val_loss", "val_accuracy", "none"))
     patience: int = option(10, "Epochs without improvement before stopping.", minimum=1)
-    augment: list[str] = option(help="Comma-separated: flip, rotate, crop, randaugment, trivialaugment.",
+    augment: list[str] = option(help="Comma-separated: flip, rotate, zoom, crop, randaugment, trivialaugment.",
                                 factory=list)
+    rotation: float = option(10.0, "Largest rotation of the 'rotate' augmentation, in degrees either way.",
+                             above=0.0, maximum=180.0)
+    zoom: float = option(0.2, "Largest zoom of the 'zoom' augmentation, in or out, as a fraction (0.2: 80-120%).",
+                         above=0.0, maximum=0.9)
+    stage2_optimizer: str | None = option(None, "two-stage: optimizer after unfreezing, e.g. adam then rmsprop "
+                                          "(default: --optimizer).")
     mixup: float = option(0.0, "Mixup alpha (0: off).", minimum=0.0)
     cutmix: float = option(0.0, "CutMix alpha (0: off).", minimum=0.0)
     label_smoothing: float = option(0.0, "Label smoothing of the loss.", minimum=0.0, maximum=0.5)

@@ -120,7 +120,8 @@ class FinetuneRun:
         self.runtime.prepare(self.model)
         self.stages = plan_stages(c.freeze, len(self.model.units))
         self.eval_transform = self.backbone.eval_transform()
-        self.train_transform = train_transform(self.backbone.data_config, c.augment) or self.eval_transform
+        self.train_transform = (train_transform(self.backbone.data_config, c.augment, c.rotation, c.zoom)
+                                or self.eval_transform)
         self.loss_fn, self.mix = self.make_loss()
         self.unreadable: set[Path] = set()
         self.prefix_seconds = 0.0
@@ -221,12 +222,17 @@ class FinetuneRun:
             return self.config.train_bn
         return from_scratch(self.config) or stage.name != "fine-tune"
 
+    def stage_optimizer(self, stage: Stage) -> str:
+        """The optimizer's name for ``stage``: ``stage2_optimizer`` after unfreezing when given."""
+        c = self.config
+        return c.stage2_optimizer if stage.name == "fine-tune" and c.stage2_optimizer else c.optimizer
+
     def train_stage(self, index: int, stage: Stage, history: list[dict], started: float, resumed: dict | None) -> None:
         c = self.config
         self.model.train_bn = self.stage_train_bn(stage)
         self.model.freeze(stage.frozen_units)
         rates = self.stage_rates(stage)
-        optimizer = build_optimizer(self.model, c.optimizer, rates.head_lr, rates.backbone_lr, rates.layer_decay,
+        optimizer = build_optimizer(self.model, self.stage_optimizer(stage), rates.head_lr, rates.backbone_lr, rates.layer_decay,
                                     c.weight_decay)
         train = self.stage_inputs(self.train_samples, "train", training=True)
         val = self.stage_inputs(self.val_samples, "val", training=False)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 from ..storage import atomic_write_text
 from .confusion import confusion_figure
-from .curves import accuracy_vs_axis, accuracy_vs_temperature, learning_curves, swept_axes
+from .curves import accuracy_vs_axis, accuracy_vs_temperature, learning_curves, overlaid_axes, overlaid_curves, swept_axes
 from .gallery import misclassified
 from .html import Page
 from .noise import add_uncertainty
 from .plots import figure_uri
 from .records import RunRecord
+from .sanity import FINDING_COLUMNS, finding_rows, sanity_findings
 from .tables import (
     COMPARISON_COLUMNS,
     PAIR_COLUMNS,
@@ -36,10 +37,15 @@ MAX_GALLERIES = 6
 
 
 def write_report(records: list[RunRecord], out: Path, title: str = "transferlab report", description: str = "",
-                 images: bool = True) -> dict[str, Path]:
-    """Render ``records`` into ``out``; returns the files written (html, markdown, csv tables)."""
+                 images: bool = True, notes: list[str] = (), new_images: Path | None = None) -> dict[str, Path]:
+    """Render ``records`` into ``out``; returns the files written (html, markdown, csv tables).
+
+    ``notes`` are the study plan's (skipped backbones are named in the sanity section);
+    ``new_images`` is a folder of outside images for every saved model to classify.
+    """
     out.mkdir(parents=True, exist_ok=True)
     done = [r for r in records if r.done]
+    findings = finding_rows(sanity_findings(records, list(notes)))
     comparison = comparison_rows(records)
     noise = add_uncertainty(comparison, records)
     runs = run_rows(records)
@@ -50,13 +56,15 @@ def write_report(records: list[RunRecord], out: Path, title: str = "transferlab 
         "confused_pairs_csv": write_csv(pairs, out / "confused_pairs.csv", [k for k, _ in PAIR_COLUMNS]),
     }
     md = [f"# {title}\n", f"{description}\n" if description else "", _status_line(records) + "\n",
+          "## Sanity checks\n", markdown(findings, FINDING_COLUMNS) if findings else "No run was flagged.\n",
           "## Comparison\n", markdown(comparison, COMPARISON_COLUMNS), "\n\n".join(noise) + "\n" if noise else "",
           "\n## Runs\n", markdown(runs, RUN_COLUMNS),
           "\n## Most-confused class pairs\n", markdown(pairs, PAIR_COLUMNS)]
     files["markdown"] = out / "report.md"
     atomic_write_text(files["markdown"], "\n".join(part for part in md if part))
     files["html"] = out / "report.html"
-    atomic_write_text(files["html"], _html(records, done, comparison, noise, runs, pairs, title, description, images))
+    atomic_write_text(files["html"], _html(records, done, comparison, noise, runs, pairs, findings, title, description,
+                                           images, new_images))
     for path in files.values():
         path.chmod(0o644)  # reports are for sharing (temporary files are created private)
     return files
@@ -67,11 +75,14 @@ def _status_line(records: list[RunRecord]) -> str:
     return f"{len(records)} runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def _html(records, done, comparison, noise, runs, pairs, title, description, images) -> str:
+def _html(records, done, comparison, noise, runs, pairs, findings, title, description, images, new_images) -> str:
     page = Page(title)
     if description:
         page.paragraph(description)
     page.paragraph(_status_line(records), "note")
+    _sanity(page, findings)
+    if images:
+        _samples(page, records)
     page.heading("Comparison", "comparison-section")
     page.paragraph("Test accuracy is the mean ± sample standard deviation over seeds (and folds) when a setting ran "
                    "with several. The 95% interval is the Wilson interval over the test images for one run, the "
@@ -98,14 +109,91 @@ def _html(records, done, comparison, noise, runs, pairs, title, description, ima
                                              "of a softmax layer on softmax(ImageNet logits / T)")
 
     _learning_curves(page, done)
+    _overlaid_curves(page, done)
     _confusion(page, done, pairs)
     if images:
         _misclassified(page, done)
         _filters(page, done)
+    if new_images is not None:
+        _outside_images(page, done, new_images)
     page.heading("All runs", "runs-section")
     page.table(runs, RUN_COLUMNS, "runs", numeric=("accuracy", "macro_f1", "seconds", "seed", "fold"))
     _environment(page, done)
     return page.render()
+
+
+def _sanity(page: Page, findings: list[dict]) -> None:
+    page.heading("Sanity checks", "sanity")
+    if not findings:
+        page.paragraph("No run was flagged: every finished run is above chance (one-sided binomial test), predicts "
+                       "more than one class and has a validation curve that moved; no backbone was skipped.", "note")
+        return
+    page.paragraph("Read these before the tables: runs whose test accuracy is not above the most frequent class's "
+                   "share (one-sided binomial test, p >= 0.05), models that predict one class for every test image, "
+                   "validation curves that never moved, failed runs and backbones the study left out.", "note")
+    page.table(findings, FINDING_COLUMNS, "sanity-findings")
+
+
+def _samples(page: Page, records: list[RunRecord]) -> None:
+    from .samples import dataset_samples, samples_figure
+
+    data = next((r.config.get("data") for r in records if r.config.get("data")), None)
+    if data is None:
+        return
+    try:
+        names, shown = dataset_samples(data)
+    except Exception as exc:  # the data may have moved since the study ran: the report still renders
+        page.paragraph(f"samples of {data} could not be drawn: {exc}", "note")
+        return
+    if not shown:
+        return
+    page.heading("Samples of the dataset", "samples")
+    more = f"; {len(names) - len(shown)} more classes are not shown" if len(names) > len(shown) else ""
+    page.figure(figure_uri(samples_figure(shown)), f"{data}: the first images of each class{more}")
+
+
+def _overlaid_curves(page: Page, done: list[RunRecord]) -> None:
+    axes = overlaid_axes(done)
+    if not axes:
+        return
+    page.heading("Validation curves side by side", "overlaid-curves")
+    page.paragraph("Runs that differ in one swept value only (lowest seed), their validation accuracy per epoch on "
+                   "one plot.", "note")
+    shown = 0
+    for axis in axes:
+        for figure in overlaid_curves(done, axis):
+            if shown < MAX_CURVES:
+                page.figure(figure_uri(figure), f"validation accuracy per epoch by {axis.replace('_', ' ')}")
+            shown += 1
+    if shown > MAX_CURVES:
+        page.paragraph(f"{shown - MAX_CURVES} more groups of curves are not drawn.", "note")
+
+
+def _outside_images(page: Page, done: list[RunRecord], folder: Path) -> None:
+    from .outside import model_column, outside_predictions, prediction_rows, top_bars
+
+    page.heading("Predictions on new images", "new-images")
+    try:
+        images, predictions, notes = outside_predictions(done, folder)
+    except Exception as exc:  # an unreadable folder must not sink the report
+        page.paragraph(f"the images in {folder} could not be classified: {exc}", "note")
+        return
+    for note in notes:
+        page.paragraph(note, "note")
+    if not predictions:
+        page.paragraph("No finished run of this study saved a model (probes keep none): nothing to classify with.",
+                       "note")
+        return
+    page.paragraph(f"{len(images)} images from {folder}, each saved model's top class and its probability.", "note")
+    columns = [("image", "image")] + [(model_column(p), model_column(p)) for p in predictions]
+    page.table(prediction_rows(images, predictions), columns, "new-images-table")
+    best = predictions[0]
+    page.paragraph(f"The most likely classes by the best model, {best.record.label()} (run {best.record.id}):",
+                   "note")
+    for image in images:
+        top = best.top.get(str(image))
+        if top:
+            page.figure(figure_uri(top_bars(image, top, best.record.label())), image.name)
 
 
 def _representatives(done: list[RunRecord]) -> list[RunRecord]:

@@ -34,9 +34,50 @@ def learning_curves(record: RunRecord):
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="best")
     figure.suptitle(record.label(), fontsize=10)
     return figure
+
+
+def outside_legend(ax) -> None:
+    """The legend to the right of the plot, never over the data, however many lines there are."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+
+
+def overlaid_axes(records: list[RunRecord]) -> list[str]:
+    """Axes along which runs with per-epoch histories differ: their validation curves can share a plot."""
+    with_history = [r for r in records if r.done and r.result.history]
+    return [a for a in swept_axes(with_history) + ["temperature"] if _overlaid_groups(with_history, a)]
+
+
+def _overlaid_groups(records: list[RunRecord], axis: str) -> dict[tuple, dict]:
+    """Runs with histories that differ only in ``axis`` (lowest seed): {(method, backbone, rest): {value: run}}."""
+    groups: dict[tuple, dict] = defaultdict(dict)
+    for r in sorted(records, key=lambda r: r.seed):
+        if not (r.done and r.result.history) or axis not in r.axes:
+            continue
+        key = (r.method, r.backbone, r.setting(axis))
+        groups[key].setdefault(axis_text(r.axes[axis]), r)
+    return {k: v for k, v in groups.items() if len(v) > 1}
+
+
+def overlaid_curves(records: list[RunRecord], axis: str, metric: str = "val_accuracy") -> list:
+    """One figure per group of runs that differ only in ``axis``: ``metric`` per epoch, a line per value."""
+    figures = []
+    for (method, backbone, rest), runs in sorted(_overlaid_groups(records, axis).items(), key=lambda kv: str(kv[0])):
+        figure, axes = new_figure(7, 3.8)
+        ax = axes[0][0]
+        for value, r in sorted(runs.items(), key=lambda kv: _sort_key(kv[1].axes.get(axis))):
+            history = r.result.history
+            ax.plot([h.get("epoch", i + 1) for i, h in enumerate(history)], [h.get(metric, np.nan) for h in history],
+                    marker="." if len(history) <= 40 else None, label=f"{axis}={value}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_title(f"{_label(method, backbone, rest)}: {metric.replace('_', ' ')} by {axis}", fontsize=9)
+        ax.grid(alpha=0.3)
+        outside_legend(ax)
+        figures.append(figure)
+    return figures
 
 
 def swept_axes(records: list[RunRecord]) -> list[str]:
@@ -92,7 +133,7 @@ def accuracy_vs_axis(records: list[RunRecord], axis: str):
     ax.set_ylabel("test accuracy")
     ax.set_title(f"accuracy vs {axis.replace('_', ' ')}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    outside_legend(ax)
     return figure
 
 
@@ -123,5 +164,5 @@ def accuracy_vs_temperature(records: list[RunRecord]):
     ax.set_ylabel("accuracy")
     ax.set_title("accuracy vs temperature")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    outside_legend(ax)
     return figure

@@ -20,22 +20,50 @@ class Thumbnail:
     predicted: str
 
 
+def spread_over_classes(items: list[dict]) -> list[dict]:
+    """Mistakes taken in turn from each true class, so one bad class does not fill the gallery."""
+    by_class: dict[str, list[dict]] = {}
+    for item in items:
+        by_class.setdefault(item["true"], []).append(item)
+    queues = list(by_class.values())
+    spread = []
+    while queues:
+        spread += [queue.pop(0) for queue in queues]
+        queues = [queue for queue in queues if queue]
+    return spread
+
+
+def thumbnail_uri(image) -> str:
+    """``image`` fitted into THUMBNAIL px as a data URI: shrunk (JPEG) when large; when small, enlarged by a whole
+    factor without smoothing (PNG keeps its pixels sharp), since an 8x8 digit would otherwise show as 8 px."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    factor = THUMBNAIL // max(image.size)
+    if factor >= 2:
+        image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST).save(buffer, "PNG")
+        return data_uri(buffer.getvalue(), "image/png")
+    image = image.copy()
+    image.thumbnail((THUMBNAIL, THUMBNAIL))
+    image.save(buffer, "JPEG", quality=80)
+    return data_uri(buffer.getvalue(), "image/jpeg")
+
+
 def misclassified(record: RunRecord, limit: int = 12) -> list[Thumbnail]:
-    """Up to ``limit`` wrong predictions of a run whose image files still exist."""
+    """Up to ``limit`` wrong predictions of a run whose image files still exist, spread over the true classes."""
     from ..data import UnreadableImage, open_rgb
 
+    wrong = [item for item in (record.result.predictions if record.result is not None else [])
+             if item["true"] != item["predicted"]]
     thumbnails = []
-    for item in record.result.predictions if record.result is not None else []:
-        if item["true"] == item["predicted"] or not Path(item["path"]).is_file():
+    for item in spread_over_classes(wrong):
+        if not Path(item["path"]).is_file():
             continue
         try:
-            image = open_rgb(item["path"])
+            uri = thumbnail_uri(open_rgb(item["path"]))
         except (UnreadableImage, OSError):
             continue
-        image.thumbnail((THUMBNAIL, THUMBNAIL))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=80)
-        thumbnails.append(Thumbnail(data_uri(buffer.getvalue(), "image/jpeg"), item["path"], item["true"], item["predicted"]))
+        thumbnails.append(Thumbnail(uri, item["path"], item["true"], item["predicted"]))
         if len(thumbnails) >= limit:
             break
     return thumbnails

@@ -47,7 +47,7 @@ FIXED_OPTIONS: dict[str, dict[str, Any]] = {"temperature": {"head": "softmax"}, 
 NOT_PER_METHOD = {"data", "backbone"}  # set by the study, not by a method
 # Global sweep axes that only make sense for some kinds (a method's own sweep may still use them).
 AXIS_KINDS = {"temperature": {"temperature"}, "layer": {"probe"}, "pooling": {"probe"}}
-TOP_KEYS = ("name", "description", "data", "backbones", "methods", "sweep", "settings", "store", "report")
+TOP_KEYS = ("name", "description", "data", "backbones", "methods", "sweep", "settings", "store", "report", "new_images")
 METHOD_KEYS = ("name", "kind", "sweep", "backbones")
 BACKBONE_KEYS = ("name", "weights", "random_init", "optional")
 SCRATCH_BACKBONE = "small-cnn"
@@ -86,6 +86,7 @@ class StudySpec:
     settings: dict[str, Any] = field(default_factory=dict)
     store: str | None = None
     report: str | None = None
+    new_images: str | None = None  # a folder of outside images for the report's predictions section
     description: str = ""
     lines: Lines | None = field(default=None, repr=False, compare=False)  # where each value is in the file
 
@@ -140,6 +141,7 @@ def build_study(value: Any, lines: Lines, path: Path | None) -> StudySpec:
     spec = StudySpec(
         name=name, path=path, data=data, backbones=backbones, methods=methods, sweep=sweep, settings=settings,
         store=_optional_text(top, "store", lines), report=_optional_text(top, "report", lines),
+        new_images=_optional_text(top, "new_images", lines),
         description=_optional_text(top, "description", lines) or "",
         lines=lines,
     )

@@ -1,0 +1,86 @@
+"""Predictions on outside images: a folder of new images classified by every saved model of a study.
+
+Lab reports end by showing what the models say about photos they never saw. Each
+fine-tuned run saved a bundle; this loads each one once, classifies the folder's
+images, and gives one table row per image with every model's top class, plus the
+top-3 probabilities of the best model drawn as bars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .records import RunRecord
+
+MAX_MODELS = 8
+MAX_IMAGES = 24
+TOP_K = 3
+
+
+@dataclass
+class ModelPredictions:
+    """One saved model's top-k per outside image (``None`` for an unreadable image)."""
+
+    record: RunRecord
+    top: dict[str, list[dict] | None]  # image path -> [{label, probability}, ...]
+
+
+def saved_models(done: list[RunRecord]) -> list[RunRecord]:
+    """Finished runs whose bundle is still on disk, best first (at most ``MAX_MODELS``)."""
+    with_model = [r for r in done if getattr(r.result, "model_path", None) and Path(r.result.model_path).is_dir()]
+    return sorted(with_model, key=lambda r: -(r.accuracy or 0.0))[:MAX_MODELS]
+
+
+def outside_predictions(done: list[RunRecord], folder: Path) -> tuple[list[Path], list[ModelPredictions], list[str]]:
+    """(images, each saved model's predictions on them, notes on models that could not be used)."""
+    from ..finetune.use import image_files, predict_images
+
+    images = image_files([folder])[:MAX_IMAGES]
+    predictions, notes = [], []
+    for record in saved_models(done):
+        try:
+            rows = predict_images(record.result.model_path, images, top_k=TOP_K)
+        except Exception as exc:  # one unloadable bundle must not sink the report
+            notes.append(f"run {record.id}: its saved model could not be used ({type(exc).__name__}: {exc})")
+            continue
+        predictions.append(ModelPredictions(record, {row["image"]: row.get("top") for row in rows}))
+    return images, predictions, notes
+
+
+def model_column(prediction: ModelPredictions) -> str:
+    return f"{prediction.record.label()} (run {prediction.record.id})"
+
+
+def prediction_rows(images: list[Path], predictions: list[ModelPredictions]) -> list[dict]:
+    """One row per image: the image name, then each model's ``top class (probability)``."""
+    rows = []
+    for image in images:
+        row = {"image": image.name}
+        for prediction in predictions:
+            top = prediction.top.get(str(image))
+            row[model_column(prediction)] = f"{top[0]['label']} ({top[0]['probability']:.2f})" if top else "unreadable"
+        rows.append(row)
+    return rows
+
+
+def top_bars(image: Path, top: list[dict], title: str):
+    """The image beside a horizontal bar chart of its top classes' probabilities."""
+    import numpy as np
+
+    from ..data import open_rgb
+    from .plots import new_figure
+
+    figure, axes = new_figure(6.0, 2.2, ncols=2)
+    picture, bars = axes[0]
+    picture.imshow(np.asarray(open_rgb(image)))
+    picture.set_axis_off()
+    picture.set_title(image.name, fontsize=8)
+    labels = [t["label"] for t in top][::-1]
+    values = [t["probability"] for t in top][::-1]
+    bars.barh(range(len(values)), values, color="#4c72b0")
+    bars.set_yticks(range(len(labels)), labels, fontsize=8)
+    bars.set_xlim(0, 1)
+    bars.set_xlabel("probability", fontsize=8)
+    bars.set_title(title, fontsize=8)
+    return figure
