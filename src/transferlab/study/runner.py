@@ -172,6 +172,7 @@ def _run_one(run: PlannedRun, store: RunStore, models_dir: Path, progress: Stage
         if not isinstance(result, RunResult):
             raise TypeError(f"the runner returned a {type(result).__name__}, not a RunResult")
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the run is not left "running"
+        exc.run = run  # type: ignore[attr-defined]  # the run it stopped, for the caller's one line
         store.fail(run.run_id, str(exc) or "interrupted", "", time.perf_counter() - started, environment(), claim)
         raise
     except Exception as exc:  # one failing run must not stop the study
