@@ -132,7 +132,8 @@ class RunStore:
         self.shown = self.address.shown
         self.read_only = read_only
         self.policy = policy or ClaimPolicy.from_env()
-        self.db = self.backend.connect(create=create, read_only=read_only)
+        with self._guard():
+            self.db = self.backend.connect(create=create, read_only=read_only)
         try:
             with self._guard():
                 present = self.backend.has_table(self.db)
@@ -372,10 +373,21 @@ def decode_result(text: str | None, schema: int | None, runner: str | None) -> R
         return None
 
 
+def _json_column(text: str | None, empty: Any) -> Any:
+    """A JSON column's value; a torn or foreign one reads as empty rather than sinking a listing."""
+    if not text:
+        return empty
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return empty
+    return value if empty is None or isinstance(value, type(empty)) else empty
+
+
 def _decode(row: Any, now: float | None = None, expiry: float | None = None) -> RunRow:
     data = {k: v for k, v in dict(row).items() if k in RUN_ROW_FIELDS}
     for column in JSON_COLUMNS:
-        data[column] = json.loads(data[column]) if data[column] else ({} if column in ("axes", "config") else None)
+        data[column] = _json_column(data.get(column), {} if column in ("axes", "config") else None)
     data["result"] = decode_result(data["result"], data.get("result_schema"), data["runner"])
     if now is not None and expiry is not None:
         data["stale"] = claim_is_stale(data["status"], data["pid"], data["host"], data.get("heartbeat"), now, expiry,

@@ -126,6 +126,8 @@ class SqliteBackend(Backend):
                 raise UserError(f"cannot create the run store {path}: {exc.strerror}") from None
         elif path.is_dir():
             raise UserError(f"the run store {path} is a folder; give a file (or a postgresql:// URL)")
+        elif not path.is_file():  # a FIFO or a device would block or mislead SQLite
+            raise UserError(f"the run store {path} is not a regular file")
         if read_only:
             return self._connect_read_only(path)
         db = sqlite3.connect(path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
