@@ -48,19 +48,21 @@ def digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def checkpoint(path: Path) -> None:
-    """Fold the WAL into the main file, so the file alone holds every row (then byte-compare or damage it)."""
+def checkpoint(path: Path, keep_wal: bool = False) -> None:
+    """Fold the WAL into the main file, so the file alone holds every row (then byte-compare or damage it);
+    the store goes back to a rollback journal unless ``keep_wal``."""
     import sqlite3
 
     db = sqlite3.connect(path)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.execute("PRAGMA journal_mode = DELETE")
+    if not keep_wal:
+        db.execute("PRAGMA journal_mode = DELETE")
     db.close()
 
 
 def damage_pages_after_the_first(path: Path) -> None:
     """Garbage over every page but the schema page: the store opens, any query on its runs fails."""
-    checkpoint(path)
+    checkpoint(path, keep_wal=True)  # a store as transferlab leaves it: in WAL mode
     data = bytearray(path.read_bytes())
     page = int.from_bytes(data[16:18], "big") or 65536
     assert len(data) > 2 * page, "seed more rows: the table must span pages"
