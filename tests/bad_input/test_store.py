@@ -309,7 +309,7 @@ def test_a_full_disk_stops_the_study_with_one_line_and_keeps_earlier_runs(tmp_pa
         finally:
             filler.unlink()
         holder.close()
-        bad(result, "full")
+        bad(result, "full", "earlier runs are kept")
         assert stored_accuracies(path) == accuracies
 
 
