@@ -78,7 +78,8 @@ def study_run(study_file, data, store, dry_run, jobs, wait):
             _run_plan(spec, plan, store, dry_run, jobs, wait)
     except Terminated as exc:
         run = getattr(exc, "run", None)
-        what = f": run {run.run_id} ({run.label()}) marked failed, a rerun redoes it" if run is not None else ""
+        what = (f": run {run.run_id} ({run.label()}) marked failed, a rerun redoes it" if run is not None
+                else ": the runs in hand are marked failed, a rerun redoes them" if jobs > 1 else "")
         stderr.print(f"error: terminated (SIGTERM){what}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(143)
 

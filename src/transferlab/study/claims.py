@@ -127,7 +127,7 @@ class Heartbeat:
                         self.lost = True
                         log.warning("the claim on this run was taken by another worker (no heartbeat for too long)")
                         return
-                except (UserError, Exception) as exc:  # a store that fails now fails the run's own writes too
+                except Exception as exc:  # a store that fails now fails the run's own writes too
                     log.warning("heartbeat not written: %s", exc)
         finally:
             self._close()

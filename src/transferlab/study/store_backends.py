@@ -245,8 +245,3 @@ def _first_line(exc: Exception) -> str:
 
 def backend_for(address: StoreAddress) -> Backend:
     return PostgresBackend(address) if address.kind == "postgresql" else SqliteBackend(address)
-
-
-def plain(row: Any) -> dict:
-    """A row as a plain dict, whichever row type the backend gives."""
-    return dict(row)
