@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install browser bench clean
+.PHONY: demo test install browser postgres bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,14 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium not installed: the browser test of the report will be skipped"
 
-test: $(STAMP) browser
+# The multi-worker store test runs a real PostgreSQL server: Debian's postgresql, installed when missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+		echo "postgresql not installed: the PostgreSQL run-store tests will be skipped"
+
+test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -q
 
 # Benchmarks against the plain PyTorch loop (bench/run_all.py; measurements, not tests; ~35 min on 2 busy cores).

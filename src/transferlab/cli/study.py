@@ -12,20 +12,23 @@ import click
 
 from .common import parse_list, stage_progress, stderr
 
-store_option = click.option("--store", type=click.Path(dir_okay=False),
-                            help="Run store (SQLite). Default: $TRANSFERLAB_STORE, else the study's 'store:', "
-                                 "else ./transferlab-runs.sqlite.")
+store_option = click.option("--store", metavar="PATH|URL",
+                            help="Run store: a SQLite file, sqlite:///PATH or postgresql://user@host:port/db. "
+                                 "Default: $TRANSFERLAB_STORE, else the study's 'store:', else "
+                                 "./transferlab-runs.sqlite.")
 data_option = click.option("--data", "-d", help="Image folder to use instead of the study's 'data:'.")
 
 
-def open_store(store: str | None, spec=None):
+def open_store(store: str | None, spec=None, reading: bool = False):
+    """The run store named by ``--store``, the environment or the study; a reading command opens it read-only
+    and never creates one."""
     import os
 
     from ..study.store import STORE_ENV, RunStore
 
     if store is None and not os.environ.get(STORE_ENV) and spec is not None and spec.store:
-        store = str(spec.relative(spec.store))
-    return RunStore(store)
+        store = str(spec.relative(spec.store)) if "://" not in spec.store else spec.store
+    return RunStore(store, create=not reading, read_only=reading)
 
 
 def _duration(seconds: float | None) -> str:
@@ -51,39 +54,77 @@ def study() -> None:
 @data_option
 @store_option
 @click.option("--dry-run", is_flag=True, help="List the runs and whether they are done; run nothing.")
-def study_run(study_file, data, store, dry_run):
-    """Run every combination in STUDY_FILE that is not finished yet (failed runs are retried)."""
+@click.option("--jobs", "-j", type=click.IntRange(min=1, max=256), default=1, show_default=True,
+              help="Runs at once on this machine: worker processes sharing the cores (threads = cores // N) "
+                   "or, with GPUs, one GPU each, round-robin.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="At the end, wait for runs that other workers hold (and take over those whose worker died).")
+def study_run(study_file, data, store, dry_run, jobs, wait):
+    """Run every combination in STUDY_FILE that is not finished yet (failed runs are retried).
+
+    Several `study run`s on one store (here, or on other machines with a postgresql:// store) share the work:
+    each claims a run before starting it and keeps the claim alive with a heartbeat.
+    """
     from ..study.plan import plan_study
-    from ..study.runner import RunEvent, run_study
+    from ..study.runner import Terminated, stop_on_sigterm
     from ..study.spec import load_study
 
     spec = load_study(study_file)
     plan = plan_study(spec, data)
     for note in plan.notes:
         stderr.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    try:
+        with stop_on_sigterm():
+            _run_plan(spec, plan, store, dry_run, jobs, wait)
+    except Terminated as exc:
+        run = getattr(exc, "run", None)
+        what = (f": run {run.run_id} ({run.label()}) marked failed, a rerun redoes it" if run is not None
+                else ": the runs in hand are marked failed, a rerun redoes them" if jobs > 1 else "")
+        stderr.print(f"error: terminated (SIGTERM){what}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(143)
+
+
+def _run_plan(spec, plan, store, dry_run, jobs, wait):
+    from ..study.runner import RunEvent, run_study
+
     with open_store(store, spec) as runs_store:
         if dry_run:
             for run in plan.runs:
                 click.echo(f"{run.run_id}  {runs_store.status(run.run_id) or 'new':8}  {run.label()}")
             return
         done_before = sum(1 for r in plan.runs if runs_store.status(r.run_id) == "done")
+        workers = f", {jobs} workers" if jobs > 1 else ""
         stderr.print(f"study {spec.name}: {len(plan.runs)} runs, {done_before} already done, "
-                     f"store {runs_store.path}", markup=False, highlight=False, soft_wrap=True)
+                     f"store {runs_store.shown}{workers}", markup=False, highlight=False, soft_wrap=True)
 
-        def report(event: RunEvent) -> None:
+        def report(event: RunEvent, worker: int | None = None) -> None:
             o = event.outcome
             what = f"accuracy {o.accuracy:.4f}" if o.status == "done" and o.accuracy is not None else o.status
             if o.status == "failed":
                 what = f"FAILED: {o.error}"
+            if o.status == "elsewhere":
+                what = "finished by another worker"
             left = f", about {_duration(event.seconds_left)} left" if event.seconds_left is not None and event.index < event.total else ""
-            stderr.print(f"[{event.index}/{event.total}] {o.run.label()}: {what} ({o.seconds:.1f} s{left})",
+            by = f" [worker {worker + 1}]" if worker is not None else ""
+            stderr.print(f"[{event.index}/{event.total}] {o.run.label()}: {what} ({o.seconds:.1f} s{left}){by}",
                          markup=False, highlight=False, soft_wrap=True)
 
-        with stage_progress(sys.stderr.isatty()) as hook:
-            outcome = run_study(plan, runs_store, hook, report)
+        if jobs > 1:
+            from ..study.runner import RunOutcome
+            from ..study.workers import run_workers
+
+            outcome = run_workers(plan, runs_store.location, jobs, report, len(plan.runs) - done_before, wait)
+            done_ids = {o.run.run_id for o in outcome.outcomes}
+            outcome.outcomes += [RunOutcome(r, "skipped") for r in plan.runs
+                                 if r.run_id not in done_ids and runs_store.status(r.run_id) == "done"]
+        else:
+            with stage_progress(sys.stderr.isatty()) as hook:
+                outcome = run_study(plan, runs_store, hook, report, wait=wait)
     done, skipped, failed = outcome.count("done"), outcome.count("skipped"), outcome.count("failed")
+    elsewhere = outcome.count("elsewhere") + outcome.count("lost")
     click.echo(f"study {spec.name}: {done} run, {skipped} already done, {failed} failed, "
-               f"{outcome.count('busy')} busy in another process")
+               f"{outcome.count('busy')} busy in another process"
+               + (f", {elsewhere} finished by another worker" if elsewhere else ""))
     if failed:
         for o in outcome.failed:
             click.echo(f"failed {o.run.run_id} {o.run.label()}: {o.error}")
@@ -114,7 +155,7 @@ def study_report(study_file, run_ids, data, store, out, images, new_images):
         from ..study.spec import load_study
 
         spec = load_study(study_file)
-    with open_store(store, spec) as runs_store:
+    with open_store(store, spec, reading=True) as runs_store:
         if run_ids:
             records = records_for_ids(runs_store, parse_list(run_ids) or [])
             title = spec.name if spec else "selected runs"
@@ -140,31 +181,43 @@ def study_report(study_file, run_ids, data, store, out, images, new_images):
 @click.option("--study", help="Only runs of this study name.")
 @click.option("--method", help="Only runs of this method name.")
 @click.option("--backbone", "-b", help="Only runs on this backbone.")
-@click.option("--status", type=click.Choice(["done", "failed", "running"]), help="Only runs with this status.")
+@click.option("--status", type=click.Choice(["done", "failed", "running", "stale"]),
+              help="Only runs with this status (stale: running, but its worker died or stopped its heartbeat).")
 @click.option("--id", "id_prefix", help="Only runs whose id starts with this.")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs (config, result, environment) as JSON.")
-def runs(store, study, method, backbone, status, id_prefix, as_json):
-    """List the runs recorded in the store."""
+@click.option("--release-stale", is_flag=True,
+              help="Mark the stale claims (among the runs selected) failed, so the next `study run` redoes them.")
+def runs(store, study, method, backbone, status, id_prefix, as_json, release_stale):
+    """List the runs recorded in the store (a running run whose worker is gone shows as stale)."""
     from rich.console import Console
     from rich.table import Table
 
     from ..study.axes import setting_text
 
-    with open_store(store) as runs_store:
+    with open_store(store, reading=not release_stale) as runs_store:
         rows = runs_store.runs(study=study, method=method, backbone=backbone, status=status, id_prefix=id_prefix)
-        path = runs_store.path
+        path = runs_store.shown
+        if release_stale:
+            released = runs_store.release_stale([r.id for r in rows if r.stale])
+            for r in released:
+                click.echo(f"released {r.id} ({r.method} / {r.backbone}): stale claim by {r.host} pid {r.pid}")
+            click.echo(f"released {len(released)} stale claim(s) in {path}")
+            return
     if as_json:
         from dataclasses import asdict
 
         click.echo(json.dumps([asdict(r) for r in rows], indent=2, default=str))
         return
-    table = Table("id", "study", "method", "backbone", "axes", "status", "accuracy", "seconds", "finished",
+    table = Table("id", "study", "method", "backbone", "axes", "status", "accuracy", "seconds", "finished", "worker",
                   title=f"{len(rows)} run(s) in {path}", title_justify="left")
     for r in rows:
         axes = setting_text(r.axes)
         accuracy = f"{r.accuracy:.4f}" if r.accuracy is not None else (r.error or "")[:60]
-        table.add_row(r.id, r.study or "", r.method or "", r.backbone or "", axes, r.status, accuracy,
-                      f"{r.seconds:.1f}" if r.seconds is not None else "", r.finished_at or "")
+        worker = f"{r.host} pid {r.pid}" if r.status == "running" else ""
+        table.add_row(r.id, r.study or "", r.method or "", r.backbone or "", axes, "stale" if r.stale else r.status,
+                      accuracy, f"{r.seconds:.1f}" if r.seconds is not None else "", r.finished_at or "", worker)
+    if any(r.stale for r in rows):
+        table.caption = "stale: its worker died or stopped its heartbeat; `transferlab runs --release-stale` frees it"
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
 

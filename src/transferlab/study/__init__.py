@@ -1,4 +1,4 @@
-"""Studies: a YAML file of data, backbones, methods and sweep axes, run into a SQLite store.
+"""Studies: a YAML file of data, backbones, methods and sweep axes, run into a store (SQLite or PostgreSQL).
 
 ``load_study`` reads and checks the file, ``plan_study`` expands it into runs,
 ``run_study`` runs what is not finished yet, ``RunStore`` holds every result.

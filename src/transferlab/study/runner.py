@@ -4,15 +4,23 @@ A run already ``done`` in the store is skipped; a ``failed`` one is retried; a
 run that raises is recorded with its error and the study goes on. Feature
 extraction is shared between runs through the feature cache, and fine-tuning
 runs resume from their own checkpoints.
+
+Several workers (``--jobs``, other machines on one store) can run one study: each
+claims a run before starting it and keeps the claim alive with a heartbeat; a
+worker that finds a run busy waits for it, and takes it over if its worker dies.
+SIGTERM marks the run in hand as failed ("interrupted"), so a rerun redoes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..errors import UserError
 from ..results import RunResult
@@ -28,7 +36,8 @@ STUDY_STAGE = "study runs"
 @dataclass
 class RunOutcome:
     run: PlannedRun
-    status: str  # done, failed, skipped (finished before), busy (another process has it)
+    status: str  # done, failed, skipped (finished before), busy (another worker has it), elsewhere (another
+    # worker finished it while this one waited), lost (another worker took it over: result not recorded)
     seconds: float = 0.0
     accuracy: float | None = None
     error: str | None = None
@@ -44,6 +53,27 @@ class StudyOutcome:
     @property
     def failed(self) -> list[RunOutcome]:
         return [o for o in self.outcomes if o.status == "failed"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the run in hand is marked failed and the study stops."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` in the main thread while the block runs (elsewhere: nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -70,9 +100,13 @@ def execute(run: PlannedRun, models_dir: Path, progress: StageProgress | None) -
 
 def run_study(plan: StudyPlan, store: RunStore, progress: StageProgress | None = None,
               on_run: Callable[[RunEvent], None] | None = None, models_dir: Path | None = None,
-              runner: Callable[[PlannedRun, Path, StageProgress | None], RunResult] = execute) -> StudyOutcome:
-    """Run every planned run that is not finished in ``store``; never stops at a failing run."""
-    models_dir = models_dir or store.path.parent / MODELS_FOLDER
+              runner: Callable[[PlannedRun, Path, StageProgress | None], RunResult] = execute,
+              wait: bool = True) -> StudyOutcome:
+    """Run every planned run that is not finished in ``store``; never stops at a failing run.
+
+    With ``wait``, runs other workers hold are waited for at the end (and taken over if their claims go stale).
+    """
+    models_dir = models_dir or (store.path.parent if store.path is not None else Path.cwd()) / MODELS_FOLDER
     outcome = StudyOutcome()
     todo = []
     for run in plan.runs:
@@ -81,42 +115,75 @@ def run_study(plan: StudyPlan, store: RunStore, progress: StageProgress | None =
         else:
             todo.append(run)
     spent: list[float] = []
-    for index, run in enumerate(todo, start=1):
-        if progress:
-            progress(STUDY_STAGE, index - 1, len(todo))
-        result = _run_one(run, store, models_dir, progress, runner)
+    finished = 0
+
+    def record(result: RunOutcome) -> None:
+        nonlocal finished
+        finished += 1
         outcome.outcomes.append(result)
         if result.status in ("done", "failed"):
             spent.append(result.seconds)
-        left = (sum(spent) / len(spent)) * (len(todo) - index) if spent else None
+        left = (sum(spent) / len(spent)) * (len(todo) - finished) if spent else None
         if progress:
-            progress(STUDY_STAGE, index, len(todo))
+            progress(STUDY_STAGE, finished, len(todo))
         if on_run:
-            on_run(RunEvent(result, index, len(todo), left))
+            on_run(RunEvent(result, finished, len(todo), left))
+
+    busy = []
+    for run in todo:
+        if progress:
+            progress(STUDY_STAGE, finished, len(todo))
+        result = _run_one(run, store, models_dir, progress, runner)
+        if result.status == "busy" and wait:
+            busy.append(run)
+        else:
+            record(result)
+    poll = min(max(store.policy.heartbeat / 2, 0.05), 5.0)
+    while busy:  # the runs other workers hold: wait for them, take over any whose worker died
+        time.sleep(poll)
+        still = []
+        for run in busy:
+            status = store.status(run.run_id)
+            if status in ("done", "failed"):
+                row = store.get(run.run_id)
+                record(RunOutcome(run, "elsewhere", row.seconds or 0.0, row.accuracy if row else None,
+                                  row.error if row else None))
+                continue
+            result = _run_one(run, store, models_dir, progress, runner)
+            if result.status == "busy":
+                still.append(run)
+            else:
+                record(result)
+        busy = still
     return outcome
 
 
 def _run_one(run: PlannedRun, store: RunStore, models_dir: Path, progress: StageProgress | None, runner) -> RunOutcome:
     labels = {"study": run.study, "method": run.method, "kind": run.kind, "runner": run.runner,
               "backbone": run.backbone, "axes": run.axes}
-    if not store.claim(run.run_id, labels, asdict(run.config)):
+    claim = store.claim(run.run_id, labels, asdict(run.config))
+    if claim is None:
         status = store.status(run.run_id)
         return RunOutcome(run, "skipped" if status == "done" else "busy")
     started = time.perf_counter()
     try:
-        result = runner(run, models_dir, progress)
+        with store.heartbeat(claim):
+            result = runner(run, models_dir, progress)
         if not isinstance(result, RunResult):
             raise TypeError(f"the runner returned a {type(result).__name__}, not a RunResult")
-    except KeyboardInterrupt:
-        store.fail(run.run_id, "interrupted", "", time.perf_counter() - started, environment())
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the run is not left "running"
+        exc.run = run  # type: ignore[attr-defined]  # the run it stopped, for the caller's one line
+        store.fail(run.run_id, str(exc) or "interrupted", "", time.perf_counter() - started, environment(), claim)
         raise
     except Exception as exc:  # one failing run must not stop the study
         seconds = time.perf_counter() - started
         message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-        store.fail(run.run_id, message, traceback.format_exc(), seconds, environment())
+        if not store.fail(run.run_id, message, traceback.format_exc(), seconds, environment(), claim):
+            return RunOutcome(run, "lost", seconds, error=message)
         return RunOutcome(run, "failed", seconds, error=message)
     seconds = time.perf_counter() - started
-    store.finish(run.run_id, result, seconds, environment())
+    if not store.finish(run.run_id, result, seconds, environment(), claim):
+        return RunOutcome(run, "lost", seconds, accuracy=result.accuracy)
     return RunOutcome(run, "done", seconds, accuracy=result.accuracy)
 
 

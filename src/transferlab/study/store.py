@@ -1,22 +1,27 @@
-"""The run store: every run's config, result, history, timings and environment in one SQLite file.
+"""The run store: every run's config, result, history, timings, environment and claim in one database.
 
-SQLite from the standard library, in WAL mode with a busy timeout, and every
-write in an immediate transaction: two processes may run studies into the same
-store at once. A run is *claimed* before it starts, so a second process skips a
-run the first one is working on (unless that process has died).
+A SQLite file by default (WAL mode, every write in an immediate transaction: several
+processes on one machine may run studies into one store at once), or a PostgreSQL
+database for several machines (``postgresql://user@host:port/db``). The SQL is
+written once; ``store_backends`` holds what differs between the two.
+
+A run is *claimed* before it starts: the claim's row carries the host, pid, a token
+and a heartbeat the worker keeps fresh (see ``claims``), so another worker skips a
+run that is being worked on and takes over one whose worker died. A result is
+written only by the holder of the claim, so a run is never recorded twice.
 
 A result is stored as the JSON of its typed record (``ProbeResult`` or
 ``FinetuneResult``, by the run's ``runner``) with the version of that layout
-(``result_schema``); reading a run gives the typed record back.
+(``result_schema``); reading a run gives the typed record back. Reading commands
+open the store read-only and never create one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-import socket
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,10 +31,11 @@ from ..errors import UserError
 from ..finetune.result import FinetuneResult
 from ..probing.result import ProbeResult
 from ..results import RunResult
+from .claims import Claim, ClaimPolicy, Heartbeat, claim_is_stale
+from .store_backends import backend_for, parse_address
 
 STORE_ENV = "TRANSFERLAB_STORE"
 DEFAULT_STORE = "transferlab-runs.sqlite"
-BUSY_TIMEOUT_MS = 60_000
 RESULT_SCHEMA = 1  # the layout of the stored result JSON: a RunResult subclass's fields
 
 SCHEMA = """
@@ -52,19 +58,27 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     traceback TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    pid INTEGER,
+    pid INTEGER,                  -- the claim: which process on which host works on the run
     host TEXT,
+    claim_token TEXT,             -- random per claim: only its holder may write the result
+    heartbeat REAL,               -- seconds since 1970 on the database's clock, refreshed by the worker
     started_at TEXT,
     finished_at TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_study ON runs(study);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 """
+ADDED_COLUMNS = {"result_schema": "INTEGER", "claim_token": "TEXT", "heartbeat": "REAL"}  # stores from before them
+LABEL_COLUMNS = ("study", "method", "kind", "runner", "backbone")
+
+
+def default_store() -> str:
+    """``$TRANSFERLAB_STORE``, else ``transferlab-runs.sqlite`` in the current folder."""
+    return os.environ.get(STORE_ENV) or DEFAULT_STORE
 
 
 def default_store_path() -> Path:
-    """``$TRANSFERLAB_STORE``, else ``transferlab-runs.sqlite`` in the current folder."""
-    return Path(os.environ.get(STORE_ENV) or DEFAULT_STORE).expanduser()
+    return Path(default_store()).expanduser()
 
 
 def _now() -> str:
@@ -97,44 +111,74 @@ class RunRow:
     started_at: str | None
     finished_at: str | None
     result_schema: int | None = None
+    claim_token: str | None = None
+    heartbeat: float | None = None
+    stale: bool = False  # running, but its worker is gone or silent past the expiry: another may take it
 
 
+RUN_ROW_FIELDS = {f.name for f in dataclasses.fields(RunRow)}
 JSON_COLUMNS = ("axes", "config", "environment")
 
 
 class RunStore:
-    def __init__(self, path: Path | str | None = None):
-        self.path = Path(path).expanduser() if path else default_store_path()
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            if not self._has_schema():
-                self.db.executescript(SCHEMA)  # CREATE ... IF NOT EXISTS: safe when two processes race
-            self._add_missing_columns()
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"cannot open the run store {self.path}: {exc}") from None
+    """One store, whatever the database; ``create=False`` for reading commands (never makes a store)."""
 
-    def _has_schema(self) -> bool:
-        return self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is not None
+    def __init__(self, location: Path | str | None = None, *, create: bool = True, read_only: bool = False,
+                 policy: ClaimPolicy | None = None):
+        self.location = str(location) if location else default_store()
+        self.address = parse_address(self.location)
+        self.backend = backend_for(self.address)
+        self.path = self.address.path  # the SQLite file; None for a database server
+        self.shown = self.address.shown
+        self.read_only = read_only
+        self.policy = policy or ClaimPolicy.from_env()
+        with self._guard():
+            self.db = self.backend.connect(create=create, read_only=read_only)
+        try:
+            with self._guard():
+                present = self.backend.has_table(self.db)
+                if not present and (read_only or not create):
+                    raise UserError(f"no run store at {self.shown} (it holds no runs table)")
+                if not present:
+                    self._create_schema()
+                if not read_only:
+                    self._add_missing_columns()
+        except BaseException:
+            self.db.close()
+            raise
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Any database error becomes one sentence for the user (locked, damaged, read-only, disk full...)."""
+        try:
+            yield
+        except self.backend.errors as exc:
+            raise self.backend.user_error(exc) from None
+
+    def _execute(self, sql: str, params: Any = ()):
+        with self._guard():
+            return self.db.execute(self.backend.sql(sql), params)
+
+    def _create_schema(self) -> None:
+        with self.transaction():
+            if hasattr(self.backend, "create_lock"):
+                self.backend.create_lock(self.db)
+            for statement in filter(str.strip, self.backend.schema(SCHEMA).split(";")):
+                self.db.execute(statement)  # CREATE ... IF NOT EXISTS: safe when two processes race
 
     def _add_missing_columns(self) -> None:
-        """A store written before ``result_schema`` existed gets the column (its old results read as None)."""
-        if "result_schema" in self._columns():
+        """A store written before a column existed gets it (its old rows read as None there)."""
+        if set(ADDED_COLUMNS) <= self.backend.columns(self.db):
             return
-        with self.transaction() as db:
-            if "result_schema" not in self._columns():
-                db.execute("ALTER TABLE runs ADD COLUMN result_schema INTEGER")
-
-    def _columns(self) -> set[str]:
-        return {row["name"] for row in self.db.execute("PRAGMA table_info(runs)")}
+        with self.transaction():
+            have = self.backend.columns(self.db)
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in have:
+                    self.db.execute(self.backend.schema(f"ALTER TABLE runs ADD COLUMN {name} {kind}"))
 
     def close(self) -> None:
-        self.db.close()
+        with contextlib.suppress(Exception):
+            self.db.close()
 
     def __enter__(self) -> "RunStore":
         return self
@@ -142,80 +186,149 @@ class RunStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    class _Transaction:
-        def __init__(self, db: sqlite3.Connection):
-            self.db = db
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """One write transaction that holds the store's write lock (SQLite) from its start; errors roll it back."""
+        with self._guard():
+            self.backend.begin(self.db)
+            try:
+                yield self.db
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
-        def __enter__(self):
-            self.db.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
-            return self.db
+    def _write(self, db, sql: str, params: Any = ()):
+        return db.execute(self.backend.sql(sql), params)
 
-        def __exit__(self, kind, value, tb):
-            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-    def transaction(self) -> "_Transaction":
-        return self._Transaction(self.db)
+    def now(self) -> float:
+        """Seconds since 1970 on the database's clock (the one heartbeats are written with)."""
+        row = self._execute(f"SELECT {self.backend.now_sql} AS now").fetchone()
+        return float(row["now"])
 
     # -- the life of a run -----------------------------------------------------
-    def claim(self, run_id: str, labels: dict[str, Any], config: dict) -> bool:
-        """Mark a run as running by this process; False if it is done or another live process has it."""
+    def claim(self, run_id: str, labels: dict[str, Any], config: dict) -> Claim | None:
+        """Claim a run for this process; None if it is done or another live worker has it."""
+        claim = Claim(run_id)
+        values = [labels.get(k) for k in LABEL_COLUMNS]
+        axes, config_text = json.dumps(labels.get("axes", {}), default=str), json.dumps(config, default=str)
+        now_sql = self.backend.now_sql
         with self.transaction() as db:
-            row = db.execute("SELECT status, pid, host FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is not None:
-                if row["status"] == "done":
-                    return False
-                if row["status"] == "running" and _alive(row["pid"], row["host"]):
-                    return False
-            db.execute(
-                """INSERT INTO runs (id, study, method, kind, runner, backbone, axes, config, status, attempts,
-                                     pid, host, started_at)
-                   VALUES (:id, :study, :method, :kind, :runner, :backbone, :axes, :config, 'running', 1,
-                           :pid, :host, :started_at)
-                   ON CONFLICT(id) DO UPDATE SET study = :study, method = :method, kind = :kind, runner = :runner,
-                       backbone = :backbone, axes = :axes, config = :config, status = 'running',
-                       attempts = attempts + 1, pid = :pid, host = :host, started_at = :started_at,
-                       error = NULL, traceback = NULL""",
-                {"id": run_id, **{k: labels.get(k) for k in ("study", "method", "kind", "runner", "backbone")},
-                 "axes": json.dumps(labels.get("axes", {}), default=str), "config": json.dumps(config, default=str),
-                 "pid": os.getpid(), "host": socket.gethostname(), "started_at": _now()},
-            )
-            return True
+            inserted = self._write(db, f"""
+                INSERT INTO runs (id, study, method, kind, runner, backbone, axes, config, status, attempts,
+                                  pid, host, claim_token, heartbeat, started_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', 1, ?, ?, ?, {now_sql}, ?)
+                ON CONFLICT (id) DO NOTHING""",
+                (run_id, *values, axes, config_text, claim.pid, claim.host, claim.token, _now())).rowcount
+            if inserted == 1:
+                return claim.hold()
+            row = self._write(db, f"SELECT status, pid, host, heartbeat, claim_token, {now_sql} AS now FROM runs WHERE id = ?"
+                              + self.backend.claim_lock, (run_id,)).fetchone()
+            if row is None:
+                return None  # another worker holds the row's lock this instant (PostgreSQL)
+            if row["status"] == "done":
+                return None
+            if row["status"] == "running" and not claim_is_stale(row["status"], row["pid"], row["host"],
+                                                                 row["heartbeat"], row["now"], self.policy.expiry,
+                                                                 row["claim_token"]):
+                return None
+            self._write(db, f"""
+                UPDATE runs SET study = ?, method = ?, kind = ?, runner = ?, backbone = ?, axes = ?, config = ?,
+                    status = 'running', attempts = attempts + 1, pid = ?, host = ?, claim_token = ?,
+                    heartbeat = {now_sql}, started_at = ?, error = NULL, traceback = NULL WHERE id = ?""",
+                (*values, axes, config_text, claim.pid, claim.host, claim.token, _now(), run_id))
+            return claim.hold()
 
-    def finish(self, run_id: str, result: RunResult, seconds: float, environment: dict) -> None:
-        """Record a finished run's typed result (stored as JSON with ``RESULT_SCHEMA``)."""
+    def beat(self, claim: Claim) -> bool:
+        """Refresh a claim's heartbeat; False when the claim is no longer this process's."""
+        with self.transaction() as db:
+            return self._write(db, f"UPDATE runs SET heartbeat = {self.backend.now_sql} "
+                                   "WHERE id = ? AND claim_token = ? AND status = 'running'",
+                               (claim.run_id, claim.token)).rowcount == 1
+
+    def heartbeat(self, claim: Claim) -> Heartbeat:
+        """A running thread that keeps ``claim`` alive, on a connection of its own, until the block ends."""
+        other = RunStore(self.location, policy=self.policy)
+        return Heartbeat(lambda: other.beat(claim), self.policy.heartbeat, other.close)
+
+    def _drop(self, run_id: str, claim: Claim | None) -> None:
+        """This process lets go of the run's claim (every one of its own, without ``claim``)."""
+        if claim is not None:
+            claim.drop()
+            return
+        row = self.db.execute(self.backend.sql("SELECT claim_token FROM runs WHERE id = ?"), (run_id,)).fetchone()
+        if row is not None and row["claim_token"]:
+            Claim(run_id, row["claim_token"]).drop()
+
+    def _holder(self, run_id: str, claim: Claim | None) -> tuple[str, tuple]:
+        if claim is None:
+            return "id = ?", (run_id,)
+        return "id = ? AND claim_token = ?", (run_id, claim.token)
+
+    def finish(self, run_id: str, result: RunResult, seconds: float, environment: dict,
+               claim: Claim | None = None) -> bool:
+        """Record a finished run's typed result (stored as JSON with ``RESULT_SCHEMA``).
+
+        With ``claim``, only while that claim holds: False (nothing written) if another worker took the run.
+        """
         if not isinstance(result, RunResult):
             raise TypeError(f"a run's result must be a RunResult (ProbeResult or FinetuneResult), "
                             f"got {type(result).__name__}")
+        where, key = self._holder(run_id, claim)
         with self.transaction() as db:
-            db.execute(
-                """UPDATE runs SET status = 'done', accuracy = ?, seconds = ?, result = ?, result_schema = ?,
-                                  environment = ?, model_path = ?, finished_at = ?, pid = NULL WHERE id = ?""",
+            self._drop(run_id, claim)
+            return self._write(db, f"""
+                UPDATE runs SET status = 'done', accuracy = ?, seconds = ?, result = ?, result_schema = ?,
+                    environment = ?, model_path = ?, finished_at = ?, pid = NULL, claim_token = NULL,
+                    heartbeat = NULL WHERE {where}""",
                 (result.accuracy, seconds, json.dumps(dataclasses.asdict(result), default=str), RESULT_SCHEMA,
-                 json.dumps(environment), getattr(result, "model_path", None), _now(), run_id),
-            )
+                 json.dumps(environment), getattr(result, "model_path", None), _now(), *key)).rowcount == 1
 
-    def fail(self, run_id: str, error: str, traceback: str, seconds: float, environment: dict) -> None:
+    def fail(self, run_id: str, error: str, traceback: str, seconds: float, environment: dict,
+             claim: Claim | None = None) -> bool:
+        where, key = self._holder(run_id, claim)
         with self.transaction() as db:
-            db.execute(
-                """UPDATE runs SET status = 'failed', error = ?, traceback = ?, seconds = ?, environment = ?,
-                                  finished_at = ?, pid = NULL WHERE id = ?""",
-                (error, traceback, seconds, json.dumps(environment), _now(), run_id),
-            )
+            self._drop(run_id, claim)
+            return self._write(db, f"""
+                UPDATE runs SET status = 'failed', error = ?, traceback = ?, seconds = ?, environment = ?,
+                    finished_at = ?, pid = NULL, claim_token = NULL, heartbeat = NULL WHERE {where}""",
+                (error, traceback, seconds, json.dumps(environment), _now(), *key)).rowcount == 1
+
+    def release_stale(self, ids: list[str] | None = None) -> list[RunRow]:
+        """Mark stale claims (optionally only these run ids) failed, so the next ``study run`` redoes them."""
+        released = []
+        with self.transaction() as db:
+            now = float(self._write(db, f"SELECT {self.backend.now_sql} AS now").fetchone()["now"])
+            for row in self._write(db, "SELECT * FROM runs WHERE status = 'running'").fetchall():
+                decoded = _decode(row, now, self.policy.expiry)
+                if decoded.stale and (ids is None or decoded.id in ids):
+                    self._write(db, """UPDATE runs SET status = 'failed', error = ?, finished_at = ?, pid = NULL,
+                                       claim_token = NULL, heartbeat = NULL WHERE id = ? AND status = 'running'""",
+                                (f"released: a stale claim by {decoded.host} pid {decoded.pid}", _now(), decoded.id))
+                    released.append(decoded)
+        return released
 
     # -- reading -----------------------------------------------------------------
     def status(self, run_id: str) -> str | None:
-        row = self.db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self._execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
         return row["status"] if row else None
 
     def get(self, run_id: str) -> RunRow | None:
-        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return _decode(row) if row else None
+        with self._guard():
+            row = self.db.execute(self.backend.sql("SELECT * FROM runs WHERE id = ?"), (run_id,)).fetchone()
+            return _decode(row, self.now(), self.policy.expiry) if row else None
 
     def runs(self, ids: list[str] | None = None, *, study: str | None = None, method: str | None = None,
              backbone: str | None = None, status: str | None = None, id_prefix: str | None = None) -> list[RunRow]:
-        """Stored runs matching every filter given (ids in the order asked, else oldest first)."""
+        """Stored runs matching every filter given (ids in the order asked, else oldest first).
+
+        ``status="stale"`` selects running runs whose claim is stale; ``"running"`` the others still running.
+        """
         clauses, params = [], []
-        for column, value in (("study", study), ("method", method), ("backbone", backbone), ("status", status)):
+        stored_status = "running" if status == "stale" else status
+        for column, value in (("study", study), ("method", method), ("backbone", backbone),
+                              ("status", stored_status)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
@@ -223,7 +336,14 @@ class RunStore:
             clauses.append("id LIKE ?")
             params.append(id_prefix + "%")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = [_decode(r) for r in self.db.execute(f"SELECT * FROM runs{where} ORDER BY started_at, id", params)]
+        with self._guard():
+            now = self.now()
+            found = self.db.execute(self.backend.sql(f"SELECT * FROM runs{where} ORDER BY started_at, id"), params)
+            rows = [_decode(r, now, self.policy.expiry) for r in found.fetchall()]
+        if status == "stale":
+            rows = [r for r in rows if r.stale]
+        elif status == "running":
+            rows = [r for r in rows if not r.stale]
         if ids is None:
             return rows
         by_id = {r.id: r for r in rows}
@@ -253,26 +373,23 @@ def decode_result(text: str | None, schema: int | None, runner: str | None) -> R
         return None
 
 
-def _decode(row: sqlite3.Row) -> RunRow:
-    data = dict(row)
-    for column in JSON_COLUMNS:
-        data[column] = json.loads(data[column]) if data[column] else ({} if column in ("axes", "config") else None)
-    data["result"] = decode_result(data["result"], data.get("result_schema"), data["runner"])
-    return RunRow(**data)
-
-
-def _alive(pid: int | None, host: str | None) -> bool:
-    """Whether the process that claimed a run still exists (only knowable on the same host)."""
-    if pid is None:
-        return False
-    if host != socket.gethostname():
-        return True  # cannot check another machine: assume it is working
-    if pid == os.getpid():
-        return False  # a claim left by this very process (an earlier, interrupted attempt)
+def _json_column(text: str | None, empty: Any) -> Any:
+    """A JSON column's value; a torn or foreign one reads as empty rather than sinking a listing."""
+    if not text:
+        return empty
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        value = json.loads(text)
+    except ValueError:
+        return empty
+    return value if empty is None or isinstance(value, type(empty)) else empty
+
+
+def _decode(row: Any, now: float | None = None, expiry: float | None = None) -> RunRow:
+    data = {k: v for k, v in dict(row).items() if k in RUN_ROW_FIELDS}
+    for column in JSON_COLUMNS:
+        data[column] = _json_column(data.get(column), {} if column in ("axes", "config") else None)
+    data["result"] = decode_result(data["result"], data.get("result_schema"), data["runner"])
+    if now is not None and expiry is not None:
+        data["stale"] = claim_is_stale(data["status"], data["pid"], data["host"], data.get("heartbeat"), now, expiry,
+                                       data.get("claim_token"))
+    return RunRow(**data)
