@@ -90,7 +90,7 @@ def records_for_ids(store, ids: list[str]) -> list[RunRecord]:
     for prefix in ids:
         rows = store.runs(id_prefix=prefix)
         if not rows:
-            raise UserError(f"no stored run with id {prefix!r} in {store.path}")
+            raise UserError(f"no stored run with id {prefix!r} in {store.shown}")
         if len(rows) > 1 and not any(r.id == prefix for r in rows):
             raise UserError(f"run id {prefix!r} is ambiguous: {', '.join(r.id for r in rows[:5])}")
         row = next((r for r in rows if r.id == prefix), rows[0])
