@@ -36,8 +36,11 @@ def _on(bundle: Bundle, runtime: Runtime) -> Bundle:
 
 
 def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32,
-                   runtime: Runtime = CPU) -> list[dict]:
-    """Top-k classes per image; unreadable files are listed with an error instead."""
+                   runtime: Runtime = CPU, gradcam: str | Path | None = None) -> list[dict]:
+    """Top-k classes per image; unreadable files are listed with an error instead.
+
+    ``gradcam``: a new (or empty) folder for a Grad-CAM heat map of each image's top class.
+    """
     bundle = _on(model if isinstance(model, Bundle) else load_bundle(model), runtime)
     files = image_files(inputs)
     k = max(1, min(top_k, len(bundle.classes)))
@@ -54,6 +57,13 @@ def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: 
                 "image": str(files[i]),
                 "top": [{"label": bundle.classes[int(c)], "probability": round(float(p), 4)} for p, c in zip(values, indices)],
             }
+    if gradcam is not None:
+        from .gradcam import write_gradcams
+
+        tops = [bundle.classes.index(r["top"][0]["label"]) if r and "top" in r else None for r in results]
+        for r, path in zip(results, write_gradcams(bundle, files, tops, Path(gradcam).expanduser())):
+            if r is not None and path is not None:
+                r["gradcam"] = str(path)
     return [r for r in results if r is not None]
 
 
