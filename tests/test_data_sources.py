@@ -200,6 +200,24 @@ def test_finetune_runs_on_cifar10_binary(tmp_path):
     assert result.test_images == 6 and len(result.classes) == 10
 
 
+def test_evaluate_takes_a_cifar_folder_and_a_list(cli, tmp_path, listed):
+    import json
+
+    from transferlab.finetune import finetune
+
+    root = make_cifar10(tmp_path / "cifar-10-batches-bin")
+    finetune(root, output=str(tmp_path / "m"), epochs=1, freeze="all", batch_size=16, early_stopping="none", **TINY)
+    result = cli("evaluate", str(tmp_path / "m"), "--data", str(root), "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["images"] == 6 and record["data"].endswith("test_batch.bin")
+
+    finetune(listed, output=str(tmp_path / "l"), epochs=1, freeze="all", batch_size=16, early_stopping="none", **TINY)
+    result = cli("evaluate", str(tmp_path / "l"), "--data", str(listed), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["images"] == 24  # a list without a split column is evaluated whole
+
+
 # -- the cache and the study fingerprint key on content -----------------------------------------------------------
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from ..data import image_batches
 from ..data.builtin import resolve_data_path
-from ..data.layout import find_splits, read_class_folders
+from ..data.cifar import binary_layout, read_cifar_splits, refuse_python_version
+from ..data.layout import Sample, find_splits, read_class_folders
+from ..data.listfile import is_list_file, read_list
 from ..engine.loop import predict
 from ..engine.runtime import CPU, Runtime
 from ..errors import UserError
@@ -67,19 +69,41 @@ def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: 
     return [r for r in results if r is not None]
 
 
+def evaluation_samples(root: Path) -> tuple[Path, list[str], list]:
+    """(what is evaluated, its class names, its samples) of a labelled folder, list file or CIFAR folder."""
+    if is_list_file(root):
+        listed = read_list(root)
+        if listed[0].split is not None:
+            split = "test" if any(item.split == "test" for item in listed) else "val"
+            listed = [item for item in listed if item.split == split]
+            if not listed:
+                raise UserError(f"{root} has no test or val rows to evaluate on")
+        names = sorted({item.label for item in listed})
+        return root, names, [Sample(item.path, names.index(item.label)) for item in listed]
+    layout = binary_layout(root)
+    if layout is not None:
+        splits = read_cifar_splits(root, layout)
+        return root / layout.test, splits.classes, splits.test
+    refuse_python_version(root)
+    splits = find_splits(root)
+    folder = splits.get("test") or splits.get("val") or root
+    names, samples = read_class_folders(folder)
+    return folder, names, samples
+
+
 def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: int = 32, runtime: Runtime = CPU) -> dict:
     """Accuracy, macro F1 and confusion matrix on a labelled folder.
 
     A folder with given splits is evaluated on its test split (or ``val/`` without
-    one); a plain class-per-folder tree is evaluated whole.
+    one); a plain class-per-folder tree is evaluated whole; so is a .csv/.tsv list,
+    except for its test (or val) rows when it has a split column; a CIFAR binary
+    folder is evaluated on its test batch.
     """
     bundle = _on(model if isinstance(model, Bundle) else load_bundle(model), runtime)
     root = resolve_data_path(data)
-    if not root.is_dir():
+    if not root.is_dir() and not is_list_file(root):
         raise UserError(f"data folder not found: {root}")
-    splits = find_splits(root)
-    folder = splits.get("test") or splits.get("val") or root
-    names, samples = read_class_folders(folder)
+    folder, names, samples = evaluation_samples(root)
     unknown = [n for n in names if n not in bundle.classes]
     if unknown:
         raise UserError(f"class {unknown[0]!r} of {folder} is not one the model knows: {', '.join(bundle.classes)}")
