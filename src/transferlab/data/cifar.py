@@ -56,7 +56,8 @@ PYTHON_MARKERS = (("batches.meta", "data_batch_1"), ("meta", "train", "test"))
 def binary_layout(root: Path) -> CifarLayout | None:
     """The CIFAR binary layout of folder ``root`` (recognised by its class-names file), or None."""
     for layout in LAYOUTS:
-        if (root / layout.class_names).is_file() and any((root / name).is_file() for name in (*layout.train, layout.test)):
+        batches = (*layout.train, layout.test)
+        if (root / layout.class_names).is_file() and any((root / name).is_file() for name in batches):
             missing = [name for name in layout.files() if not (root / name).is_file()]
             if missing:
                 raise UserError(f"{root} looks like the {layout.name} binary version but has no {missing[0]}")
@@ -92,7 +93,8 @@ def read_records(path: Path, layout: CifarLayout, classes: int) -> list[tuple[Me
     labels = records[:, layout.label_byte].astype(np.int64)
     bad = np.flatnonzero(labels >= classes)
     if bad.size:
-        raise UserError(f"{path}: record {int(bad[0])} has label {int(labels[bad[0]])}, but there are {classes} classes")
+        raise UserError(f"{path}: record {int(bad[0])} has label {int(labels[bad[0]])}, "
+                        f"but there are {classes} classes")
     pixels = records[:, layout.label_bytes:]
     return [(MemoryImage(path, i, SIDE, SIDE, pixels[i].tobytes()), int(labels[i])) for i in range(len(records))]
 
