@@ -146,3 +146,14 @@ def test_probe_extracts_features_at_the_image_size(class_folders, isolated_cache
                    cache=False)
     assert result.config["image_size"] == 96
     assert shapes and set(shapes) == {(96, 96)}
+
+
+@pytest.mark.parametrize("augment", [["flip"], ["crop", "rotate"]])
+def test_the_training_augmentation_follows_the_image_size(augment):
+    from PIL import Image
+
+    from transferlab.finetune.augment import train_transform
+
+    backbone = load_backbone("test_efficientnet", random_init=True, image_size=96)
+    transform = train_transform(backbone.data_config, augment)
+    assert transform(Image.new("RGB", (32, 32), (200, 10, 10))).shape == (3, 96, 96)
