@@ -113,6 +113,9 @@ class BackboneOptions:
     backbone: str = option(DEFAULT_BACKBONE, "Friendly name (vgg16, resnet50, ...) or any timm model name.")
     weights: str | None = option(None, "State dict file (safetensors or torch) for the backbone.")
     random_init: bool = option(False, "Randomly initialised backbone (a baseline).")
+    image_size: int | None = option(None, "Input resolution in pixels: images are resized to N / crop_pct and "
+                                    "centre-cropped to N x N (default: the weights' own, e.g. 224; a ViT's "
+                                    "position embeddings are resampled).", minimum=16, maximum=1024)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from ..errors import UserError
 from ..storage import file_digest
 from .units import FeatureLayer, Unit, feature_layers, freeze_units
 from .names import DEFAULT_BACKBONE, FROM_SCRATCH, resolve_timm_name
+from .resolution import data_arguments, model_arguments, resample_state_dict
 from .weights import (
     cached_hub_file,
     find_weights,
@@ -46,6 +47,7 @@ class Backbone:
     model: nn.Module = field(repr=False)  # full ImageNet model, eval mode, channels_last
     weights_id: str  # "sha256:<hex>" of the weights file, or "random-init:<seed>"
     weights_source: str  # where the weights came from, for people
+    image_size: int | None = None  # input resolution asked for; None: the weights' own
 
     @property
     def architecture(self) -> str:
@@ -58,7 +60,7 @@ class Backbone:
     @cached_property
     def data_config(self) -> dict[str, Any]:
         """Input size, resize/crop, interpolation, mean and std of this model's weights."""
-        config = resolve_data_config(model=self.model)
+        config = resolve_data_config(args=data_arguments(self.image_size), model=self.model)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
 
     def transform(self, training: bool = False, **augment: Any):
@@ -122,32 +124,42 @@ def load_backbone(
     weights: str | None = None,
     random_init: bool = False,
     seed: int = 0,
+    image_size: int | None = None,
 ) -> Backbone:
-    """Build a backbone with ImageNet weights found offline, or randomly initialised."""
+    """Build a backbone with ImageNet weights found offline, or randomly initialised.
+
+    ``image_size``: the input resolution (None: the weights' own); a fixed-size model
+    (a ViT) is built for it, its position embeddings resampled from the weights'.
+    """
     timm_name = resolve_timm_name(name)
+    size = model_arguments(timm_name, image_size)
     if random_init or name in FROM_SCRATCH:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            model = timm.create_model(timm_name, pretrained=False)
-        return Backbone(name, timm_name, _ready(model), f"random-init:{seed}", "random initialisation")
+            model = timm.create_model(timm_name, pretrained=False, **size)
+        return Backbone(name, timm_name, _ready(model), f"random-init:{seed}", "random initialisation", image_size)
 
     source = find_weights(timm_name, weights)
     if source.kind == "download":
-        model = _download_with_timm(timm_name)
+        model = _download_with_timm(timm_name, size)
         cached = cached_hub_file(timm_name)
         weights_id = f"sha256:{file_digest(cached)}" if cached else f"timm:{timm_name}"
-        return Backbone(name, timm_name, _ready(model), weights_id, "timm download")
+        return Backbone(name, timm_name, _ready(model), weights_id, "timm download", image_size)
 
     assert source.path is not None
     if source.kind == "hub-cache":
-        model = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(source.path)})
+        model = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(source.path)},
+                                  **size)
     else:
-        model = timm.create_model(timm_name, pretrained=False)
+        model = timm.create_model(timm_name, pretrained=False, **size)
         state = read_state_dict(source.path)
         if looks_like_lite_package(state):
             state = rename_lite_state_dict(state, [len(stage) for stage in model.blocks])
+        if size:
+            state = resample_state_dict(model, state)
         _load_strict(model, state, source.description)
-    return Backbone(name, timm_name, _ready(model), f"sha256:{file_digest(source.path)}", source.description)
+    return Backbone(name, timm_name, _ready(model), f"sha256:{file_digest(source.path)}", source.description,
+                    image_size)
 
 
 def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
@@ -158,10 +170,10 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], where: str) -
         raise UserError(f"weights in {where} do not fit this backbone: {first[:200]}") from None
 
 
-def _download_with_timm(timm_name: str) -> nn.Module:
+def _download_with_timm(timm_name: str, size: dict[str, Any]) -> nn.Module:
     """timm's own pretrained loading; any failure (no network, no file) becomes one clear line."""
     try:
         with contextlib.redirect_stderr(io.StringIO()):
-            return timm.create_model(timm_name, pretrained=True)
+            return timm.create_model(timm_name, pretrained=True, **size)
     except Exception:
         raise missing_weights_error(timm_name) from None

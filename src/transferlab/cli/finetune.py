@@ -79,14 +79,16 @@ def finetune(as_json: bool, **options) -> None:
 @click.argument("model", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--gradcam", type=click.Path(file_okay=False), default=None,
+              help="Write a Grad-CAM heat map of each image's top class over the image, as PNGs in this new folder.")
 @runtime_options
 @click.option("--json", "as_json", is_flag=True)
-def predict(model, images, top_k, as_json, **options):
+def predict(model, images, top_k, gradcam, as_json, **options):
     """Classify new images (files or folders) with a saved MODEL."""
     from ..finetune.use import predict_images
 
     results = predict_images(model, list(images), top_k=top_k, batch_size=options["batch_size"],
-                             runtime=_runtime(options))
+                             runtime=_runtime(options), gradcam=gradcam)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
@@ -96,6 +98,8 @@ def predict(model, images, top_k, as_json, **options):
             continue
         guesses = ", ".join(f"{g['label']} {g['probability']:.3f}" for g in item["top"])
         click.echo(f"{item['image']}: {guesses}")
+    if gradcam:
+        click.echo(f"Grad-CAM heat maps of the top classes in {gradcam}")
 
 
 @click.command()

@@ -44,15 +44,22 @@ def materialize_digits(root: Path | None = None) -> Path:
     return target
 
 
+# A list of images and labels (``data.listfile``): its file suffix -> its delimiter.
+LIST_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+
+
 def require_data_folder(data: str | Path) -> None:
-    """A built-in name or an existing folder, else one clear error (cheap: the CLI checks before torch loads)."""
+    """A built-in name, an existing folder or a .csv/.tsv list, else one clear error (cheap: the CLI checks
+    before torch loads)."""
     if str(data) in BUILTIN_DATASETS:
         return
     path = Path(data).expanduser()
     if not path.exists():
         raise UserError(f"data folder not found: {path}")
+    if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+        return
     if not path.is_dir():
-        raise UserError(f"data path is not a folder: {path}")
+        raise UserError(f"data path is not a folder or a .csv/.tsv list of images: {path}")
 
 
 def resolve_data_path(data: str | Path) -> Path:

@@ -25,7 +25,7 @@ SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "valid": "va
 
 @dataclass(frozen=True)
 class Sample:
-    path: Path
+    path: Path  # an image file, or a ``memory.MemoryImage`` (a record of a dataset file)
     label: int
 
 
@@ -109,9 +109,15 @@ def load_splits(
     ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
     seed: int = 0,
 ) -> DatasetSplits:
-    """Read the folder (or built-in dataset) and split it (or take its given splits)."""
+    """Read the folder (or built-in dataset, list file, CIFAR binary folder) and split it (or take its given
+    splits)."""
     require_data_folder(root)
     root = resolve_data_path(root)
+    from .sources import read_source
+
+    other = read_source(root, ratios, seed)
+    if other is not None:
+        return other
     given = find_splits(root)
     if given:
         classes, train = read_class_folders(given["train"])
@@ -127,6 +133,12 @@ def load_splits(
 
     classes, samples = read_class_folders(root)
     _require_two_classes(classes, root)
+    return split_by_ratios(root, classes, samples, ratios, seed)
+
+
+def split_by_ratios(root: Path, classes: list[str], samples: list[Sample], ratios: tuple[float, float, float],
+                    seed: int) -> DatasetSplits:
+    """Stratified train/val/test splits of ``samples`` by ``ratios`` (val may be 0: carved when needed)."""
     train_ratio, val_ratio, test_ratio = ratios
     total = train_ratio + val_ratio + test_ratio
     rest, test = stratified_split(samples, test_ratio / total, seed)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .decode import decode_rgb
 from .images import UnreadableImage, open_rgb
+from .memory import MemoryImage, any_in_memory
 
 
 def takes_tensors(transform: Callable) -> bool:
@@ -30,9 +31,9 @@ def takes_tensors(transform: Callable) -> bool:
 
 
 class ImageFiles(Dataset):
-    """Image files through a transform; an unreadable file yields ``None`` instead of a tensor."""
+    """Image files (or in-memory images) through a transform; an unreadable file yields ``None`` instead of a tensor."""
 
-    def __init__(self, paths: Sequence[Path], transform: Callable):
+    def __init__(self, paths: Sequence[Path | MemoryImage], transform: Callable):
         self.paths = list(paths)
         self.transform = transform
         self.tensor_input = takes_tensors(transform)
@@ -43,6 +44,8 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, index: int):
         path = self.paths[index]
+        if isinstance(path, MemoryImage):
+            return index, self.transform(path.tensor() if self.tensor_input else path.pil())
         try:
             image = decode_rgb(path, self.decode_min_size) if self.tensor_input else open_rgb(path)
             return index, self.transform(image)
@@ -88,7 +91,7 @@ def image_batches(
     workers = default_workers() if num_workers is None else num_workers
     if num_workers is None and len(paths) <= batch_size:
         workers = 0  # one batch: starting a worker process costs more than decoding it here
-    if device is not None and not device.startswith("cpu") and takes_tensors(transform):
+    if device is not None and not device.startswith("cpu") and takes_tensors(transform) and not any_in_memory(paths):
         from .device_decode import device_batches
 
         return device_batches(paths, transform, device, batch_size, workers)

@@ -21,7 +21,7 @@ from ..data.decode import fast_decoder_name
 from ..engine.loop import predict
 from ..engine.runtime import CPU, Runtime
 from ..errors import UserError
-from ..storage import file_digest
+from ..data.memory import content_digest
 from .cache import FeatureCache
 
 POOLINGS = ("avg", "max", "flatten", "token")
@@ -146,7 +146,7 @@ class FeatureExtractor:
         missing: list[int] = []
         for i, path in enumerate(paths):
             try:
-                digests[i] = file_digest(path)
+                digests[i] = content_digest(path)
             except OSError:
                 missing.append(i)  # unreadable file: let the decoder report it
                 continue

@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from timm.models._hub import save_config_for_hf
 
+from ..backbones.resolution import fixed_input_size
 from ..backbones import small_cnn  # noqa: F401  (registers transferlab_small_cnn, which bundles may name)
 from ..data.transforms import TensorEvalTransform
 from ..errors import UserError
@@ -120,10 +121,13 @@ def load_bundle(folder: Path | str) -> Bundle:
     if not timm.is_model(architecture):
         raise UserError(f"{folder} names the model {architecture!r}, which the installed timm does not have")
     head = meta["head"]
+    input_size = tuple(meta["preprocessing"]["input_size"])
+    # a fixed-size model (a ViT) is built for the resolution it was fine-tuned at; a CNN takes any
+    size = {"img_size": input_size[1:]} if fixed_input_size(meta["backbone"]["timm_name"]) else {}
     with torch.random.fork_rng():
-        net = timm.create_model(architecture, pretrained=False)
+        net = timm.create_model(architecture, pretrained=False, **size)
         model = TransferModel(net, len(meta["classes"]), head["spec"], float(head["dropout"]), head["pooling"],
-                              tuple(meta["preprocessing"]["input_size"]))
+                              input_size)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise UserError(f"{folder} has no {WEIGHTS_NAME} (a regular file)")

@@ -112,7 +112,8 @@ class FinetuneRun:
                                    num_classes=c.num_classes, per_class=c.per_class, folds=c.folds, fold=c.fold)
         self.train_samples, self.val_samples = self.splits.train_and_validation(seed=c.seed)
         scratch = from_scratch(c)
-        self.backbone: Backbone = load_backbone(c.backbone, weights=c.weights, random_init=scratch, seed=c.seed)
+        self.backbone: Backbone = load_backbone(c.backbone, weights=c.weights, random_init=scratch, seed=c.seed,
+                                                image_size=c.image_size)
         with torch.random.fork_rng():
             torch.manual_seed(c.seed)
             self.model = TransferModel.from_backbone(self.backbone, len(self.splits.classes), c.head, c.dropout,

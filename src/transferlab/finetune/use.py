@@ -6,7 +6,9 @@ from pathlib import Path
 
 from ..data import image_batches
 from ..data.builtin import resolve_data_path
-from ..data.layout import find_splits, read_class_folders
+from ..data.cifar import binary_layout, read_cifar_splits, refuse_python_version
+from ..data.layout import Sample, find_splits, read_class_folders
+from ..data.listfile import is_list_file, read_list
 from ..engine.loop import predict
 from ..engine.runtime import CPU, Runtime
 from ..errors import UserError
@@ -36,8 +38,11 @@ def _on(bundle: Bundle, runtime: Runtime) -> Bundle:
 
 
 def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32,
-                   runtime: Runtime = CPU) -> list[dict]:
-    """Top-k classes per image; unreadable files are listed with an error instead."""
+                   runtime: Runtime = CPU, gradcam: str | Path | None = None) -> list[dict]:
+    """Top-k classes per image; unreadable files are listed with an error instead.
+
+    ``gradcam``: a new (or empty) folder for a Grad-CAM heat map of each image's top class.
+    """
     bundle = _on(model if isinstance(model, Bundle) else load_bundle(model), runtime)
     files = image_files(inputs)
     k = max(1, min(top_k, len(bundle.classes)))
@@ -54,22 +59,51 @@ def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: 
                 "image": str(files[i]),
                 "top": [{"label": bundle.classes[int(c)], "probability": round(float(p), 4)} for p, c in zip(values, indices)],
             }
+    if gradcam is not None:
+        from .gradcam import write_gradcams
+
+        tops = [bundle.classes.index(r["top"][0]["label"]) if r and "top" in r else None for r in results]
+        for r, path in zip(results, write_gradcams(bundle, files, tops, Path(gradcam).expanduser())):
+            if r is not None and path is not None:
+                r["gradcam"] = str(path)
     return [r for r in results if r is not None]
+
+
+def evaluation_samples(root: Path) -> tuple[Path, list[str], list]:
+    """(what is evaluated, its class names, its samples) of a labelled folder, list file or CIFAR folder."""
+    if is_list_file(root):
+        listed = read_list(root)
+        if listed[0].split is not None:
+            split = "test" if any(item.split == "test" for item in listed) else "val"
+            listed = [item for item in listed if item.split == split]
+            if not listed:
+                raise UserError(f"{root} has no test or val rows to evaluate on")
+        names = sorted({item.label for item in listed})
+        return root, names, [Sample(item.path, names.index(item.label)) for item in listed]
+    layout = binary_layout(root)
+    if layout is not None:
+        splits = read_cifar_splits(root, layout)
+        return root / layout.test, splits.classes, splits.test
+    refuse_python_version(root)
+    splits = find_splits(root)
+    folder = splits.get("test") or splits.get("val") or root
+    names, samples = read_class_folders(folder)
+    return folder, names, samples
 
 
 def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: int = 32, runtime: Runtime = CPU) -> dict:
     """Accuracy, macro F1 and confusion matrix on a labelled folder.
 
     A folder with given splits is evaluated on its test split (or ``val/`` without
-    one); a plain class-per-folder tree is evaluated whole.
+    one); a plain class-per-folder tree is evaluated whole; so is a .csv/.tsv list,
+    except for its test (or val) rows when it has a split column; a CIFAR binary
+    folder is evaluated on its test batch.
     """
     bundle = _on(model if isinstance(model, Bundle) else load_bundle(model), runtime)
     root = resolve_data_path(data)
-    if not root.is_dir():
+    if not root.is_dir() and not is_list_file(root):
         raise UserError(f"data folder not found: {root}")
-    splits = find_splits(root)
-    folder = splits.get("test") or splits.get("val") or root
-    names, samples = read_class_folders(folder)
+    folder, names, samples = evaluation_samples(root)
     unknown = [n for n in names if n not in bundle.classes]
     if unknown:
         raise UserError(f"class {unknown[0]!r} of {folder} is not one the model knows: {', '.join(bundle.classes)}")

@@ -59,7 +59,8 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None, runtim
     needs_validation = isinstance(head, MLPHead)
 
     started = time.perf_counter()
-    backbone = load_backbone(config.backbone, weights=config.weights, random_init=config.random_init, seed=config.seed)
+    backbone = load_backbone(config.backbone, weights=config.weights, random_init=config.random_init, seed=config.seed,
+                             image_size=config.image_size)
     extractor = FeatureExtractor(
         backbone,
         layer=config.layer,

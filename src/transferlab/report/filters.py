@@ -75,7 +75,8 @@ def backbone_figures(config: dict, image_path: Path | None) -> list[tuple[str, o
     from ..data import decode_rgb
 
     backbone = load_backbone(config["backbone"], weights=config.get("weights"),
-                             random_init=bool(config.get("random_init")), seed=int(config.get("seed") or 0))
+                             random_init=bool(config.get("random_init")), seed=int(config.get("seed") or 0),
+                             image_size=config.get("image_size"))
     found = first_and_last_conv(backbone.model)
     if found is None:
         return []

@@ -67,7 +67,8 @@ def candidate_files(root: Path) -> list[tuple[str, Path]]:
 def data_fingerprint(data: str | Path) -> str:
     """A digest of the data's images: sorted (relative path, content SHA-256) of every candidate file.
 
-    ``data`` is a folder or a built-in dataset name (``digits``).
+    ``data`` is a folder or a built-in dataset name (``digits``); for a list file, the list itself and every
+    image it names; for a CIFAR binary folder, its batch files.
     """
     from ..data.builtin import require_data_folder, resolve_data_path
 
@@ -75,7 +76,10 @@ def data_fingerprint(data: str | Path) -> str:
     root = resolve_data_path(data).resolve()
     cache = DigestCache(root)
     entries = []
-    for relative, path in candidate_files(root):
+    from ..data.sources import source_files
+
+    files = source_files(root)
+    for relative, path in files if files is not None else candidate_files(root):
         try:
             entries.append((relative, cache.digest(relative, path)))
         except OSError as exc:

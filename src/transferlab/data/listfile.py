@@ -1,0 +1,117 @@
+"""A dataset listed in a CSV or TSV file: one image per row, with its label (and optionally its split).
+
+The format, for ``--data list.csv``:
+
+- the delimiter follows the suffix: ``.csv`` comma-separated, ``.tsv`` tab-separated;
+- the first line is a header naming the columns, and is required: ``path`` and
+  ``label``, and optionally ``split`` (``train``, ``val``/``validation``/``valid``,
+  ``test``); no other column is accepted, so a typo is not silently ignored;
+- a relative ``path`` is relative to the folder holding the list file, not to the
+  current folder (the list can move with its images); blank rows are skipped;
+- classes are the distinct labels, sorted. Without a ``split`` column the images are
+  split by ``--split`` ratios and the seed, stratified, as a class-per-folder set.
+
+A listed file that does not exist, a row with the wrong number of fields, an empty
+label or an unknown split is one error naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from .builtin import LIST_SUFFIXES
+
+REQUIRED_COLUMNS = ("path", "label")
+COLUMNS = (*REQUIRED_COLUMNS, "split")
+
+
+@dataclass(frozen=True)
+class ListedImage:
+    path: Path
+    label: str
+    split: str | None  # "train", "val" or "test"; None without a split column
+    line: int
+
+
+def is_list_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in LIST_SUFFIXES
+
+
+def read_list(list_file: Path) -> list[ListedImage]:
+    """The rows of a list file, checked: every listed image exists, every label is given."""
+    from .layout import SPLIT_NAMES
+
+    delimiter = LIST_SUFFIXES.get(list_file.suffix.lower())
+    if delimiter is None:
+        raise UserError(f"{list_file}: a list of images must be a .csv or .tsv file")
+    base = list_file.parent
+    try:
+        text = list_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"{list_file}: not a UTF-8 text file") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {list_file}: {exc.strerror or exc}") from None
+    rows = csv.reader(text.splitlines(), delimiter=delimiter)
+    header = next(rows, None)
+    if header is None:
+        raise UserError(f"{list_file}: empty; the first line must name the columns: path{delimiter}label")
+    columns = [name.strip().lower() for name in header]
+    for name in columns:
+        if name not in COLUMNS:
+            raise UserError(f"{list_file}:1: unknown column {name!r}: the columns are path, label and optionally split "
+                            "(the first line is a header)")
+    if len(set(columns)) != len(columns):
+        raise UserError(f"{list_file}:1: a column is named twice")
+    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+    if missing:
+        raise UserError(f"{list_file}:1: no {missing[0]!r} column: the first line must name the columns "
+                        f"path{delimiter}label")
+    listed: list[ListedImage] = []
+    for line, row in enumerate(rows, start=2):
+        if not any(field.strip() for field in row):
+            continue
+        where = f"{list_file}:{line}"
+        if len(row) != len(columns):
+            raise UserError(f"{where}: {len(row)} fields where the header has {len(columns)}")
+        values = dict(zip(columns, (field.strip() for field in row)))
+        if not values["path"]:
+            raise UserError(f"{where}: empty path")
+        if not values["label"]:
+            raise UserError(f"{where}: empty label")
+        path = Path(values["path"]).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            raise UserError(f"{where}: image not found: {path}")
+        split = None
+        if "split" in values:
+            split = SPLIT_NAMES.get(values["split"].lower())
+            if split is None:
+                raise UserError(f"{where}: unknown split {values['split']!r}: use train, val or test")
+        listed.append(ListedImage(path, values["label"], split, line))
+    if not listed:
+        raise UserError(f"{list_file}: lists no images")
+    return listed
+
+
+def read_list_splits(list_file: Path, ratios: tuple[float, float, float], seed: int):
+    """The ``DatasetSplits`` of a list file: its own splits if it has a split column, else split by ``ratios``."""
+    from .layout import DatasetSplits, Sample, split_by_ratios
+
+    listed = read_list(list_file)
+    classes = sorted({item.label for item in listed})
+    if len(classes) < 2:
+        raise UserError(f"{list_file} needs at least two labels, found {len(classes)} ({classes[0]})")
+    if listed[0].split is None:
+        samples = [Sample(item.path, classes.index(item.label)) for item in listed]
+        return split_by_ratios(list_file, classes, samples, ratios, seed)
+    parts: dict[str, list] = {"train": [], "val": [], "test": []}
+    for item in listed:
+        parts[item.split].append(Sample(item.path, classes.index(item.label)))  # type: ignore[index]
+    if not parts["train"] or not (parts["val"] or parts["test"]):
+        raise UserError(f"{list_file}: a split column needs train rows and val or test rows")
+    if parts["test"]:
+        return DatasetSplits(list_file, classes, parts["train"], parts["val"] or None, parts["test"], "test rows")
+    return DatasetSplits(list_file, classes, parts["train"], None, parts["val"], "val rows")
