@@ -124,6 +124,8 @@ def load_backbone(
     seed: int = 0,
 ) -> Backbone:
     """Build a backbone with ImageNet weights found offline, or randomly initialised."""
+    if random_init and weights:
+        raise UserError("--weights and --random-init exclude each other: give one of them")
     timm_name = resolve_timm_name(name)
     if random_init or name in FROM_SCRATCH:
         with torch.random.fork_rng():
