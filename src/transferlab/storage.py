@@ -55,6 +55,8 @@ def _reason(exc: BaseException) -> str:
         code = errno.ENOSPC
     if code is not None:
         return os.strerror(code).lower() if code != errno.ENOSPC else "no space left on the device"
+    if "inline_container" in str(exc) or "file write failed" in str(exc):
+        return "the write failed part-way (is the disk full?)"
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
