@@ -92,14 +92,19 @@ def parse_located(text: str, name: str = "<study>") -> tuple[Any, Lines]:
 def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Key, lines: Lines) -> Any:
     lines.values[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+        loader.flatten_mapping(node)  # resolves YAML merge keys (<<): merged pairs first, the mapping's own last
+        merged = len(node.value) - own
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        own_keys: set = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)):
                 raise UserError(f"{lines.file}:{key_node.start_mark.line + 1}: a key must be a plain word")
-            if key in result:
-                raise UserError(f"{lines.file}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
+            if index >= merged:  # a merged value may be overridden; a key written twice may not
+                if key in own_keys:
+                    raise UserError(f"{lines.file}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
+                own_keys.add(key)
             lines.keys[path + (key,)] = key_node.start_mark.line + 1
             result[key] = _convert(loader, value_node, path + (key,), lines)
         return result
