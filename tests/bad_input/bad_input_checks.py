@@ -39,14 +39,16 @@ def snapshot(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*"))}
 
 
-def fill_disk(monkeypatch) -> None:
-    """From now on, each temporary file ``transferlab.storage`` creates is a link to ``/dev/full``: writes to it
-    fail as on a full disk (ENOSPC from the kernel, through whichever writer: Python, torch.save, ...)."""
+def fill_disk(monkeypatch, when=lambda: True) -> None:
+    """From now on (while ``when()``), each temporary file ``transferlab.storage`` creates is a link to ``/dev/full``:
+    writes to it fail as on a full disk (ENOSPC from the kernel, through whichever writer: Python, torch.save...)."""
     import transferlab.storage as storage
 
     real = tempfile.mkstemp
 
     def full_mkstemp(*args, **kwargs):
+        if not when():
+            return real(*args, **kwargs)
         fd, name = real(*args, **kwargs)
         os.close(fd)
         os.unlink(name)

@@ -135,7 +135,8 @@ def _swap_in(staging: Path, out: Path) -> None:
     except OSError:
         os.rename(aside / "report", out)
         raise
-    shutil.rmtree(aside, ignore_errors=True)
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _status_line(records: list[RunRecord]) -> str:
