@@ -141,3 +141,8 @@ def test_any_study_document_is_a_plan_or_one_user_error(document):
         assert str(exc).startswith("<study>")
         return
     assert spec.methods and all(m.kind in ("probe", "finetune", "scratch", "temperature") for m in spec.methods)
+
+
+def test_a_study_text_over_1_mb_is_refused_before_parsing():
+    with pytest.raises(UserError, match=r"<study>: a study file must be at most 1,000,000 bytes"):
+        parse_study(GOOD + "# " + "x" * 1_000_000 + "\n")
