@@ -232,3 +232,11 @@ def test_probe_configs_are_made_in_range_or_refused(values):
     assert config.batch_size >= 1 and config.seed >= 0 and 0 <= config.dropout <= 0.95
     assert config.C is None or (math.isfinite(config.C) and config.C > 0)
     assert config.temperature is None or (math.isfinite(config.temperature) and config.temperature > 0)
+
+
+def test_a_run_whose_loss_diverges_stops_with_one_line_and_saves_no_model(cli, data, tmp_path):
+    out = tmp_path / "model"
+    result = cli("finetune", "-d", str(data), *TINY, "--freeze", "none", "--epochs", "3", "--lr", "1e30",
+                 "--optimizer", "sgd", "--batch-size", "4", "-o", str(out))
+    assert_one_error(result, "the training loss became", "no model was saved")
+    assert not (out / "transferlab.json").exists() and not (out / "model.safetensors").exists()
