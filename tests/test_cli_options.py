@@ -161,7 +161,7 @@ def test_out_of_range_value_is_one_error_line(cli, command, args, flag):
 
 
 @pytest.mark.parametrize("command, args, fragment", [
-    ("finetune", ["--lr", "nan"], "lr must be a finite number"),
+    ("finetune", ["--lr", "nan"], "not a finite number"),
     ("finetune", ["--freeze", "bottom:3"], "bottom:3"),
     ("finetune", ["--augment", "flip,blur"], "blur"),
     ("finetune", ["--head", "svm"], "svm"),

@@ -8,11 +8,14 @@ whole file or none of it, and a killed run leaves no half-written file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from .errors import UserError
 
 CACHE_ENV = "TRANSFERLAB_CACHE_DIR"
 
@@ -27,19 +30,62 @@ def cache_root() -> Path:
     return base / "transferlab"
 
 
+class WriteError(UserError, OSError):
+    """A file could not be written (full disk, read-only folder, no permission): the earlier file is intact.
+
+    Also an ``OSError``, so code that treats a failed write as optional keeps doing so."""
+
+
+# Messages of writers that do not raise OSError for a failed write: torch.save's zip writer
+# (inline_container.cc) raises RuntimeError, safetensors its own error carrying the OS error's name.
+_WRITE_FAILURES = ("file write failed", "inline_container", "No space left", "StorageFull", "IoError",
+                   "Read-only file system", "Permission denied")
+
+
+def write_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says that writing to the disk failed, rather than a bug."""
+    if isinstance(exc, (OSError, WriteError)):
+        return True
+    return isinstance(exc, Exception) and any(text in str(exc) for text in _WRITE_FAILURES)
+
+
+def _reason(exc: BaseException) -> str:
+    code = getattr(exc, "errno", None)
+    if code is None and ("No space left" in str(exc) or "StorageFull" in str(exc)):
+        code = errno.ENOSPC
+    if code is not None:
+        return os.strerror(code).lower() if code != errno.ENOSPC else "no space left on the device"
+    if "inline_container" in str(exc) or "file write failed" in str(exc):
+        return "the write failed part-way (is the disk full?)"
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
+
+    A failed write (full disk, read-only folder) raises ``WriteError`` naming ``path``; the
+    temporary file is removed and whatever ``path`` held before is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         os.replace(tmp_path, path)
+    except WriteError:
+        raise
+    except Exception as exc:
+        if not write_failure(exc):
+            raise
+        raise WriteError(f"cannot write {path}: {_reason(exc)}") from None
     finally:
-        tmp_path.unlink(missing_ok=True)
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:

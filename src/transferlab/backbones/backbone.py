@@ -131,6 +131,8 @@ def load_backbone(
     ``image_size``: the input resolution (None: the weights' own); a fixed-size model
     (a ViT) is built for it, its position embeddings resampled from the weights'.
     """
+    if random_init and weights:
+        raise UserError("--weights and --random-init exclude each other: give one of them")
     timm_name = resolve_timm_name(name)
     size = model_arguments(timm_name, image_size)
     if random_init or name in FROM_SCRATCH:

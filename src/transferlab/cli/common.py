@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import types
 import typing
 from typing import Any, Callable, Iterable, Iterator
@@ -136,10 +137,20 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A float in range that is a number: nan and inf are refused (a range check alone lets nan through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
 def _number_type(base: type, meta: dict) -> click.ParamType:
     low, high, above = meta.get("minimum"), meta.get("maximum"), meta.get("above")
     if low is None and high is None and above is None:
-        return click.INT if base is int else click.FLOAT
+        return click.INT if base is int else FiniteFloatRange()
     if above is not None and (low is None or above >= low):
         low, open_low = above, True
     else:
@@ -148,7 +159,7 @@ def _number_type(base: type, meta: dict) -> click.ParamType:
         if open_low:  # an integer above N is at least N + 1
             low, open_low = int(low) + 1, False
         return click.IntRange(min=None if low is None else int(low), max=None if high is None else int(high))
-    return click.FloatRange(min=low, max=high, min_open=open_low)
+    return FiniteFloatRange(min=low, max=high, min_open=open_low)
 
 
 def field_option(field: dataclasses.Field, annotation: Any, extra_decls: tuple[str, ...] = (),

@@ -27,8 +27,12 @@ def materialize_digits(root: Path | None = None) -> Path:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".digits-"))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".digits-"))
+    except OSError as exc:
+        raise UserError(f"cannot write the built-in digits images to {target.parent}: "
+                        f"{(exc.strerror or str(exc)).lower()} (choose a writable --cache-dir)") from None
     try:
         for index, (image, label) in enumerate(zip(digits.images, digits.target)):
             pixels = (image * (255.0 / 16.0)).round().astype(np.uint8)

@@ -10,15 +10,24 @@ Two layouts are understood:
 
 from __future__ import annotations
 
+import logging
+import os
 import random
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Iterable
 
+from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from ..errors import UserError
+from ..storage import file_digest
 from .builtin import require_data_folder, resolve_data_path
+from .images import UNREADABLE_ERRORS, UnreadableImage
+
+log = logging.getLogger(__name__)
 
 SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
 
@@ -55,28 +64,128 @@ def is_candidate_file(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".")
 
 
+def _folder_error(folder: Path, exc: OSError) -> UserError:
+    reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc)).lower()
+    return UserError(f"cannot read folder {folder}: {reason}")
+
+
 def class_folders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        children = list(folder.iterdir())
+    except OSError as exc:
+        raise _folder_error(folder, exc) from None
+    return sorted(p for p in children if p.is_dir() and not p.name.startswith("."))
 
 
-def read_class_folders(folder: Path, classes: list[str] | None = None) -> tuple[list[str], list[Sample]]:
-    """Samples of a folder laid out one sub-folder per class (every non-hidden file is a candidate)."""
-    found = class_folders(folder)
+def candidate_files(class_dir: Path) -> list[Path]:
+    """Every non-hidden file under ``class_dir``; a folder that cannot be listed is an error, not 'no images'."""
+    failures: list[OSError] = []
+    files = []
+    for here, dirs, names in os.walk(class_dir, onerror=failures.append, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files.extend(Path(here) / name for name in names if not name.startswith("."))
+    if failures:
+        failed = failures[0]
+        raise _folder_error(Path(failed.filename) if failed.filename else class_dir, failed) from None
+    return sorted(p for p in files if p.is_file())
+
+
+def opens_as_image(path: Path) -> bool:
+    """Whether PIL reads an image header from ``path`` (cheap: nothing is decoded)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                return image.size[0] > 0 and image.size[1] > 0
+    except (*UNREADABLE_ERRORS, UnreadableImage):
+        return False
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    info = path.stat()  # follows symlinks: a link and its target are one file
+    return info.st_dev, info.st_ino
+
+
+def check_no_shared_images(by_class: dict[str, list[Path]]) -> None:
+    """The same image under two class folders (a symlink, a hard link or a copy) is an error naming both.
+
+    Files are the same when they are one file on disk, or have the same size and the same
+    content digest; only files whose size occurs in more than one class are read.
+    """
+    seen: dict[tuple[int, int], tuple[str, Path]] = {}
+    sizes: dict[int, list[tuple[str, Path]]] = defaultdict(list)
+    for name, files in by_class.items():
+        for path in files:
+            identity = _file_identity(path)
+            earlier = seen.get(identity)
+            if earlier is not None and earlier[0] != name:
+                raise UserError(f"the same image is in two classes: {earlier[1]} and {path}")
+            seen.setdefault(identity, (name, path))
+            sizes[path.stat().st_size].append((name, path))
+    for group in sizes.values():
+        if len({name for name, _ in group}) < 2:
+            continue
+        digests: dict[str, tuple[str, Path]] = {}
+        for name, path in group:
+            try:
+                digest = file_digest(path)
+            except OSError:
+                continue  # unreadable: dropped when decoded
+            earlier = digests.get(digest)
+            if earlier is not None and earlier[0] != name:
+                raise UserError(f"the same image is in two classes: {earlier[1]} and {path}")
+            digests.setdefault(digest, (name, path))
+
+
+@dataclass(frozen=True)
+class ClassScan:
+    """The classes and samples of a folder laid out one sub-folder per class."""
+
+    classes: list[str]
+    samples: list[Sample]
+    dropped: list[str]  # class folders none of whose files is an image
+
+
+def scan_class_folders(folder: Path, classes: list[str] | None = None, skip: Iterable[str] = ()) -> ClassScan:
+    """Samples of a folder laid out one sub-folder per class (every non-hidden file is a candidate).
+
+    A class folder none of whose files opens as an image is dropped with a warning;
+    the folders named in ``skip`` (dropped from another split) are left out.
+    """
+    skip = set(skip)
+    found = [p for p in class_folders(folder) if p.name not in skip]
     names = [p.name for p in found]
-    if classes is None:
-        classes = names
-    else:
+    if classes is not None:
         extra = sorted(set(names) - set(classes))
         if extra:
             raise UserError(f"{folder} has classes that training does not have: {', '.join(extra)}")
-    samples = []
+    by_class: dict[str, list[Path]] = {}
+    dropped = []
     for class_dir in found:
-        files = sorted(p for p in class_dir.rglob("*") if is_candidate_file(p))
+        files = candidate_files(class_dir)
         if not files:
             raise UserError(f"class folder {class_dir} has no images")
-        label = classes.index(class_dir.name)
-        samples.extend(Sample(p, label) for p in files)
-    return classes, samples
+        if not any(opens_as_image(p) for p in files):
+            log.warning("class folder %s has no readable image among its %d files: class %s left out",
+                        class_dir, len(files), class_dir.name)
+            dropped.append(class_dir.name)
+            continue
+        by_class[class_dir.name] = files
+    check_no_shared_images(by_class)
+    if classes is None:
+        classes = list(by_class)
+    samples = [Sample(p, classes.index(name)) for name, files in by_class.items() for p in files]
+    return ClassScan(classes, samples, dropped)
+
+
+def read_class_folders(folder: Path, classes: list[str] | None = None) -> tuple[list[str], list[Sample]]:
+    """``scan_class_folders`` without the dropped classes' names."""
+    scan = scan_class_folders(folder, classes)
+    return scan.classes, scan.samples
+
+
+def _dropped_note(dropped: list[str]) -> list[str]:
+    return [f"left out class(es) with no readable image: {', '.join(dropped)}"] if dropped else []
 
 
 def stratified_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -120,37 +229,40 @@ def load_splits(
         return other
     given = find_splits(root)
     if given:
-        classes, train = read_class_folders(given["train"])
-        _require_two_classes(classes, given["train"])
-        val = read_class_folders(given["val"], classes)[1] if "val" in given else None
+        scan = scan_class_folders(given["train"])
+        classes, train = scan.classes, scan.samples
+        _require_two_classes(classes, given["train"], scan.dropped)
+        val = scan_class_folders(given["val"], classes, scan.dropped).samples if "val" in given else None
         if "test" in given:
-            test = read_class_folders(given["test"], classes)[1]
+            test = scan_class_folders(given["test"], classes, scan.dropped).samples
             evaluated_on = f"{given['test'].name}/"
         else:
             test, val = val, None
             evaluated_on = f"{given['val'].name}/"
-        return DatasetSplits(root, classes, train, val, test, evaluated_on)
+        return DatasetSplits(root, classes, train, val, test, evaluated_on, _dropped_note(scan.dropped))
 
-    classes, samples = read_class_folders(root)
-    _require_two_classes(classes, root)
-    return split_by_ratios(root, classes, samples, ratios, seed)
+    scan = scan_class_folders(root)
+    _require_two_classes(scan.classes, root, scan.dropped)
+    return split_by_ratios(root, scan.classes, scan.samples, ratios, seed, _dropped_note(scan.dropped))
 
 
 def split_by_ratios(root: Path, classes: list[str], samples: list[Sample], ratios: tuple[float, float, float],
-                    seed: int) -> DatasetSplits:
+                    seed: int, notes: list[str] | None = None) -> DatasetSplits:
     """Stratified train/val/test splits of ``samples`` by ``ratios`` (val may be 0: carved when needed)."""
     train_ratio, val_ratio, test_ratio = ratios
     total = train_ratio + val_ratio + test_ratio
     rest, test = stratified_split(samples, test_ratio / total, seed)
     train, val = stratified_split(rest, val_ratio / (train_ratio + val_ratio), seed) if val_ratio > 0 else (rest, None)
     evaluated_on = f"test ({test_ratio / total:.0%} stratified split, seed {seed})"
-    return DatasetSplits(root, classes, train, val, test, evaluated_on)
+    return DatasetSplits(root, classes, train, val, test, evaluated_on, notes or [])
 
 
-def _require_two_classes(classes: list[str], folder: Path) -> None:
+def _require_two_classes(classes: list[str], folder: Path, dropped: list[str] = ()) -> None:
     if len(classes) < 2:
         found = f" ({classes[0]})" if classes else ""
-        raise UserError(f"{folder} needs at least two class folders, found {len(classes)}{found}")
+        unreadable = f"; left out for having no readable image: {', '.join(dropped)}" if dropped else ""
+        raise UserError(f"{folder} needs at least two class folders with images, found {len(classes)}{found}"
+                        f"{unreadable}")
 
 
 def select_classes(splits: DatasetSplits, names: list[str] | None = None, count: int | None = None) -> DatasetSplits:

@@ -22,7 +22,7 @@ from typing import Any
 import timm
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from timm.models._hub import save_config_for_hf
 
 from ..backbones.resolution import fixed_input_size
@@ -63,7 +63,8 @@ def save_bundle(folder: Path, model: TransferModel, meta: dict[str, Any]) -> Non
     net = model.net
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
+        # serialised here and written by Python: safetensors' own file writer can drop a full disk's error
+        tmp.write_bytes(save(state, metadata={"format": "pt"}))
     preprocessing = meta["preprocessing"]
     data_config = {k: (tuple(v) if isinstance(v, list) else v) for k, v in preprocessing.items()}
     with atomic_path(folder / TIMM_CONFIG_NAME) as tmp:

@@ -12,6 +12,7 @@ they would not fit comfortably.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from ..storage import cache_root
 from .model import TransferModel
 
 MEMORY_LIMIT_BYTES = 4 * 1024**3
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,8 +80,12 @@ def _allocate(n: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, Path | None
     if nbytes <= MEMORY_LIMIT_BYTES:
         return torch.empty((n, *shape), dtype=torch.float32), None
     folder = cache_root() / "prefix"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=folder, suffix=".f32")
-    os.close(fd)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=folder, suffix=".f32")
+        os.close(fd)
+    except OSError as exc:  # an unwritable cache: keep the outputs in memory instead
+        log.warning("cannot write the prefix cache in %s (%s); keeping it in memory", folder, exc.strerror or exc)
+        return torch.empty((n, *shape), dtype=torch.float32), None
     array = np.lib.format.open_memmap(name, mode="w+", dtype=np.float32, shape=(n, *shape))
     return torch.from_numpy(array), Path(name)

@@ -189,9 +189,13 @@ class FinetuneRun:
         if (self.output / CHECKPOINT_NAME).exists() and not self.config.resume:
             raise UserError(f"{self.output} holds an interrupted run's checkpoint: add --resume to continue it, "
                             "or choose another --output")
+        existing = self.output  # the folder is made when the first file is saved: a refused run leaves nothing
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
         try:
-            self.output.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.output):
+            if not existing.is_dir():
+                raise NotADirectoryError(20, f"{existing} is a file")
+            with tempfile.TemporaryFile(dir=existing):
                 pass
         except OSError as exc:
             raise UserError(f"cannot write the model folder {self.output}: {exc.strerror or exc}") from None

@@ -15,6 +15,8 @@ from ..errors import UserError
 PROBE_HEADS = ("logreg", "svm", "knn", "mlp", "linear", "softmax")
 FINETUNE_HEADS = ("linear", "mlp")
 DEFAULT_MLP = (512, 256)
+MAX_HIDDEN = 65536  # units of one hidden layer: more is a typo, and would ask for gigabytes
+MAX_LAYERS = 16
 
 
 @dataclass(frozen=True)
@@ -44,4 +46,7 @@ def parse_head(spec: str, allowed: tuple[str, ...] = PROBE_HEADS) -> HeadSpec:
         hidden = ()
     if not hidden or any(size < 1 for size in hidden):
         raise UserError(f"mlp hidden sizes must be positive integers separated by commas (mlp:512,256), got {spec!r}")
+    if len(hidden) > MAX_LAYERS or any(size > MAX_HIDDEN for size in hidden):
+        raise UserError(f"mlp head {spec!r} is too large: at most {MAX_LAYERS} hidden layers of at most "
+                        f"{MAX_HIDDEN} units")
     return HeadSpec("mlp", hidden)

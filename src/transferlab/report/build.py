@@ -1,12 +1,22 @@
-"""Writing a report: ``report.html`` (self-contained) plus Markdown and CSV tables beside it."""
+"""Writing a report: ``report.html`` (self-contained) plus Markdown and CSV tables beside it.
+
+The folder is written as a whole: every file goes into a hidden sibling folder, which
+then takes the report folder's place. A full disk or a kill leaves the earlier report
+whole (never new CSVs beside old HTML); a folder holding other files is never replaced.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
-from ..storage import atomic_write_text
+from ..errors import UserError
+from ..storage import WriteError, write_failure
 from .confusion import confusion_figure
 from .curves import accuracy_vs_axis, accuracy_vs_temperature, learning_curves, overlaid_axes, overlaid_curves, swept_axes
 from .gallery import misclassified
@@ -23,6 +33,7 @@ from .tables import (
     confused_pair_rows,
     group_by_setting,
     markdown,
+    markdown_text,
     run_rows,
     write_csv,
 )
@@ -36,14 +47,42 @@ MAX_CONFUSION = 60
 MAX_GALLERIES = 6
 
 
+REPORT_FILES = ("comparison.csv", "runs.csv", "confused_pairs.csv", "report.md", "report.html")
+
+
 def write_report(records: list[RunRecord], out: Path, title: str = "transferlab report", description: str = "",
                  images: bool = True, notes: list[str] = (), new_images: Path | None = None) -> dict[str, Path]:
-    """Render ``records`` into ``out``; returns the files written (html, markdown, csv tables).
+    """Render ``records`` into ``out`` as a whole; returns the files written (html, markdown, csv tables).
 
     ``notes`` are the study plan's (skipped backbones are named in the sanity section);
     ``new_images`` is a folder of outside images for every saved model to classify.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    _recover(out)
+    _check_replaceable(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+    except OSError as exc:
+        raise WriteError(f"cannot write the report folder {out}: {(exc.strerror or str(exc)).lower()}") from None
+    try:
+        written = _write_files(records, staging, title, description, images, list(notes), new_images)
+        for path in written.values():
+            path.chmod(0o644)  # reports are for sharing (temporary files are created private)
+        staging.chmod(0o755)
+        _swap_in(staging, out)
+    except Exception as exc:
+        if not write_failure(exc):
+            raise
+        reason = str(exc) if isinstance(exc, WriteError) else (getattr(exc, "strerror", None) or str(exc)).lower()
+        raise WriteError(f"cannot write the report folder {out}: {reason}; the earlier report is unchanged") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {key: out / path.name for key, path in written.items()}
+
+
+def _write_files(records, folder: Path, title: str, description: str, images: bool, notes: list[str],
+                 new_images: Path | None) -> dict[str, Path]:
     done = [r for r in records if r.done]
     findings = finding_rows(sanity_findings(records, list(notes)))
     comparison = comparison_rows(records)
@@ -51,23 +90,66 @@ def write_report(records: list[RunRecord], out: Path, title: str = "transferlab 
     runs = run_rows(records)
     pairs = confused_pair_rows(done)
     files = {
-        "comparison_csv": write_csv(comparison, out / "comparison.csv", COMPARISON_CSV),
-        "runs_csv": write_csv(runs, out / "runs.csv", [k for k, _ in RUN_COLUMNS]),
-        "confused_pairs_csv": write_csv(pairs, out / "confused_pairs.csv", [k for k, _ in PAIR_COLUMNS]),
+        "comparison_csv": write_csv(comparison, folder / "comparison.csv", COMPARISON_CSV),
+        "runs_csv": write_csv(runs, folder / "runs.csv", [k for k, _ in RUN_COLUMNS]),
+        "confused_pairs_csv": write_csv(pairs, folder / "confused_pairs.csv", [k for k, _ in PAIR_COLUMNS]),
     }
-    md = [f"# {title}\n", f"{description}\n" if description else "", _status_line(records) + "\n",
+    md = [f"# {markdown_text(title)}\n", f"{markdown_text(description)}\n" if description else "",
+          _status_line(records) + "\n",
           "## Sanity checks\n", markdown(findings, FINDING_COLUMNS) if findings else "No run was flagged.\n",
-          "## Comparison\n", markdown(comparison, COMPARISON_COLUMNS), "\n\n".join(noise) + "\n" if noise else "",
+          "## Comparison\n", markdown(comparison, COMPARISON_COLUMNS),
+          "\n\n".join(markdown_text(sentence) for sentence in noise) + "\n" if noise else "",
           "\n## Runs\n", markdown(runs, RUN_COLUMNS),
           "\n## Most-confused class pairs\n", markdown(pairs, PAIR_COLUMNS)]
-    files["markdown"] = out / "report.md"
-    atomic_write_text(files["markdown"], "\n".join(part for part in md if part))
-    files["html"] = out / "report.html"
-    atomic_write_text(files["html"], _html(records, done, comparison, noise, runs, pairs, findings, title, description,
-                                           images, new_images))
-    for path in files.values():
-        path.chmod(0o644)  # reports are for sharing (temporary files are created private)
+    files["markdown"] = folder / "report.md"
+    files["markdown"].write_text("\n".join(part for part in md if part), encoding="utf-8")
+    files["html"] = folder / "report.html"
+    files["html"].write_text(_html(records, done, comparison, noise, runs, pairs, findings, title, description,
+                                   images, new_images), encoding="utf-8")
     return files
+
+
+def _old_copies(out: Path) -> list[Path]:
+    return sorted(out.parent.glob(f".{out.name}.old-*")) if out.parent.is_dir() else []
+
+
+def _recover(out: Path) -> None:
+    """A kill between the two renames of ``_swap_in`` left the earlier report aside: put it back."""
+    old = [aside / "report" for aside in _old_copies(out) if (aside / "report").is_dir()]
+    if old and not out.exists():
+        with contextlib.suppress(OSError):
+            os.rename(old[-1], out)
+
+
+def _check_replaceable(out: Path) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"report folder {out} is a file")
+    try:
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in REPORT_FILES)
+    except OSError as exc:
+        raise UserError(f"cannot read folder {out}: {(exc.strerror or str(exc)).lower()}") from None
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise UserError(f"{out} holds files that are not part of a report ({shown}): choose another --out, "
+                        "or an empty folder")
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """``staging`` becomes ``out``; an earlier ``out`` is set aside first and removed once the new one is there."""
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    aside = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+    os.rename(out, aside / "report")  # a rename onto an empty folder's place would need it gone first
+    try:
+        os.rename(staging, out)
+    except OSError:
+        os.rename(aside / "report", out)
+        raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _status_line(records: list[RunRecord]) -> str:

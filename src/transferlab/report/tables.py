@@ -7,6 +7,7 @@ built from them are plain dicts, which ``markdown`` and ``write_csv`` render.
 from __future__ import annotations
 
 import csv
+import html
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -148,13 +149,38 @@ def confused_pair_rows(records: list[RunRecord], top: int = 3) -> list[dict[str,
     return rows
 
 
-def markdown(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
-    def cell(value: Any) -> str:
-        return ("" if value is None else str(value)).replace("|", "\\|").replace("\n", " ")
+# Characters Markdown gives a meaning to (a name like "__init__" or "[x](y)" must show as written).
+MARKDOWN_SPECIAL = "\\`*_{}[]()#+!|~"
 
-    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(key)) for key, _ in columns) + " |" for row in rows]
+
+def markdown_text(value: Any) -> str:
+    """``value`` as literal Markdown text: HTML escaped (no tag of a name reaches a viewer), Markdown
+    specials backslash-escaped, on one line."""
+    text = html.escape("" if value is None else str(value), quote=False)
+    text = "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in text)
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def markdown(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    lines = ["| " + " | ".join(markdown_text(title) for _, title in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(markdown_text(row.get(key)) for key, _ in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` safe to open in a spreadsheet: text that would start a formula gets a leading ``'``;
+    numbers, and text that is a plain number ("-0.5"), stay as they are."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path, keys: list[str] | None = None) -> Path:
@@ -162,5 +188,5 @@ def write_csv(rows: list[dict[str, Any]], path: Path, keys: list[str] | None = N
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     return path
