@@ -175,6 +175,9 @@ def test_the_report_command_refuses_a_folder_with_other_files(cli, tmp_path):
     study = tmp_path / "s.yaml"
     study.write_text("name: s\ndata: digits\nbackbones: [{name: test_efficientnet, random_init: true}]\n"
                      "methods: [{name: p, kind: probe}]\n")
+    from transferlab.study.store import RunStore
+
+    RunStore(tmp_path / "runs.db").close()  # reading commands never create a store
     assert_one_error(cli("study", "report", str(study), "--store", str(tmp_path / "runs.db"), "-o", str(out),
                          "--no-images"), "not part of a report")
     assert snapshot(out) == before
