@@ -61,8 +61,13 @@ def probe(no_cache: bool, as_json: bool, predictions: bool, **options) -> None:
     from ..probing.run import run_probe
     from ..results import print_table, to_json
 
-    with stage_progress(sys.stderr.isatty()) as hook:
-        result = run_probe(config, hook)
+    from ..options import runtime_of
+
+    runtime = runtime_of(config)  # under torchrun: joins the process group
+    with stage_progress(sys.stderr.isatty() and runtime.is_main) as hook:
+        result = run_probe(config, hook, runtime)
+    if result is None:
+        return  # another process of a torchrun job: rank 0 prints
     if as_json:
         click.echo(to_json(result, predictions=not predictions))
         return
