@@ -91,6 +91,19 @@ def test_training_epochs_split_one_permutation_over_the_ranks_and_reshuffle_each
     assert Runtime().train_order(n, 5, 0) != Runtime().train_order(n, 5, 1)
 
 
+@pytest.mark.parametrize("n", [9, 10])
+def test_the_samples_digest_of_an_epoch_is_the_same_on_one_and_two_ranks(n):
+    from transferlab.engine.loop import steps_digest
+
+    def steps(order, batch):
+        return [order[i : i + batch] for i in range(0, len(order), batch)]
+
+    alone = steps(Runtime().train_order(n, 3, 1), 4)
+    ranks = [steps(Runtime(rank=r, world_size=2).train_order(n, 3, 1), 2) for r in (0, 1)]
+    assert steps_digest(ranks) == steps_digest([alone])
+    assert steps_digest([alone]) != steps_digest([steps(Runtime().train_order(n, 3, 2), 4)])
+
+
 def test_a_batch_that_does_not_split_over_the_processes_is_refused():
     from transferlab.engine.loop import process_batch_size
     from transferlab.errors import UserError
@@ -109,6 +122,11 @@ def as_rank_one(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
+
+
+def test_bad_input_is_reported_once_by_rank_zero(as_rank_one, cli, data, tmp_path):
+    done = cli(*FINETUNE, "--data", str(data), "--batch-size", "7", "--epochs", "1", "--output", str(tmp_path / "m"))
+    assert done.returncode == 2 and done.stderr == ""
 
 
 def test_rank_one_of_a_finetune_job_writes_and_prints_nothing(as_rank_one, cli, data, tmp_path):

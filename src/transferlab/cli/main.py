@@ -201,7 +201,10 @@ def run() -> None:
     try:
         main.main(standalone_mode=False)
     except UserError as exc:
-        stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        # Under torchrun every process meets the same bad input (the processes agree on their verdicts):
+        # rank 0 says it once; the others exit with the same status, which torchrun's summary lists.
+        if os.environ.get("RANK", "0") == "0":
+            stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except NO_ARGS_IS_HELP as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
