@@ -179,8 +179,9 @@ def test_finetune_of_the_whole_network_on_two_processes_matches_one_within_a_poi
 
 
 def test_probe_on_two_processes_extracts_each_image_once_into_one_cache_with_the_same_features(data, tmp_path):
-    one = result_of(run_cli(*PROBE, "--predictions", "--data", str(data), env={"TRANSFERLAB_CACHE_DIR": str(tmp_path / "c1")}))
-    done = torchrun(*PROBE, "--predictions", "--data", str(data), env={"TRANSFERLAB_CACHE_DIR": str(tmp_path / "c2")})
+    args = (*PROBE, "--predictions", "--data", str(data))
+    one = result_of(run_cli(*args, env={"TRANSFERLAB_CACHE_DIR": str(tmp_path / "c1")}))
+    done = torchrun(*args, env={"TRANSFERLAB_CACHE_DIR": str(tmp_path / "c2")})
     two = result_of(done)
     assert two["features_computed"] == one["features_computed"] == 42 + 9
     assert (two["train_images"], two["test_images"]) == (one["train_images"], one["test_images"])

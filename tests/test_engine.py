@@ -26,8 +26,8 @@ def linear_fit(runtime=Runtime(), epochs=5, seed=0, callbacks=(), lr=0.1):
     torch.manual_seed(0)
     model = runtime.prepare(nn.Linear(8, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    state = fit(model, lambda module, x, start: module(x), nn.CrossEntropyLoss(), optimizer, None, blobs(), blobs(seed=1),
-                epochs=epochs, runtime=runtime, batch_size=16, seed=seed, callbacks=callbacks)
+    state = fit(model, lambda module, x, start: module(x), nn.CrossEntropyLoss(), optimizer, None, blobs(),
+                blobs(seed=1), epochs=epochs, runtime=runtime, batch_size=16, seed=seed, callbacks=callbacks)
     return model, state
 
 
@@ -72,7 +72,7 @@ def test_torchrun_variables_give_the_rank_and_world_size_and_join_the_process_gr
     from transferlab.engine import distributed
 
     joined = []
-    monkeypatch.setattr(distributed, "setup", joined.append)  # the real one waits for rank 0 (tests/test_distributed.py)
+    monkeypatch.setattr(distributed, "setup", joined.append)  # the real one waits for the other ranks
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     runtime = resolve_runtime("cpu", "fp32")

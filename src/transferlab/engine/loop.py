@@ -14,6 +14,7 @@ processes, evaluation shards without padding.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -123,6 +124,9 @@ def fit(
             break
     for callback in callbacks:
         callback.on_fit_end(state)
+    if trained is not model:
+        del trained
+        gc.collect()  # the DDP wrapper's gradient hooks go now, before the next stage wraps the model again
     return state
 
 
