@@ -108,8 +108,8 @@ def print_breakdown(config: FinetuneConfig) -> None:
                                 config.weight_decay)
     schedule = build_schedule(optimizer, config.schedule, 2 * len(batches))
     # the epoch fine-tuning runs on cached outputs, through the engine
-    tail_seconds, _ = warm_seconds(lambda: fit(model, lambda x, start: model(x, start=start), run.loss_fn, optimizer,
-                                               schedule, inputs, epochs=1, runtime=run.runtime,
+    tail_seconds, _ = warm_seconds(lambda: fit(model, lambda module, x, start: module(x, start=start), run.loss_fn,
+                                               optimizer, schedule, inputs, epochs=1, runtime=run.runtime,
                                                batch_size=config.batch_size))
     model.eval()
     with FlopCounterMode(display=False) as prefix_flops, torch.no_grad():

@@ -26,8 +26,8 @@ def linear_fit(runtime=Runtime(), epochs=5, seed=0, callbacks=(), lr=0.1):
     torch.manual_seed(0)
     model = runtime.prepare(nn.Linear(8, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    state = fit(model, lambda x, start: model(x), nn.CrossEntropyLoss(), optimizer, None, blobs(), blobs(seed=1),
-                epochs=epochs, runtime=runtime, batch_size=16, seed=seed, callbacks=callbacks)
+    state = fit(model, lambda module, x, start: module(x), nn.CrossEntropyLoss(), optimizer, None, blobs(),
+                blobs(seed=1), epochs=epochs, runtime=runtime, batch_size=16, seed=seed, callbacks=callbacks)
     return model, state
 
 
@@ -68,11 +68,16 @@ def test_a_runtime_that_cannot_be_had_is_a_user_error(monkeypatch, device, preci
         resolve_runtime(device, precision)
 
 
-def test_torchrun_variables_give_the_rank_and_world_size(monkeypatch):
+def test_torchrun_variables_give_the_rank_and_world_size_and_join_the_process_group(monkeypatch):
+    from transferlab.engine import distributed
+
+    joined = []
+    monkeypatch.setattr(distributed, "setup", joined.append)  # the real one waits for the other ranks
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     runtime = resolve_runtime("cpu", "fp32")
     assert (runtime.rank, runtime.world_size, runtime.is_main) == (1, 2, False)
+    assert joined == ["cpu"]
 
 
 def test_fit_learns_and_records_one_history_entry_per_epoch():
@@ -121,8 +126,8 @@ def test_evaluate_and_predict_run_in_eval_mode_and_leave_the_mode_as_it_was():
     model = nn.Sequential(nn.Linear(8, 3), nn.Dropout(0.9))
     model.train()
     data = blobs()
-    first = evaluate(model, lambda x, start: model(x), data, Runtime(), 16)
-    second = evaluate(model, lambda x, start: model(x), data, Runtime(), 16)
+    first = evaluate(model, lambda module, x, start: module(x), data, Runtime(), 16)
+    second = evaluate(model, lambda module, x, start: module(x), data, Runtime(), 16)
     assert first == second and model.training
     outputs = [out for _, out in predict(model, model, [data.values[:5], None], Runtime(), inputs_of=lambda x: x)]
     assert outputs[0].shape == (5, 3) and outputs[1] is None and model.training

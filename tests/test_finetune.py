@@ -252,7 +252,7 @@ def test_early_stopping_restores_the_best_epochs_weights(noisy_run):
     best = losses.index(min(losses))
     assert best != len(losses) - 1, "the test needs a run whose last epoch is not its best"
     val = run.stage_inputs(run.val_samples, "val", training=False)
-    ended = evaluate(run.model, lambda x, start: run.model(x, start=start), val, run.runtime, 8)
+    ended = evaluate(run.model, lambda module, x, start: module(x, start=start), val, run.runtime, 8)
     assert ended["loss"] == pytest.approx(min(losses), rel=1e-4)
 
 

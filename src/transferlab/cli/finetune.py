@@ -41,18 +41,24 @@ def finetune(as_json: bool, **options) -> None:
     config = config_from(FinetuneConfig, options)
     require_data_folder(config.data)  # before torch loads: a typo costs no wait
     from ..finetune.run import run_finetune
+    from ..options import runtime_of
     from ..results import print_table, to_json
 
+    runtime = runtime_of(config)  # under torchrun: joins the process group
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     if config.folds:
         from ..crossval import run_folds
 
-        with stage_progress(sys.stderr.isatty()) as hook:
-            folds = run_folds(config, lambda c, p: run_finetune(c, p, lambda record: echo(_epoch_line(record))), hook)
-        print_folds(folds, as_json, True, f"finetune: {config.backbone}, freeze {config.freeze or 'default'}")
+        with stage_progress(sys.stderr.isatty() and runtime.is_main) as hook:
+            folds = run_folds(config, lambda c, p: run_finetune(c, p, lambda record: echo(_epoch_line(record)),
+                                                                runtime), hook)
+        if runtime.is_main:
+            print_folds(folds, as_json, True, f"finetune: {config.backbone}, freeze {config.freeze or 'default'}")
         return
-    with stage_progress(sys.stderr.isatty()) as hook:
-        result = run_finetune(config, hook, lambda record: echo(_epoch_line(record)))
+    with stage_progress(sys.stderr.isatty() and runtime.is_main) as hook:
+        result = run_finetune(config, hook, lambda record: echo(_epoch_line(record)), runtime)
+    if not runtime.is_main:
+        return  # another process of a torchrun job: rank 0 prints
     if as_json:
         click.echo(to_json(result))
         return

@@ -61,15 +61,21 @@ def probe(no_cache: bool, as_json: bool, predictions: bool, **options) -> None:
     from ..probing.run import run_probe
     from ..results import print_table, to_json
 
+    from ..options import runtime_of
+
+    runtime = runtime_of(config)  # under torchrun: joins the process group
     if config.folds:
         from ..crossval import run_folds
 
-        with stage_progress(sys.stderr.isatty()) as hook:
-            folds = run_folds(config, run_probe, hook)
-        print_folds(folds, as_json, predictions, f"probe: {config.backbone} + {config.head}")
+        with stage_progress(sys.stderr.isatty() and runtime.is_main) as hook:
+            folds = run_folds(config, lambda c, p: run_probe(c, p, runtime), hook)
+        if runtime.is_main:
+            print_folds(folds, as_json, predictions, f"probe: {config.backbone} + {config.head}")
         return
-    with stage_progress(sys.stderr.isatty()) as hook:
-        result = run_probe(config, hook)
+    with stage_progress(sys.stderr.isatty() and runtime.is_main) as hook:
+        result = run_probe(config, hook, runtime)
+    if result is None:
+        return  # another process of a torchrun job: rank 0 prints
     if as_json:
         click.echo(to_json(result, predictions=not predictions))
         return
@@ -203,7 +209,10 @@ def run() -> None:
     try:
         main.main(standalone_mode=False)
     except UserError as exc:
-        stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        # Under torchrun every process meets the same bad input (the processes agree on their verdicts):
+        # rank 0 says it once; the others exit with the same status, which torchrun's summary lists.
+        if os.environ.get("RANK", "0") == "0":
+            stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except NO_ARGS_IS_HELP as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))

@@ -1,15 +1,16 @@
 """What an epoch iterates over: tensors in memory, cached frozen-prefix outputs, or decoded images.
 
-Every source shuffles with the same seeded permutation, so a run with the
-frozen-prefix cache sees the same batches as one without it. ``start`` tells the
-model where in its forward pass the batches enter (0: images).
+Every source yields the rows ``order`` lists (the loop draws it from one seeded
+permutation), so a run with the frozen-prefix cache sees the same batches as one
+without it, and a process of a distributed run its share of them. ``start`` tells
+the model where in its forward pass the batches enter (0: images).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -17,10 +18,7 @@ from torch.utils.data import DataLoader
 from ..data.loading import ImageFiles, collate_batch, default_workers
 
 
-def epoch_order(n: int, seed: int, shuffle: bool) -> list[int]:
-    if not shuffle:
-        return list(range(n))
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # (inputs, labels, row indices)
 
 
 @dataclass
@@ -34,11 +32,11 @@ class TensorInputs:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batches(self, batch_size: int, seed: int, shuffle: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.tensor(epoch_order(len(self), seed, shuffle), dtype=torch.long)
+    def batches(self, batch_size: int, order: Sequence[int], seed: int = 0) -> Batches:
+        order = torch.tensor(list(order), dtype=torch.long)
         for begin in range(0, len(order), batch_size):
             index = order[begin : begin + batch_size]
-            yield self.values[index.to(self.values.device)], self.labels[index]
+            yield self.values[index.to(self.values.device)], self.labels[index], index
 
     def close(self) -> None:
         self.values = torch.empty(0)
@@ -70,8 +68,11 @@ class ImageInputs:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def batches(self, batch_size: int, seed: int, shuffle: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = epoch_order(len(self), seed, shuffle)
+    def batches(self, batch_size: int, order: Sequence[int], seed: int = 0) -> Batches:
+        """Batches of the images ``order`` lists (unreadable ones dropped); ``seed`` seeds the augmentation."""
+        order = list(order)
+        if not order:
+            return
         workers = default_workers() if self.num_workers is None else self.num_workers
         loader = DataLoader(
             ImageFiles(self.paths, self.transform),
@@ -84,7 +85,8 @@ class ImageInputs:
         )
         for batch in loader:
             if batch.images is not None:
-                yield batch.images, self.labels[torch.tensor(batch.indices)]
+                index = torch.tensor(batch.indices, dtype=torch.long)
+                yield batch.images, self.labels[index], index
 
     def close(self) -> None:
         pass

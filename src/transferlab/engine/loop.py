@@ -4,10 +4,17 @@ Fine-tuning, the probe's torch heads, the from-scratch baseline, feature
 extraction, the frozen-prefix cache, predict and evaluate all run through here.
 Device, precision and memory format come from the ``Runtime``; what a run does
 around the epochs (early stopping, checkpoints, progress, logging) are callbacks.
+
+Over several processes (torchrun) ``fit`` trains the model under
+``DistributedDataParallel``: ``batch_size`` is the global batch, each process
+taking ``batch_size / world_size`` rows of it, so an epoch goes through the same
+batches of the same permutation as on one process; metrics are summed over the
+processes, evaluation shards without padding.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,11 +24,13 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from . import distributed
 from .callbacks import Callback
 from .runtime import Runtime
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-StartForward = Callable[[torch.Tensor, int], torch.Tensor]  # (batch, where the batch enters the model) -> logits
+# (the module to call: the model, or its DDP wrapper in training; batch; where the batch enters the model) -> logits
+StartForward = Callable[[nn.Module, torch.Tensor, int], torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Mix = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 B = TypeVar("B")
@@ -77,13 +86,19 @@ def fit(
 ) -> FitState:
     """Train ``model`` for ``epochs`` epochs (from ``first_epoch``), validating after each.
 
-    ``forward(x, start)`` maps a batch of ``train``/``val`` to logits, ``start`` being where
+    ``forward(module, x, start)`` maps a batch of ``train``/``val`` to logits through ``module``
+    (``model``, or in training over several processes its DDP wrapper), ``start`` being where
     the inputs enter the model (``inputs.start``: 0 for images, more for a cached frozen
     prefix's outputs); ``mix`` turns a batch and its labels into mixed inputs
     and soft targets (mixup, cutmix); ``loss_fn`` must accept what ``mix`` returns.
     A loss that is not finite stops the run with a UserError: no model is saved from it.
+    ``batch_size`` is the global batch (split over the processes). Each epoch's record
+    has ``samples``: a digest of which samples each step trained on, the same for any
+    process count.
     """
+    local_batch = process_batch_size(batch_size, runtime.world_size)
     state = FitState(model, optimizer, schedule, stage, epochs, history if history is not None else [])
+    trained = runtime.parallel(model)  # after the caller froze what it freezes: DDP reduces the rest
     forward = runtime.compiled(forward)
     for callback in callbacks:
         callback.on_fit_start(state)
@@ -93,10 +108,12 @@ def fit(
         seed_here = epoch_seed(seed, epoch)
         torch.manual_seed(seed_here)  # dropout and on-the-fly augmentation: the same on a resumed run
         record: dict[str, Any] = {"epoch": len(state.history) + 1, "stage": stage, **group_lrs(optimizer)}
-        record.update(_train_epoch(state, forward, loss_fn, train, runtime, scaler, batch_size, seed_here, callbacks,
-                                   mix))
+        order = runtime.train_order(len(train), epoch_seed(seed, 0), epoch)  # permutation seeded seed_here
+        record.update(_train_epoch(state, trained, forward, loss_fn, train, order, runtime, scaler, local_batch,
+                                   seed_here, callbacks, mix))
+        runtime.sync_buffers(model)  # one set of BatchNorm statistics for validation and checkpoints
         if val is not None and len(val):
-            scores = evaluate(model, forward, val, runtime, batch_size)
+            scores = evaluate(model, forward, val, runtime, local_batch)
             record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
         record["seconds"] = time.perf_counter() - started
         state.history.append(record)
@@ -107,25 +124,54 @@ def fit(
             break
     for callback in callbacks:
         callback.on_fit_end(state)
+    if trained is not model:
+        del trained
+        gc.collect()  # the DDP wrapper's gradient hooks go now, before the next stage wraps the model again
     return state
 
 
-def _train_epoch(state: FitState, forward: StartForward, loss_fn: LossFn, train, runtime: Runtime,
-                 scaler: torch.amp.GradScaler, batch_size: int, seed: int, callbacks: Sequence[Callback],
-                 mix: Mix | None) -> dict[str, float]:
+def process_batch_size(batch_size: int, world_size: int) -> int:
+    """Each process's share of the global batch; a batch that does not split evenly is refused (the
+    processes' gradients are averaged with equal weights)."""
+    if batch_size % world_size:
+        raise UserError(f"--batch-size {batch_size} is the global batch and does not split evenly over "
+                        f"{world_size} processes: use a multiple of {world_size}")
+    return batch_size // world_size
+
+
+def steps_digest(steps_per_rank: list[list[list[int]]]) -> str:
+    """Which samples each global step trained on, each counted at its first appearance in the epoch
+    (``DistributedSampler`` repeats a few at the end so every process has as many batches)."""
+    seen: set[int] = set()
+    steps = []
+    for k in range(max((len(steps) for steps in steps_per_rank), default=0)):
+        ids = {i for steps in steps_per_rank if k < len(steps) for i in steps[k]} - seen
+        seen |= ids
+        steps.append(sorted(ids))
+    return distributed.digest(steps)
+
+
+def _train_epoch(state: FitState, trained: nn.Module, forward: StartForward, loss_fn: LossFn, train,
+                 order: list[int], runtime: Runtime, scaler: torch.amp.GradScaler, batch_size: int, seed: int,
+                 callbacks: Sequence[Callback], mix: Mix | None) -> dict[str, Any]:
     model, optimizer = state.model, state.optimizer
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
-    n_batches = math.ceil(len(train) / batch_size)
-    for step, (x, y) in enumerate(train.batches(batch_size, seed, shuffle=True)):
+    steps: list[list[int]] = []
+    n_batches = math.ceil(len(order) / batch_size)
+    for step, (x, y, index) in enumerate(train.batches(batch_size, order, seed)):
+        steps.append(index.tolist())
         x, y = runtime.inputs(x), runtime.targets(y)
         targets = y
         if mix is not None:
             x, targets = mix(x, y)
         with runtime.autocast():
-            logits = forward(x, train.start)
+            logits = forward(trained, x, train.start)
         loss = loss_fn(logits.float(), targets)
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if runtime.world_size > 1:
+            finite = runtime.sum([0.0 if finite else 1.0])[0] == 0  # every process stops together
+        if not finite:
             raise UserError(f"the training loss became {float(loss.detach())} in {state.stage} epoch {state.epoch + 2}: "
                             "lower the learning rate (--lr); no model was saved")
         optimizer.zero_grad(set_to_none=True)
@@ -139,26 +185,33 @@ def _train_epoch(state: FitState, forward: StartForward, loss_fn: LossFn, train,
         seen += len(y)
         for callback in callbacks:
             callback.on_batch_end(state, step + 1, n_batches)
-    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+    total_loss, correct, seen = runtime.sum([total_loss, correct, seen])
+    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+            "samples": steps_digest(runtime.gather(steps))}
 
 
 def evaluate(model: nn.Module, forward: StartForward, inputs, runtime: Runtime, batch_size: int) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of ``model`` on labelled ``inputs`` (eval mode, no gradients)."""
+    """Mean cross-entropy and accuracy of ``model`` on labelled ``inputs`` (eval mode, no gradients).
+
+    Over several processes each takes its contiguous slice (no sample dropped or repeated) and the
+    sums are added up, so the figures are those of one process.
+    """
     was_training = model.training
     model.eval()
     total_loss, correct, seen = 0.0, 0, 0
     try:
         with torch.no_grad():
-            for x, y in inputs.batches(batch_size, 0, shuffle=False):
+            for x, y, _ in inputs.batches(batch_size, runtime.shard(len(inputs))):
                 x, y = runtime.inputs(x), runtime.targets(y)
                 with runtime.autocast():
-                    logits = forward(x, inputs.start)
+                    logits = forward(model, x, inputs.start)
                 logits = logits.float()
                 total_loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())
                 seen += len(y)
     finally:
         model.train(was_training)
+    total_loss, correct, seen = runtime.sum([total_loss, correct, seen])
     return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1)}
 
 

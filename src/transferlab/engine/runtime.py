@@ -12,13 +12,14 @@ import contextlib
 import functools
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import UserError
+from . import distributed
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -97,6 +98,48 @@ class Runtime:
     def describe(self) -> dict:
         return asdict(self)
 
+    # -- several processes (torchrun): no-ops in one process ---------------------------------------------
+    def alone(self) -> "Runtime":
+        """This process on its own (rank 0 of 1): for work only the main process does, e.g. fitting a probe head."""
+        return replace(self, rank=0, world_size=1)
+
+    def shard(self, n: int) -> range:
+        """This process's contiguous slice of ``range(n)`` for evaluation and extraction (no padding)."""
+        return distributed.shard(n, self.rank, self.world_size)
+
+    def train_order(self, n: int, seed: int, epoch: int) -> list[int]:
+        """This process's samples of a training epoch (``DistributedSampler``: one permutation over all)."""
+        return distributed.train_order(n, seed, epoch, self.rank, self.world_size)
+
+    def parallel(self, model: nn.Module) -> nn.Module:
+        """The module to train: ``DistributedDataParallel`` around ``model`` over several processes."""
+        return distributed.parallel(model, self.device) if self.world_size > 1 else model
+
+    def sum(self, values) -> list[float]:
+        """Element-wise sums over the processes (metrics: sums and counts, then divide)."""
+        return distributed.sum_across(values) if self.world_size > 1 else list(values)
+
+    def gather(self, value) -> list:
+        """Every process's ``value`` in rank order, on every process."""
+        return distributed.gather_objects(value) if self.world_size > 1 else [value]
+
+    def gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every process's rows concatenated in rank order, on every process."""
+        return distributed.gather_rows(rows) if self.world_size > 1 else rows
+
+    def broadcast(self, value):
+        """The main process's ``value`` on every process."""
+        return distributed.broadcast_object(value) if self.world_size > 1 else value
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            distributed.barrier()
+
+    def sync_buffers(self, model: nn.Module) -> None:
+        """The main process's BatchNorm statistics on every process."""
+        if self.world_size > 1:
+            distributed.sync_buffers(model)
+
 
 def resolve_runtime(device: str = "auto", precision: str = "auto", *, compile: bool = False) -> Runtime:
     """The runtime ``device`` and ``precision`` ask for on this machine.
@@ -106,8 +149,7 @@ def resolve_runtime(device: str = "auto", precision: str = "auto", *, compile: b
     it, fp16 on older ones; on a CPU bf16 where it computes bf16 natively (there
     autocast is about twice as fast), else fp32 (emulated bf16 is slower than fp32).
     """
-    rank = int(os.environ.get("RANK", 0))
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    rank, world_size, _ = distributed.env_world()
     device = _resolve_device(device)
     kind = device.split(":", 1)[0]
     if precision == "auto":
@@ -121,6 +163,7 @@ def resolve_runtime(device: str = "auto", precision: str = "auto", *, compile: b
         raise UserError(f"unknown precision {precision!r}: use auto, {', '.join(PRECISIONS)}")
     if precision == "fp16" and kind == "cpu":
         raise UserError("fp16 runs on GPUs only: use --precision bf16 or fp32 on the CPU")
+    distributed.setup(device)  # under torchrun: join the process group (once)
     return Runtime(device=device, precision=precision, channels_last=kind != "mps", compile=compile,
                    rank=rank, world_size=world_size)
 
@@ -152,7 +195,7 @@ def _resolve_device(device: str) -> str:
     if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise UserError(f"--device {device}: no CUDA GPU is visible to torch on this machine")
-        index = device.partition(":")[2] or "0"
+        index = device.partition(":")[2] or os.environ.get("LOCAL_RANK", "0")  # torchrun: a GPU per local rank
         if not index.isdigit() or int(index) >= torch.cuda.device_count():
             raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         return f"cuda:{int(index)}"

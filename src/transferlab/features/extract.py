@@ -137,7 +137,30 @@ class FeatureExtractor:
         return list(predict(self.model, self.forward, [images], self.runtime, inputs_of=lambda x: x))[0][1].numpy()
 
     def extract(self, paths: Sequence[Path], progress: ProgressHook | None = None) -> FeatureSet:
-        """Features of ``paths`` (cached ones read, the rest computed and cached)."""
+        """Features of ``paths`` (cached ones read, the rest computed and cached).
+
+        Over several processes each extracts its contiguous slice of ``paths`` (reading and writing
+        the one cache for its own images only) and every process gets all the slices, in order: the
+        features one process would have computed.
+        """
+        if self.runtime.world_size == 1:
+            return self._extract(paths, progress)
+        start = time.perf_counter()
+        mine = self.runtime.shard(len(paths))
+        local = self._extract(paths[mine.start : mine.stop], progress)
+        features = self.runtime.gather_rows(torch.from_numpy(local.features)).numpy()
+        parts = self.runtime.gather(([mine.start + i for i in local.kept], local.unreadable, local.computed,
+                                     local.from_cache))
+        return FeatureSet(
+            features=features,
+            kept=[i for part in parts for i in part[0]],
+            unreadable=[p for part in parts for p in part[1]],
+            seconds=time.perf_counter() - start,
+            computed=sum(part[2] for part in parts),
+            from_cache=sum(part[3] for part in parts),
+        )
+
+    def _extract(self, paths: Sequence[Path], progress: ProgressHook | None) -> FeatureSet:
         start = time.perf_counter()
         total = len(paths)
         matrix = np.empty((total, self.dim), np.float32)  # filled in place: one copy of the features, ever

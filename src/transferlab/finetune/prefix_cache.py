@@ -51,7 +51,30 @@ class PrefixOutputs:
 def compute_prefix_outputs(model: TransferModel, steps: int, paths: list[Path], transform: Callable, runtime: Runtime,
                            batch_size: int = 32, num_workers: int | None = None,
                            progress: Callable[[int, int], None] | None = None) -> PrefixOutputs:
-    """Run images through the model's first ``steps`` path steps once (eval mode, no gradients)."""
+    """Run images through the model's first ``steps`` path steps once (eval mode, no gradients).
+
+    Over several processes each computes its own slice of ``paths``; the slices are then gathered, so
+    every process holds every image's outputs (training shuffles all of them over the processes).
+    """
+    if runtime.world_size == 1:
+        return _prefix_outputs(model, steps, paths, transform, runtime, batch_size, num_workers, progress)
+    mine = runtime.shard(len(paths))
+    local = _prefix_outputs(model, steps, paths[mine.start : mine.stop], transform, runtime, batch_size,
+                            num_workers, progress)
+    parts = runtime.gather((tuple(local.values.shape[1:]) if local.kept else None,
+                            [mine.start + i for i in local.kept], [mine.start + i for i in local.unreadable]))
+    shape = next((part[0] for part in parts if part[0] is not None), None)
+    values = torch.empty(0)
+    if shape is not None:  # some process read an image
+        rows = local.values if local.kept else torch.empty((0, *shape))
+        values = runtime.gather_rows(rows.to(runtime.device))
+    local.release()
+    return PrefixOutputs(values, [i for part in parts for i in part[1]], [i for part in parts for i in part[2]])
+
+
+def _prefix_outputs(model: TransferModel, steps: int, paths: list[Path], transform: Callable, runtime: Runtime,
+                    batch_size: int, num_workers: int | None,
+                    progress: Callable[[int, int], None] | None) -> PrefixOutputs:
     store: torch.Tensor | None = None
     backing: Path | None = None
     kept: list[int] = []

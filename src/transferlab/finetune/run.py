@@ -99,9 +99,9 @@ class FinetuneRun:
     def __init__(self, config: FinetuneConfig, progress: StageProgress | None = None,
                  on_epoch: EpochCallback | None = None, runtime: Runtime | None = None):
         self.config = replace(config, freeze=default_policy(config))
-        self.progress = progress
-        self.on_epoch = on_epoch
         self.runtime = runtime or runtime_of(config)
+        self.progress = progress if self.runtime.is_main else None  # one progress bar, one table: rank 0's
+        self.on_epoch = on_epoch if self.runtime.is_main else None
         self.output = Path(config.output) if config.output else default_output(config)
         self.id = config_id(config)
 
@@ -181,14 +181,18 @@ class FinetuneRun:
     # -- the run ----------------------------------------------------------------
     def check_output(self) -> None:
         """Refuse to overwrite a saved model or drop an interrupted run's checkpoint; fail before training on a
-        folder that cannot be written."""
-        if not self.runtime.is_main:
-            return
+        folder that cannot be written. The main process looks; every process stops on its verdict."""
+        problem = self.output_problem() if self.runtime.is_main else None
+        problem = self.runtime.broadcast(problem)  # also the barrier before any process reads a checkpoint
+        if problem:
+            raise UserError(problem)
+
+    def output_problem(self) -> str | None:
         if (self.output / META_NAME).exists() and not self.config.resume:
-            raise UserError(f"{self.output} already holds a saved model: choose another --output, or delete it")
+            return f"{self.output} already holds a saved model: choose another --output, or delete it"
         if (self.output / CHECKPOINT_NAME).exists() and not self.config.resume:
-            raise UserError(f"{self.output} holds an interrupted run's checkpoint: add --resume to continue it, "
-                            "or choose another --output")
+            return (f"{self.output} holds an interrupted run's checkpoint: add --resume to continue it, "
+                    "or choose another --output")
         existing = self.output  # the folder is made when the first file is saved: a refused run leaves nothing
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
@@ -198,7 +202,8 @@ class FinetuneRun:
             with tempfile.TemporaryFile(dir=existing):
                 pass
         except OSError as exc:
-            raise UserError(f"cannot write the model folder {self.output}: {exc.strerror or exc}") from None
+            return f"cannot write the model folder {self.output}: {exc.strerror or exc}"
+        return None
 
     def run(self) -> FinetuneResult:
         self.check_output()
@@ -261,7 +266,7 @@ class FinetuneRun:
             callbacks.append(BatchProgress(self.progress))
         model = self.model
         try:
-            fit(model, lambda x, start: model(x, start=start), self.loss_fn, optimizer, schedule, train, val,
+            fit(model, lambda module, x, start: module(x, start=start), self.loss_fn, optimizer, schedule, train, val,
                 epochs=epochs, runtime=self.runtime, batch_size=c.batch_size, seed=c.seed * 7919 + index * 101,
                 stage=stage.name, history=history, first_epoch=first_epoch, callbacks=callbacks, mix=self.mix)
         finally:
@@ -331,16 +336,21 @@ class FinetuneRun:
         return result
 
     def predict_test(self) -> tuple[list[int], list[int], list[Path]]:
-        """Predicted and true labels of the readable test images, with their paths."""
-        samples = self.splits.test
-        predicted, truth, paths = [], [], []
+        """Predicted and true labels of the readable test images, with their paths (each process predicts
+        its slice; the slices are gathered in order)."""
+        mine = self.runtime.shard(len(self.splits.test))
+        samples = self.splits.test[mine.start : mine.stop]
+        predicted, truth, paths, unreadable = [], [], [], []
         batches = image_batches([s.path for s in samples], self.eval_transform, self.config.batch_size,
                                 self.config.num_workers, self.runtime.pin_memory, self.runtime.device)
         for batch, logits in predict(self.model, self.model, batches, self.runtime):
-            self.unreadable.update(samples[i].path for i in batch.unreadable)
+            unreadable.extend(samples[i].path for i in batch.unreadable)
             if logits is None:
                 continue
             predicted.extend(logits.argmax(1).tolist())
             truth.extend(samples[i].label for i in batch.indices)
             paths.extend(samples[i].path for i in batch.indices)
-        return predicted, truth, paths
+        parts = self.runtime.gather((predicted, truth, paths, unreadable))
+        self.unreadable.update(p for part in parts for p in part[3])
+        return ([p for part in parts for p in part[0]], [t for part in parts for t in part[1]],
+                [p for part in parts for p in part[2]])

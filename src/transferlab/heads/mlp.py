@@ -78,10 +78,11 @@ class MLPHead:
         optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         stopper = EarlyStopping("val_loss", self.patience)
         model = self.model_
-        state = fit(model, lambda x, start: model(x), nn.CrossEntropyLoss(), optimizer, None, train, val,
+        state = fit(model, lambda module, x, start: module(x), nn.CrossEntropyLoss(), optimizer, None, train, val,
                     epochs=self.max_epochs, runtime=self.runtime, batch_size=self.batch_size, seed=self.seed,
                     stage="head", callbacks=[stopper])
-        self.history_ = [{k: v for k, v in h.items() if k not in ("stage", "lr", "seconds")} for h in state.history]
+        dropped = ("stage", "lr", "seconds", "samples")
+        self.history_ = [{k: v for k, v in h.items() if k not in dropped} for h in state.history]
         self.best_epoch_ = stopper.best_epoch + 1
         self.model_.eval()
         return self

@@ -41,8 +41,13 @@ def probe(data: str | Path = "digits", progress: StageProgress | None = None, **
     return run_probe(config, progress)
 
 
-def run_probe(config: ProbeConfig, progress: StageProgress | None = None, runtime: Runtime | None = None) -> ProbeResult:
+def run_probe(config: ProbeConfig, progress: StageProgress | None = None,
+              runtime: Runtime | None = None) -> ProbeResult | None:
+    """The probe's result; over several processes they share the extraction, and the main process alone
+    fits the head on all the features and returns the result (the others return None)."""
     runtime = runtime or runtime_of(config)
+    if not runtime.is_main:
+        progress = None
     splits = load_dataset(
         config.data,
         ratios=tuple(config.ratios),
@@ -55,7 +60,7 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None, runtim
     )
     if config.temperature is not None:
         config = replace(config, layer="logits")
-    head = make_head(config.head, C=config.C, dropout=config.dropout, seed=config.seed, runtime=runtime)
+    head = make_head(config.head, C=config.C, dropout=config.dropout, seed=config.seed, runtime=runtime.alone())
     needs_validation = isinstance(head, MLPHead)
 
     started = time.perf_counter()
@@ -75,6 +80,8 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None, runtim
     train, val = (splits.train_and_validation(seed=config.seed) if needs_validation else (splits.train, []))
     parts = {"train": train, "val": val, "test": splits.test}
     extracted = {name: _extract(extractor, samples, name, progress) for name, samples in parts.items()}
+    if not runtime.is_main:
+        return None
     xs = {name: temperature_features(fs.features, config.temperature) for name, fs in extracted.items()}
     ys = {name: _labels(parts[name], fs) for name, fs in extracted.items()}
     _check_usable(ys, splits, head)
