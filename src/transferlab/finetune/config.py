@@ -14,8 +14,9 @@ from .freeze import check_policy
 class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions):
     """Everything that defines a fine-tuning run (``transferlab finetune`` options)."""
 
-    freeze: str | None = option(None, "all | none | half | first:N | top:K | two-stage | two-stage:top:K "
-                                "(default: two-stage; none from scratch).")
+    freeze: str | None = option(None, "all | none | half | first:N | top:K | first:50% | top:25% | "
+                                "from:MODULE | first:params:T | top:params:40% | two-stage | two-stage:POLICY "
+                                "(default: two-stage; none from scratch; `transferlab layers NAME` lists the units).")
     head: str = option("linear", "linear (the model's own classifier, reset) or mlp:512,256.")
     dropout: float = option(0.2, "Dropout between the mlp head's hidden layers.", minimum=0.0, maximum=0.95)
     pooling: str = option("avg", "avg (the model's own pooling) or flatten.", choices=("avg", "flatten"))

@@ -29,7 +29,7 @@ from ..storage import text_digest
 from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
 from .config import FinetuneConfig
-from .freeze import Stage, plan_stages
+from .freeze import Stage, check_on_backbone, plan_stages
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
@@ -118,7 +118,7 @@ class FinetuneRun:
             self.model = TransferModel.from_backbone(self.backbone, len(self.splits.classes), c.head, c.dropout,
                                                      c.pooling)
         self.runtime.prepare(self.model)
-        self.stages = plan_stages(c.freeze, len(self.model.units))
+        self.stages = plan_stages(c.freeze, self.model.units, c.backbone)
         self.eval_transform = self.backbone.eval_transform()
         self.train_transform = train_transform(self.backbone.data_config, c.augment) or self.eval_transform
         self.loss_fn, self.mix = self.make_loss()
@@ -195,6 +195,7 @@ class FinetuneRun:
             raise UserError(f"cannot write the model folder {self.output}: {exc.strerror or exc}") from None
 
     def run(self) -> FinetuneResult:
+        check_on_backbone(self.config.freeze, self.config.backbone)  # a bad freeze point: before data and weights
         self.check_output()
         self.prepare()
         c = self.config
