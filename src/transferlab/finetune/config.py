@@ -40,7 +40,9 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions):
                                      above=0.0)
     early_stopping: str = option("val_loss", "Metric early stopping watches (best weights are restored).",
                                  choices=("val_loss", "val_accuracy", "none"))
-    patience: int = option(10, "Epochs without improvement before stopping.", minimum=1)
+    patience: int | None = option(None, "Epochs without improvement before stopping (default 10; without it, "
+                                  "early stopping is off when the validation set is too small to stop on).",
+                                  minimum=1)
     augment: list[str] = option(help="Comma-separated: flip, rotate, crop, randaugment, trivialaugment.",
                                 factory=list)
     mixup: float = option(0.0, "Mixup alpha (0: off).", minimum=0.0)
