@@ -111,3 +111,9 @@ def test_module_and_share_points_train_in_a_study(tmp_path, cli):
     # test_efficientnet: 6 units, blocks.3 is unit 4; half of 6 is 3
     assert rows["from-module"].result.frozen_layers == 4
     assert rows["half"].result.frozen_layers == 3
+    # the table's figures, measured by the run itself
+    half = rows["half"].result
+    assert half.prefix_cache_seconds > 0 and half.training_seconds >= half.prefix_cache_seconds
+    assert half.test_seconds > 0 and half.test_loss > 0
+    assert half.train_accuracy_final == half.history[-1]["train_accuracy"]
+    assert half.val_accuracy_final == half.history[-1]["val_accuracy"]
