@@ -117,3 +117,14 @@ def test_module_and_share_points_train_in_a_study(tmp_path, cli):
     assert half.test_seconds > 0 and half.test_loss > 0
     assert half.train_accuracy_final == half.history[-1]["train_accuracy"]
     assert half.val_accuracy_final == half.history[-1]["val_accuracy"]
+
+
+def test_finetune_refuses_a_bad_point_before_any_data_or_weights_load(tmp_path, cli, class_folders):
+    out = tmp_path / "model"
+    result = cli("finetune", "--data", str(class_folders), "-b", "test_efficientnet", "--random-init",
+                 "--freeze", "two-stage:first:100", "-o", str(out), "--device", "cpu")
+
+    assert result.returncode == 2
+    assert "freeze policy 'two-stage:first:100': test_efficientnet has 6 freeze units; use a share such as " \
+           "first:50% or a module such as from:blocks.3" in result.stderr
+    assert not out.exists()  # refused before the run made its folder

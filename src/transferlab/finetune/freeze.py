@@ -123,12 +123,15 @@ def _out_of_range(policy: str, point: FreezePoint, units: Sequence[UnitLike] | i
                      f"{point.kind}:50%{module} (`transferlab layers {backbone}` lists them)")
 
 
-def resolve_point(policy: str, units: Sequence[UnitLike] | int, backbone: str = "the backbone") -> int:
+def resolve_point(point_text: str, units: Sequence[UnitLike] | int, backbone: str = "the backbone",
+                  policy: str | None = None) -> int:
     """Frozen prefix length (in units) of a single-stage policy on a backbone with ``units``.
 
-    ``units`` may be a plain unit count for policies that count units only.
+    ``units`` may be a plain unit count for policies that count units only; ``policy``: the whole policy
+    (e.g. ``two-stage:first:100``) to name in messages.
     """
-    point = parse_point(policy)
+    point = parse_point(point_text)
+    policy = policy or point_text
     n = units if isinstance(units, int) else len(units)
     if point.kind == "all":
         return n
@@ -185,7 +188,7 @@ def plan_stages(policy: str, units: int | Sequence[UnitLike] | None, backbone: s
             parse_point(last)
         second = 0
     else:
-        second = resolve_point(last, units, backbone) if last is not None else 0
+        second = resolve_point(last, units, backbone, policy) if last is not None else 0
     if two_stage:
         return [Stage(n, "head"), Stage(second, "fine-tune")]
     return [Stage(second, "train")]
