@@ -540,5 +540,5 @@ def test_out_of_range_options_are_user_errors_when_the_config_is_made(field, val
 
 
 def test_a_freeze_count_beyond_the_backbones_units_is_a_user_error(class_folders, tmp_path):
-    with pytest.raises(UserError, match="between 0 and 6"):
+    with pytest.raises(UserError, match="test_efficientnet has 6 freeze units; use a share such as first:50%"):
         run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="first:100"))

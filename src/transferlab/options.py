@@ -96,11 +96,17 @@ class DataOptions:
     data: str = option("digits", "Image folder (one sub-folder per class, or train/ val/ test/), or 'digits'.",
                        cli=False)
     seed: int = option(0, "Seed of the split, the sampling and the training.", minimum=0)
-    per_class: int | None = option(None, "Keep N training images per class.", minimum=1)
+    per_class: int | None = option(None, "Train on N images per class, for every method (a validation set is "
+                                   "never carved out of them).", minimum=1)
     classes: list[str] | None = option(None, "Keep these classes (comma-separated).")
     num_classes: int | None = option(None, "Keep the first K classes.", minimum=2)
     ratios: tuple[float, float, float] = option((0.7, 0.15, 0.15), "Train,val,test ratios for a folder without "
-                                                "given splits.", flag="--split")
+                                                "given splits (on a folder with train/ and val/ or test/ only: the "
+                                                "validation share carved from train/).", flag="--split")
+    val_per_class: int | None = option(None, "Validation images per class (split off, carved from train/, or cut "
+                                       "from a given val/).", minimum=1)
+    test_per_class: int | None = option(None, "Test images per class (split off, or cut from a given test/).",
+                                        minimum=1)
     folds: int | None = option(None, "Stratified K-fold cross-validation over all images (given train/val/test "
                                "splits are pooled): run every fold, report each and their mean.", minimum=2)
     fold: int | None = option(None, "Only this fold (0..K-1) of --folds: a study axis.", minimum=0, cli=False)

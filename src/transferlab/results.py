@@ -34,6 +34,10 @@ class RunResult:
     macro_f1: float
     feature_dim: int
     inference_ms_per_image: float
+    test_loss: float | None = None  # mean cross-entropy on the test images (None: the head gives no probabilities)
+    test_seconds: float | None = None  # predicting the whole test set, decoding included
+    train_accuracy_final: float | None = None  # last epoch's (trained heads, fine-tuning), else of the fitted head
+    val_accuracy_final: float | None = None  # last epoch's validation accuracy (None: no validation set used)
     confusion_matrix: list[list[int]] = field(default_factory=list)
     predictions: list[dict] = field(default_factory=list)  # per test image: path, true, predicted
     history: list[dict] = field(default_factory=list)  # per epoch, for trained heads and fine-tuning
@@ -81,6 +85,18 @@ class RunResult:
         """The record back from its JSON form (fields it does not know are ignored, missing ones default)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def training_text(total: float | None, cached: float | None) -> str:
+    """``4.17 s (frozen part 3.90 s)``: a run's whole training time with the part spent on frozen layers."""
+    if total is None:
+        return "n/a"
+    return f"{total:.2f} s" + (f" (frozen part {cached:.2f} s)" if cached is not None else "")
+
+
+def pair_text(first: float | None, second: float | None) -> str:
+    """``0.950 / 0.833`` (``-`` for a missing one)."""
+    return " / ".join("-" if v is None else f"{v:.3f}" for v in (first, second))
 
 
 def to_json(record: Any, **exclude: bool) -> str:

@@ -89,3 +89,15 @@ def feature_layers(model: nn.Module, input_size: tuple[int, int, int]) -> list[F
         model.train(was_training)
     return [FeatureLayer(i, names[i] if i < len(names) else f"stage{i}", tuple(out.shape[1:]))
             for i, out in enumerate(outputs)]
+
+
+def units_of(name: str) -> list[Unit]:
+    """The freeze units of backbone ``name``, from its structure alone: built on the meta device (no weights,
+    no memory, milliseconds), so a freeze point is checked before any data or weights load."""
+    import timm
+
+    from .names import resolve_timm_name
+
+    with torch.device("meta"):
+        model = timm.create_model(resolve_timm_name(name), pretrained=False)
+    return freeze_units(model)

@@ -122,11 +122,16 @@ def backbones(show_all: bool) -> None:
 def layers_record(backbone) -> dict:
     """The freeze units and feature layers of ``backbone``, as ``transferlab layers --json`` prints them."""
     total = backbone.backbone_parameters()
-    units, cumulative = [], 0
-    for unit in backbone.units:
+    all_units = backbone.units
+    total_tensors = sum(len(unit.parameter_names) for unit in all_units)
+    units, cumulative, tensors = [], 0, 0
+    for unit in all_units:
         cumulative += unit.parameters
+        tensors += len(unit.parameter_names)
         units.append({"index": unit.index, "name": unit.name, "parameters": unit.parameters,
-                      "cumulative_percent": round(100.0 * cumulative / total, 2) if total else 0.0})
+                      "cumulative_percent": round(100.0 * cumulative / total, 2) if total else 0.0,
+                      "tensors": len(unit.parameter_names), "cumulative_tensors": tensors,
+                      "cumulative_tensor_percent": round(100.0 * tensors / total_tensors, 2) if total_tensors else 0.0})
     layers = []
     for layer in backbone.feature_layers:
         flat = 1
@@ -145,8 +150,9 @@ def layers_record(backbone) -> dict:
 def layers(name: str, as_json: bool) -> None:
     """Freeze units and feature layers of backbone NAME.
 
-    Freeze units are what fine-tuning's --freeze first:N / top:K count; feature layers are what probe --layer
-    takes (by index or name).
+    Freeze units are what fine-tuning's --freeze counts: first:N / top:K units, a share (first:50%), a module
+    (from:blocks.5: train from its unit up) or parameter tensors (top:params:40%: a Keras "top 146 of 346
+    layers" is top:params:42%); feature layers are what probe --layer takes (by index or name).
     """
     from rich.console import Console
     from rich.table import Table
@@ -160,13 +166,19 @@ def layers(name: str, as_json: bool) -> None:
         return
     console = Console(emoji=False, highlight=False)
     _, h, w = backbone.input_size
-    console.print(f"{backbone.timm_name}: {len(record['units'])} freeze units, "
-                  f"{record['backbone_parameters']:,} parameters without the classifier "
-                  f"(--freeze first:N freezes units 0..N-1; top:K trains the last K)", soft_wrap=True)
-    units = Table("index", "unit (modules)", "parameters", "cumulative %")
+    n_units, n_tensors = len(record["units"]), record["units"][-1]["cumulative_tensors"] if record["units"] else 0
+    console.print(f"{backbone.timm_name}: {n_units} freeze units, {n_tensors} parameter tensors, "
+                  f"{record['backbone_parameters']:,} parameters without the classifier. --freeze first:N freezes "
+                  f"units 0..N-1, top:K trains the last K; first:50% / top:25% count shares of the units; "
+                  f"from:MODULE trains from the unit holding MODULE up; first:params:T / top:params:P% count "
+                  f"parameter tensors (a Keras layer count maps to a share: top 146 of 346 layers = top:params:42%)",
+                  soft_wrap=True)
+    units = Table("index", "unit (modules)", "parameters", "cumulative % of parameters", "tensors",
+                  "cumulative tensors (%)")
     units.columns[1].overflow = "fold"  # a long unit name wraps, never ends in an ellipsis
     for unit in record["units"]:
-        units.add_row(str(unit["index"]), unit["name"], f"{unit['parameters']:,}", f"{unit['cumulative_percent']:.1f}")
+        units.add_row(str(unit["index"]), unit["name"], f"{unit['parameters']:,}", f"{unit['cumulative_percent']:.1f}",
+                      str(unit["tensors"]), f"{unit['cumulative_tensors']} ({unit['cumulative_tensor_percent']:.1f})")
     console.print(units)
     console.print(f"{backbone.timm_name}: {len(record['feature_layers'])} feature layers at input {h}x{w} "
                   f"(probe --layer INDEX or NAME; pre_logits is the default)", soft_wrap=True)

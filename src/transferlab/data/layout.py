@@ -5,7 +5,15 @@ Two layouts are understood:
 - ``train/`` plus ``val/`` (or ``validation/``) and/or ``test/``, each with one
   sub-folder per class. With ``train/`` and ``val/`` only (the PyTorch tutorial's
   layout) results are reported on ``val/``; a validation split for early stopping
-  is then carved from ``train/`` (see ``DatasetSplits.train_and_validation``).
+  is then carved from ``train/`` (by the validation share of the ratios, or
+  ``val_per_class`` images per class) *before* the training images are chosen.
+
+Sizes: ``per_class`` is the number of training images per class, for every method
+(validation is never carved out of it); ``val_per_class`` / ``test_per_class`` set the
+validation and test images per class, on folders with and without given splits. Split
+ratios do not apply to a folder with its own train/ val/ test folders (a note says so);
+on a folder with train/ and val/ or test/ only, the validation share of the ratios
+sets how much of train/ is carved for validation.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ from .images import UNREADABLE_ERRORS, UnreadableImage
 
 log = logging.getLogger(__name__)
 
+DEFAULT_RATIOS = (0.7, 0.15, 0.15)
+MIN_VAL_PER_CLASS = 5  # fewer validation images per class than this (or in all than MIN_VAL_IMAGES):
+MIN_VAL_IMAGES = 10  # early stopping would follow noise, so it is off by default
 SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
 
 
@@ -58,6 +69,57 @@ class DatasetSplits:
 
     def counts(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val or []), "test": len(self.test)}
+
+    def small_validation(self) -> str | None:
+        """Why the validation set is too small to stop on (None: it is not, or there is none)."""
+        if not self.val:
+            return None
+        sizes = per_class_counts(self.val)
+        smallest = min(sizes.get(label, 0) for label in range(len(self.classes)))
+        if smallest < MIN_VAL_PER_CLASS or len(self.val) < MIN_VAL_IMAGES:
+            return (f"the validation set has {len(self.val)} images ({smallest} in its smallest class): too few to "
+                    f"stop on (fewer than {MIN_VAL_PER_CLASS} per class or {MIN_VAL_IMAGES} in all)")
+        return None
+
+
+def per_class_counts(samples: list[Sample]) -> dict[int, int]:
+    counts: dict[int, int] = defaultdict(int)
+    for sample in samples:
+        counts[sample.label] += 1
+    return dict(counts)
+
+
+def take_per_class(samples: list[Sample], count: int, seed: int, what: str,
+                   classes: list[str]) -> tuple[list[Sample], list[Sample]]:
+    """``count`` samples of every class chosen at random with ``seed``, and the rest; a UserError if a class has
+    no more than ``count`` (nothing would be left for training)."""
+    by_class: dict[int, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_class[sample.label].append(sample)
+    rng = random.Random(seed)
+    taken: list[Sample] = []
+    for label in sorted(by_class):
+        pool = sorted(by_class[label], key=lambda s: str(s.path))
+        if len(pool) <= count:
+            raise UserError(f"{what}: class {classes[label]} has {len(pool)} images, too few to take {count} and keep "
+                            "some for training")
+        taken.extend(rng.sample(pool, count))
+    chosen = set(taken)
+    order = lambda s: (s.label, str(s.path))  # noqa: E731
+    return sorted(taken, key=order), sorted((s for s in samples if s not in chosen), key=order)
+
+
+def cut_per_class(samples: list[Sample], count: int | None, seed: int) -> list[Sample]:
+    """At most ``count`` samples of every class, chosen at random with ``seed`` (all of them for None)."""
+    if count is None:
+        return samples
+    by_class: dict[int, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_class[sample.label].append(sample)
+    rng = random.Random(seed)
+    kept = [s for label in sorted(by_class)
+            for s in rng.sample(sorted(by_class[label], key=lambda s: str(s.path)), min(count, len(by_class[label])))]
+    return sorted(kept, key=lambda s: (s.label, str(s.path)))
 
 
 def is_candidate_file(path: Path) -> bool:
@@ -215,46 +277,96 @@ def find_splits(root: Path) -> dict[str, Path]:
 
 def load_splits(
     root: Path | str,
-    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    ratios: tuple[float, float, float] = DEFAULT_RATIOS,
     seed: int = 0,
+    val_per_class: int | None = None,
+    test_per_class: int | None = None,
 ) -> DatasetSplits:
     """Read the folder (or built-in dataset, list file, CIFAR binary folder) and split it (or take its given
-    splits)."""
+    splits, cut to the sizes asked)."""
     require_data_folder(root)
     root = resolve_data_path(root)
     from .sources import read_source
 
     other = read_source(root, ratios, seed)
     if other is not None:
-        return other
+        return cut_given_splits(other, val_per_class, test_per_class, seed)
     given = find_splits(root)
     if given:
         scan = scan_class_folders(given["train"])
         classes, train = scan.classes, scan.samples
         _require_two_classes(classes, given["train"], scan.dropped)
         val = scan_class_folders(given["val"], classes, scan.dropped).samples if "val" in given else None
+        notes = _dropped_note(scan.dropped)
+        if tuple(ratios) != DEFAULT_RATIOS:
+            shown = ",".join(f"{r:g}" for r in ratios)
+            notes.append(f"split ratios {shown} do not apply: {root} has its own train/ val/ test/ folders "
+                         "(cut them with val_per_class / test_per_class)" if "test" in given and val is not None else
+                         f"split ratios {shown}: only their validation share applies to {root}, which has its own "
+                         "splits (it sets the validation images carved from train/ for methods that need them)")
         if "test" in given:
             test = scan_class_folders(given["test"], classes, scan.dropped).samples
             evaluated_on = f"{given['test'].name}/"
         else:
             test, val = val, None
             evaluated_on = f"{given['val'].name}/"
-        return DatasetSplits(root, classes, train, val, test, evaluated_on, _dropped_note(scan.dropped))
+        splits = DatasetSplits(root, classes, train, val, test, evaluated_on, notes)
+        return cut_given_splits(splits, val_per_class, test_per_class, seed)
 
     scan = scan_class_folders(root)
     _require_two_classes(scan.classes, root, scan.dropped)
-    return split_by_ratios(root, scan.classes, scan.samples, ratios, seed, _dropped_note(scan.dropped))
+    return split_by_ratios(root, scan.classes, scan.samples, ratios, seed, _dropped_note(scan.dropped),
+                           val_per_class, test_per_class)
+
+
+def cut_given_splits(splits: DatasetSplits, val_per_class: int | None, test_per_class: int | None,
+                     seed: int) -> DatasetSplits:
+    """A dataset's own test (and validation) split cut to the sizes asked for."""
+    test, val, evaluated_on = splits.test, splits.val, splits.evaluated_on
+    if test_per_class is not None:
+        test = cut_per_class(test, test_per_class, seed)
+        evaluated_on += f" ({test_per_class} per class, seed {seed})"
+    if val is not None and val_per_class is not None:
+        val = cut_per_class(val, val_per_class, seed)
+    return replace(splits, test=test, val=val, evaluated_on=evaluated_on)
 
 
 def split_by_ratios(root: Path, classes: list[str], samples: list[Sample], ratios: tuple[float, float, float],
-                    seed: int, notes: list[str] | None = None) -> DatasetSplits:
-    """Stratified train/val/test splits of ``samples`` by ``ratios`` (val may be 0: carved when needed)."""
+                    seed: int, notes: list[str] | None = None, val_per_class: int | None = None,
+                    test_per_class: int | None = None) -> DatasetSplits:
+    """Stratified train/val/test splits of ``samples``: ``test_per_class`` / ``val_per_class`` images per class
+    where given, else by ``ratios`` (val may be 0: carved when needed)."""
     train_ratio, val_ratio, test_ratio = ratios
     total = train_ratio + val_ratio + test_ratio
-    rest, test = stratified_split(samples, test_ratio / total, seed)
-    train, val = stratified_split(rest, val_ratio / (train_ratio + val_ratio), seed) if val_ratio > 0 else (rest, None)
-    evaluated_on = f"test ({test_ratio / total:.0%} stratified split, seed {seed})"
+    if test_per_class is not None:
+        test, rest = take_per_class(samples, test_per_class, seed, "test_per_class", classes)
+        evaluated_on = f"test ({test_per_class} per class, seed {seed})"
+    else:
+        rest, test = stratified_split(samples, test_ratio / total, seed)
+        evaluated_on = f"test ({test_ratio / total:.0%} stratified split, seed {seed})"
+    if val_per_class is not None:
+        val, train = take_per_class(rest, val_per_class, seed + 1, "val_per_class", classes)
+    elif val_ratio > 0:
+        train, val = stratified_split(rest, val_ratio / (train_ratio + val_ratio), seed)
+    else:
+        train, val = rest, None
     return DatasetSplits(root, classes, train, val, test, evaluated_on, notes or [])
+
+
+def carve_validation(splits: DatasetSplits, ratios: tuple[float, float, float] = DEFAULT_RATIOS, seed: int = 0,
+                     val_per_class: int | None = None) -> DatasetSplits:
+    """Splits with a validation set: the given one, or one carved from the training pool (``val_per_class`` images
+    per class, else the validation share of the ratios), before any training images are chosen."""
+    if splits.val is not None:
+        return splits
+    train_ratio, val_ratio, _ = ratios
+    if val_per_class is not None:
+        val, train = take_per_class(splits.train, val_per_class, seed + 1, "val_per_class", splits.classes)
+    else:
+        fraction = val_ratio / (train_ratio + val_ratio) if val_ratio > 0 else 0.15
+        train, val = stratified_split(splits.train, fraction, seed)
+    note = f"validation: {len(val)} images carved from the training images (not counted in per_class)"
+    return replace(splits, train=train, val=val, notes=[*splits.notes, note])
 
 
 def _require_two_classes(classes: list[str], folder: Path, dropped: list[str] = ()) -> None:
@@ -316,17 +428,24 @@ def limit_per_class(splits: DatasetSplits, per_class: int | None, seed: int = 0)
 def load_dataset(
     data,
     *,
-    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    ratios: tuple[float, float, float] = DEFAULT_RATIOS,
     seed: int = 0,
     classes: list[str] | None = None,
     num_classes: int | None = None,
     per_class: int | None = None,
+    val_per_class: int | None = None,
+    test_per_class: int | None = None,
+    validation: bool = False,
     folds: int | None = None,
     fold: int | None = None,
 ) -> DatasetSplits:
     """A dataset folder (or built-in name) read, split (or fold ``fold`` of ``folds``-fold cross-validation,
-    see ``data.folds``), and cut down to the classes and sizes asked for."""
-    splits = load_splits(data, ratios=ratios, seed=seed)
+    see ``data.folds``), and cut down to the classes and sizes asked for.
+
+    ``validation``: the method needs a validation set (fine-tuning, trained heads): one is carved from the
+    training pool when the folder gives none, so that ``per_class`` stays the number of training images.
+    """
+    splits = load_splits(data, ratios=ratios, seed=seed, val_per_class=val_per_class, test_per_class=test_per_class)
     splits = select_classes(splits, classes, num_classes)
     if folds is not None:
         from .folds import cross_validation_fold
@@ -335,4 +454,6 @@ def load_dataset(
             raise UserError(f"folds {folds} without a fold: run every fold with transferlab.crossval.run_folds "
                             f"(the command line's --folds), or one with fold=0..{folds - 1}")
         splits = cross_validation_fold(splits, folds, fold, seed)
+    if validation:
+        splits = carve_validation(splits, ratios, seed, val_per_class)
     return limit_per_class(splits, per_class, seed)

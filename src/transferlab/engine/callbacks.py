@@ -140,3 +140,15 @@ def remove_checkpoint(folder: Path) -> None:
     (Path(folder) / CHECKPOINT_NAME).unlink(missing_ok=True)
 
 
+DEFAULT_PATIENCE = 10
+
+
+def early_stopping_of(monitor: str, patience: int | None, small_validation: str | None) -> tuple[str, int, str | None]:
+    """(monitor, patience, warning) early stopping runs with: off by default on a validation set too small to
+    stop on (it would follow noise); an explicit patience keeps it on, with the warning."""
+    if small_validation is None or monitor == "none":
+        return monitor, patience or DEFAULT_PATIENCE, None
+    if patience is not None:
+        return monitor, patience, f"{small_validation}; early stopping stays on (patience {patience} was given)"
+    return "none", DEFAULT_PATIENCE, (f"{small_validation}; early stopping is off (give patience to turn it on, or "
+                                      "raise val_per_class)")

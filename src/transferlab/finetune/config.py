@@ -14,8 +14,9 @@ from .freeze import check_policy
 class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions):
     """Everything that defines a fine-tuning run (``transferlab finetune`` options)."""
 
-    freeze: str | None = option(None, "all | none | half | first:N | top:K | two-stage | two-stage:top:K "
-                                "(default: two-stage; none from scratch).")
+    freeze: str | None = option(None, "all | none | half | first:N | top:K | first:50% | top:25% | "
+                                "from:MODULE | first:params:T | top:params:40% | two-stage | two-stage:POLICY "
+                                "(default: two-stage; none from scratch; `transferlab layers NAME` lists the units).")
     head: str = option("linear", "linear (the model's own classifier, reset) or mlp:512,256.")
     dropout: float = option(0.2, "Dropout between the mlp head's hidden layers.", minimum=0.0, maximum=0.95)
     pooling: str = option("avg", "avg (the model's own pooling) or flatten.", choices=("avg", "flatten"))
@@ -39,7 +40,9 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions):
                                      above=0.0)
     early_stopping: str = option("val_loss", "Metric early stopping watches (best weights are restored).",
                                  choices=("val_loss", "val_accuracy", "none"))
-    patience: int = option(10, "Epochs without improvement before stopping.", minimum=1)
+    patience: int | None = option(None, "Epochs without improvement before stopping (default 10; without it, "
+                                  "early stopping is off when the validation set is too small to stop on).",
+                                  minimum=1)
     augment: list[str] = option(help="Comma-separated: flip, rotate, zoom, crop, randaugment, trivialaugment.",
                                 factory=list)
     rotation: float = option(10.0, "Largest rotation of the 'rotate' augmentation, in degrees either way.",

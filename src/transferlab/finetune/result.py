@@ -26,3 +26,4 @@ class FinetuneResult(RunResult):
     stage2_start_epoch: int | None  # first epoch of stage 2 in two-stage runs (1-based)
     prefix_cache_used: bool
     model_path: str
+    prefix_cache_seconds: float = 0.0  # computing the frozen layers' outputs once (part of training_seconds)

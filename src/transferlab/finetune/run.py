@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -18,6 +19,7 @@ from .. import __version__
 from ..backbones import FROM_SCRATCH, Backbone, load_backbone
 from ..data import Sample, image_batches, load_dataset
 from ..engine.callbacks import BatchProgress, Callback, Checkpoint, EarlyStopping, EpochHook
+from ..engine.callbacks import early_stopping_of
 from ..engine.callbacks import CHECKPOINT_NAME, load_checkpoint, remove_checkpoint
 from ..engine.inputs import CachedInputs, ImageInputs
 from ..engine.loop import fit, predict
@@ -29,7 +31,7 @@ from ..storage import text_digest
 from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
 from .config import FinetuneConfig
-from .freeze import Stage, plan_stages
+from .freeze import Stage, check_on_backbone, plan_stages
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
@@ -39,6 +41,7 @@ StageProgress = Callable[[str, int, int], None]
 EpochCallback = Callable[[dict], None]
 STAGE2_LR_DIVISOR = 100  # stage 2's head and top unit: lr / 100 (the TensorFlow tutorial's 1e-5 for lr 1e-3)
 STAGE2_SPREAD = 100  # below the top unit, rates fall 100x to the stem (fastai's slice(lr/100, lr))
+log = logging.getLogger(__name__)
 
 
 def from_scratch(config: FinetuneConfig) -> bool:
@@ -109,8 +112,14 @@ class FinetuneRun:
     def prepare(self) -> None:
         c = self.config
         self.splits = load_dataset(c.data, ratios=tuple(c.ratios), seed=c.seed, classes=c.classes,
-                                   num_classes=c.num_classes, per_class=c.per_class, folds=c.folds, fold=c.fold)
+                                   num_classes=c.num_classes, per_class=c.per_class, val_per_class=c.val_per_class,
+                                   test_per_class=c.test_per_class, validation=True, folds=c.folds, fold=c.fold)
         self.train_samples, self.val_samples = self.splits.train_and_validation(seed=c.seed)
+        self.early_stopping, self.patience, note = early_stopping_of(c.early_stopping, c.patience,
+                                                                    self.splits.small_validation())
+        if note:
+            log.warning(note)
+            self.splits.notes.append(note)
         scratch = from_scratch(c)
         self.backbone: Backbone = load_backbone(c.backbone, weights=c.weights, random_init=scratch, seed=c.seed,
                                                 image_size=c.image_size)
@@ -119,7 +128,7 @@ class FinetuneRun:
             self.model = TransferModel.from_backbone(self.backbone, len(self.splits.classes), c.head, c.dropout,
                                                      c.pooling)
         self.runtime.prepare(self.model)
-        self.stages = plan_stages(c.freeze, len(self.model.units))
+        self.stages = plan_stages(c.freeze, self.model.units, c.backbone)
         self.eval_transform = self.backbone.eval_transform()
         self.train_transform = (train_transform(self.backbone.data_config, c.augment, c.rotation, c.zoom)
                                 or self.eval_transform)
@@ -206,6 +215,7 @@ class FinetuneRun:
         return None
 
     def run(self) -> FinetuneResult:
+        check_on_backbone(self.config.freeze, self.config.backbone)  # a bad freeze point: before data and weights
         self.check_output()
         self.prepare()
         c = self.config
@@ -249,7 +259,7 @@ class FinetuneRun:
         epochs = self.stage_epochs(stage)
         steps_per_epoch = -(-len(train) // c.batch_size)
         schedule = build_schedule(optimizer, c.schedule, epochs * steps_per_epoch, c.warmup_epochs * steps_per_epoch)
-        stopper = EarlyStopping(c.early_stopping, c.patience)
+        stopper = EarlyStopping(self.early_stopping, self.patience)
         first_epoch = 0
         if resumed:
             optimizer.load_state_dict(resumed["optimizer"])
@@ -275,7 +285,9 @@ class FinetuneRun:
 
     def finish(self, history: list[dict], training_seconds: float, stage2_start: int | None) -> FinetuneResult:
         c = self.config
-        predicted, truth, kept_paths = self.predict_test()
+        test_started = time.perf_counter()
+        predicted, truth, kept_paths, test_loss = self.predict_test()
+        test_seconds = time.perf_counter() - test_started
         if not truth:
             raise UserError(f"no readable test images in {self.splits.root} ({self.splits.evaluated_on})")
         last_stage = self.stages[-1]
@@ -306,9 +318,14 @@ class FinetuneRun:
             feature_dim=model.feature_dim,
             inference_ms_per_image=inference_ms_per_image(model, model, kept_paths, self.eval_transform,
                                                           self.runtime),
-            best_epoch=restored_epoch(history, c.early_stopping),
+            best_epoch=restored_epoch(history, self.early_stopping),
             stage2_start_epoch=stage2_start,
             prefix_cache_used=c.prefix_cache and not c.augment,
+            prefix_cache_seconds=self.prefix_seconds,
+            test_loss=test_loss,
+            test_seconds=test_seconds,
+            train_accuracy_final=history[-1]["train_accuracy"] if history else None,
+            val_accuracy_final=history[-1].get("val_accuracy") if history else None,
             model_path=str(self.output),
             history=history,
             unreadable_count=len(self.unreadable),
@@ -318,7 +335,6 @@ class FinetuneRun:
             runtime=self.runtime.describe(),
             **score(truth, predicted, classes, kept_paths),
         )
-        result.notes.append(f"frozen-prefix cache computed in {self.prefix_seconds:.1f} s (included in training seconds)")
         if self.runtime.is_main:
             summary = {k: v for k, v in asdict(result).items() if k not in ("predictions",)}
             save_bundle(self.output, model, {
@@ -335,22 +351,26 @@ class FinetuneRun:
             remove_checkpoint(self.output)
         return result
 
-    def predict_test(self) -> tuple[list[int], list[int], list[Path]]:
-        """Predicted and true labels of the readable test images, with their paths (each process predicts
-        its slice; the slices are gathered in order)."""
+    def predict_test(self) -> tuple[list[int], list[int], list[Path], float | None]:
+        """Predicted and true labels of the readable test images, with their paths and the mean test loss (each
+        process predicts its slice; the slices are gathered in order)."""
         mine = self.runtime.shard(len(self.splits.test))
         samples = self.splits.test[mine.start : mine.stop]
         predicted, truth, paths, unreadable = [], [], [], []
+        loss_sum = 0.0
         batches = image_batches([s.path for s in samples], self.eval_transform, self.config.batch_size,
                                 self.config.num_workers, self.runtime.pin_memory, self.runtime.device)
         for batch, logits in predict(self.model, self.model, batches, self.runtime):
             unreadable.extend(samples[i].path for i in batch.unreadable)
             if logits is None:
                 continue
+            labels = torch.tensor([samples[i].label for i in batch.indices])
+            loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
             predicted.extend(logits.argmax(1).tolist())
-            truth.extend(samples[i].label for i in batch.indices)
+            truth.extend(labels.tolist())
             paths.extend(samples[i].path for i in batch.indices)
-        parts = self.runtime.gather((predicted, truth, paths, unreadable))
+        parts = self.runtime.gather((predicted, truth, paths, unreadable, loss_sum))
         self.unreadable.update(p for part in parts for p in part[3])
-        return ([p for part in parts for p in part[0]], [t for part in parts for t in part[1]],
-                [p for part in parts for p in part[2]])
+        truth = [t for part in parts for t in part[1]]
+        loss = sum(part[4] for part in parts) / len(truth) if truth else None
+        return ([p for part in parts for p in part[0]], truth, [p for part in parts for p in part[2]], loss)

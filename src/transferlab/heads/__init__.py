@@ -8,12 +8,13 @@ HEADS = PROBE_HEADS
 
 
 def make_head(spec: str | HeadSpec, *, C: float | None = None, k: int = 5, dropout: float = 0.2, seed: int = 0,
-              runtime=None):
+              runtime=None, **training):
     """A head from its spec: ``logreg``, ``svm``, ``knn``, ``mlp``, ``mlp:512,256``, ``linear`` or ``softmax``.
 
     ``linear`` is a torch softmax layer on standardised features; ``softmax`` is the
-    same layer on the raw features (for temperature-scaled probabilities, whose scale
-    is the point of the experiment).
+    same layer on features scaled as a whole (for temperature-scaled probabilities,
+    whose shape is the point of the experiment). ``training``: the torch heads'
+    ``max_epochs``, ``lr``, ``patience``, ``monitor``, ``batch_size``.
     """
     head = spec if isinstance(spec, HeadSpec) else parse_head(spec)
     if head.kind in ("logreg", "svm", "knn"):
@@ -29,8 +30,8 @@ def make_head(spec: str | HeadSpec, *, C: float | None = None, k: int = 5, dropo
 
     runtime = runtime or CPU
     if head.kind == "mlp":
-        return MLPHead(hidden=head.hidden, dropout=dropout, seed=seed, runtime=runtime)
-    return MLPHead(hidden=(), dropout=0.0, standardize=head.kind == "linear", seed=seed, runtime=runtime)
+        return MLPHead(hidden=head.hidden, dropout=dropout, seed=seed, runtime=runtime, **training)
+    return MLPHead(hidden=(), dropout=0.0, standardize=head.kind == "linear", seed=seed, runtime=runtime, **training)
 
 
 __all__ = ["HEADS", "HeadSpec", "make_head", "parse_head"]

@@ -21,6 +21,13 @@ class ProbeConfig(DataOptions, BackboneOptions, RuntimeOptions):
     C: float | None = option(None, "Regularisation of logreg (default 0.1) or svm (default 1).", above=0.0,
                              flag="--C")
     dropout: float = option(0.2, "Dropout of the mlp head.", minimum=0.0, maximum=0.95)
+    # training of the torch heads (mlp, linear, softmax and the temperature experiment's head)
+    head_epochs: int = option(200, "Trained heads (mlp, linear, softmax): maximum epochs.", minimum=1)
+    head_lr: float = option(1e-3, "Trained heads: Adam's learning rate.", above=0.0)
+    head_patience: int | None = option(None, "Trained heads: epochs without improvement of the validation loss "
+                                       "before stopping (default 10; without it, off when the validation set is "
+                                       "too small to stop on).", minimum=1)
+    head_batch_size: int = option(64, "Trained heads: feature vectors per batch.", minimum=1)
     cache: bool = option(True, "Read and write the feature cache.", speed_only=True, cli=False)
 
     def __post_init__(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..results import RunResult
+from ..results import RunResult, pair_text, training_text
 
 
 @dataclass(kw_only=True)
@@ -23,8 +23,9 @@ class ProbeResult(RunResult):
     features_from_cache: int
     head_fit_seconds: float
     temperature: float | None = None
+    training_seconds: float | None = None  # train (and validation) features plus the head's fit
+    train_features_seconds: float | None = None  # the frozen backbone's part of it (read from the cache or computed)
     val_accuracy_max: float | None = None
-    val_accuracy_final: float | None = None
 
     def table_rows(self) -> list[tuple[str, object]]:
         return [
@@ -45,6 +46,10 @@ class ProbeResult(RunResult):
             ("images per second", self.images_per_second),
             ("features computed / from cache", f"{self.features_computed} / {self.features_from_cache}"),
             ("head fit seconds", self.head_fit_seconds),
+            ("training, total (frozen features)", training_text(self.training_seconds, self.train_features_seconds)),
+            ("final train / val accuracy", pair_text(self.train_accuracy_final, self.val_accuracy_final)),
+            ("test loss", self.test_loss if self.test_loss is not None else "n/a"),
+            ("test set inference seconds", self.test_seconds if self.test_seconds is not None else "n/a"),
             ("inference ms per image", self.inference_ms_per_image),
             ("unreadable files skipped", self.unreadable_count),
         ]

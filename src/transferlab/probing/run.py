@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -22,7 +23,8 @@ from ..errors import UserError
 from ..evaluation import inference_ms_per_image, score
 from ..features import FeatureExtractor, FeatureSet
 from ..heads import make_head
-from ..heads.mlp import MLPHead
+from ..engine.callbacks import early_stopping_of
+from ..heads.spec import parse_head
 from ..options import runtime_of
 from .config import ProbeConfig
 from .result import ProbeResult
@@ -30,6 +32,8 @@ from .result import ProbeResult
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
 UNREADABLE_EXAMPLES = 5
+TRAINED_HEADS = ("mlp", "linear", "softmax")  # torch heads trained by the engine, with a validation set
+log = logging.getLogger(__name__)
 
 
 def probe(data: str | Path = "digits", progress: StageProgress | None = None, **options) -> ProbeResult:
@@ -48,6 +52,7 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None,
     runtime = runtime or runtime_of(config)
     if not runtime.is_main:
         progress = None
+    needs_validation = parse_head(config.head).kind in TRAINED_HEADS
     splits = load_dataset(
         config.data,
         ratios=tuple(config.ratios),
@@ -55,13 +60,24 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None,
         classes=config.classes,
         num_classes=config.num_classes,
         per_class=config.per_class,
+        val_per_class=config.val_per_class,
+        test_per_class=config.test_per_class,
+        validation=needs_validation,
         folds=config.folds,
         fold=config.fold,
     )
     if config.temperature is not None:
         config = replace(config, layer="logits")
-    head = make_head(config.head, C=config.C, dropout=config.dropout, seed=config.seed, runtime=runtime.alone())
-    needs_validation = isinstance(head, MLPHead)
+    training = {}
+    if needs_validation:
+        monitor, patience, note = early_stopping_of("val_loss", config.head_patience, splits.small_validation())
+        if note:
+            log.warning(note)
+            splits.notes.append(note)
+        training = {"max_epochs": config.head_epochs, "lr": config.head_lr, "patience": patience,
+                    "monitor": monitor, "batch_size": config.head_batch_size}
+    head = make_head(config.head, C=config.C, dropout=config.dropout, seed=config.seed, runtime=runtime.alone(),
+                     **training)
 
     started = time.perf_counter()
     backbone = load_backbone(config.backbone, weights=config.weights, random_init=config.random_init, seed=config.seed,
@@ -93,7 +109,11 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None,
         else:
             head.fit(xs["train"], ys["train"])
         fit_seconds = time.perf_counter() - fit_started
+        predict_started = time.perf_counter()
         predicted = head.predict(xs["test"])
+        test_seconds = extracted["test"].seconds + time.perf_counter() - predict_started
+        test_loss = _log_loss(head, xs["test"], ys["test"])
+        train_accuracy = float(np.mean(head.predict(xs["train"]) == ys["train"]))
 
     test_kept = [parts["test"][i] for i in extracted["test"].kept]
     unreadable = [str(p) for fs in extracted.values() for p in fs.unreadable]
@@ -133,6 +153,11 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None,
         history=history,
         val_accuracy_max=max((h["val_accuracy"] for h in history), default=None),
         val_accuracy_final=history[-1]["val_accuracy"] if history else None,
+        train_accuracy_final=history[-1]["train_accuracy"] if history else train_accuracy,
+        training_seconds=extracted["train"].seconds + extracted["val"].seconds + fit_seconds,
+        train_features_seconds=extracted["train"].seconds + extracted["val"].seconds,
+        test_loss=test_loss,
+        test_seconds=test_seconds,
         notes=splits.notes,
         config=asdict(config),
         runtime=runtime.describe(),
@@ -153,6 +178,22 @@ def temperature_features(features: np.ndarray, temperature: float | None) -> np.
         return features
     scaled = torch.from_numpy(features).double() / temperature
     return scaled.softmax(dim=1).float().numpy()
+
+
+def _log_loss(head, features: np.ndarray, labels: np.ndarray) -> float | None:
+    """Mean cross-entropy of the head's probabilities on the test images (None: the head gives none, e.g. svm)."""
+    if not hasattr(head, "predict_proba") or len(labels) == 0:
+        return None
+    from sklearn.metrics import log_loss
+
+    try:
+        probabilities = head.predict_proba(features)
+    except AttributeError:  # a pipeline whose last step has no predict_proba
+        return None
+    try:
+        return float(log_loss(labels, probabilities, labels=list(head.classes_)))
+    except ValueError:  # a test class the head never saw in training
+        return None
 
 
 def _extract(extractor: FeatureExtractor, samples: list[Sample], name: str, progress: StageProgress | None) -> FeatureSet:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..finetune.result import FinetuneResult
-from ..results import RunResult
+from ..results import RunResult, pair_text, training_text
 from ..stats import interval_text
 from .records import RunRecord
 
@@ -24,7 +24,9 @@ COMPARISON_COLUMNS = [
     ("method", "method"), ("backbone", "backbone"), ("setting", "setting"), ("runs", "runs"),
     ("test_accuracy", "test accuracy"), ("interval", "95% interval"), ("vs_best", "vs best (McNemar)"),
     ("training", "training (epochs x s/epoch)"),
-    ("inference_ms", "inference ms/image"), ("layers", "layers"), ("feature_dim", "feature dim"),
+    ("training_total", "training total s (frozen part)"), ("test_seconds", "test set inference s"),
+    ("inference_ms", "inference ms/image"), ("test_loss", "test loss"), ("final_accuracy", "final train / val acc"),
+    ("layers", "layers"), ("feature_dim", "feature dim"),
     ("parameters", "trainable / total parameters"),
 ]
 RUN_COLUMNS = [
@@ -108,6 +110,7 @@ def comparison_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
         trainable, total = parameter_counts(first)
         inference = float(np.nanmean([_number(r.result.inference_ms_per_image) for r in group]))
         rows.append({
+            **totals_of([r.result for r in group]),
             "method": method, "backbone": backbone, "setting": group[0].setting_text(),
             "runs": len(group), "accuracy_mean": mean, "accuracy_std": std, "test_accuracy": accuracy_text(accuracies),
             "epochs": epochs, "seconds_per_epoch": per_epoch, "training": training,
@@ -117,6 +120,26 @@ def comparison_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
             "run_ids": " ".join(r.id for r in group),
         })
     return rows
+
+
+def totals_of(results: list[RunResult]) -> dict[str, Any]:
+    """Whole training time (and its frozen part), whole-test-set inference, test loss and final train / val
+    accuracy of a group of runs (means; blank where no run of the group recorded them)."""
+    def mean(name: str) -> float | None:
+        values = [getattr(r, name, None) for r in results]
+        values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+        return float(np.mean(values)) if values else None
+
+    frozen = mean("prefix_cache_seconds") if isinstance(results[0], FinetuneResult) else mean("train_features_seconds")
+    total, test_seconds, loss = mean("training_seconds"), mean("test_seconds"), mean("test_loss")
+    train_acc, val_acc = mean("train_accuracy_final"), mean("val_accuracy_final")
+    return {
+        "training_seconds": total, "frozen_seconds": frozen, "test_seconds_mean": test_seconds,
+        "training_total": training_text(total, frozen) if total is not None else "",
+        "test_seconds": f"{test_seconds:.2f}" if test_seconds is not None else "",
+        "test_loss": f"{loss:.3f}" if loss is not None else "",
+        "final_accuracy": pair_text(train_acc, val_acc) if train_acc is not None or val_acc is not None else "",
+    }
 
 
 def _number(value: float | None) -> float:

@@ -128,6 +128,8 @@ def _method_runs(spec: StudySpec, method: MethodSpec, backbones: list[BackboneSp
                     settings.setdefault("weights", backbone.weights)
                     settings.setdefault("random_init", backbone.random_init)
                 config = _config(spec, method, config_class, settings, combo)
+                if runner == "finetune":
+                    _check_freeze(spec, method, config, combo)
                 yield PlannedRun(run_id(runner, config, fingerprint), spec.name, method.name, method.kind, runner,
                                  backbone.name, combo, config)
 
@@ -139,6 +141,22 @@ def with_folds(combo: dict[str, Any], options: dict[str, Any]) -> list[dict[str,
     if not folds or "fold" in combo or options.get("fold") is not None:
         return [combo]
     return [{**combo, "fold": fold} for fold in range(folds)]
+
+
+def _check_freeze(spec: StudySpec, method: MethodSpec, config: FinetuneConfig, combo: dict) -> None:
+    """The run's freeze point against its backbone's units (its structure, built without weights: milliseconds),
+    so ``first:100`` on a 17-unit backbone fails at ``--dry-run``, not after hours of other runs."""
+    from ..finetune.freeze import check_on_backbone
+    from ..finetune.run import default_policy
+
+    try:
+        check_on_backbone(default_policy(config), config.backbone)
+    except UserError as exc:
+        swept = f" with {setting_text(combo)}" if combo else ""
+        message = f"method {method.name!r}{swept}: {exc}"
+        if spec.lines is not None:
+            raise spec.lines.error(method_path(method), message) from None
+        raise UserError(f"{spec.path or 'the study'}: {message}") from None
 
 
 def _config(spec: StudySpec, method: MethodSpec, config_class: type, settings: dict, combo: dict):
