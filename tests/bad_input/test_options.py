@@ -75,7 +75,7 @@ FINETUNE_CASES = [
     (("--label-smoothing", "-0.1"), "label-smoothing"),
     (("--head", "mlp:0"), "mlp"), (("--head", "logreg"), "unknown head"), (("--head", "svm"), "unknown head"),
     (("--freeze", "foo"), "freeze"), (("--freeze", "first:-1"), "first:-1"), (("--freeze", "first:x"), "first:x"),
-    (("--freeze", "top:-2"), "top:-2"), (("--freeze", "first:99999"), "between 0 and"),
+    (("--freeze", "top:-2"), "top:-2"), (("--freeze", "first:99999"), "freeze units; use a share"),
     (("--augment", "foo"), "foo"), (("--optimizer", "nosuchopt"), "nosuchopt"),
     (("--batch-size", "0"), "batch-size"), (("--workers", "-1"), "workers"), (("--seed", "-1"), "seed"),
     (("--dropout", "1"), "dropout"), (("--pooling", "token"), "pooling"), (("--schedule", "step"), "schedule"),
