@@ -152,11 +152,7 @@ def _check_freeze(spec: StudySpec, method: MethodSpec, config: FinetuneConfig, c
     try:
         check_on_backbone(default_policy(config), config.backbone)
     except UserError as exc:
-        swept = f" with {setting_text(combo)}" if combo else ""
-        message = f"method {method.name!r}{swept}: {exc}"
-        if spec.lines is not None:
-            raise spec.lines.error(method_path(method), message) from None
-        raise UserError(f"{spec.path or 'the study'}: {message}") from None
+        raise _located(spec, method, combo, exc) from None
 
 
 def _config(spec: StudySpec, method: MethodSpec, config_class: type, settings: dict, combo: dict):
@@ -164,8 +160,13 @@ def _config(spec: StudySpec, method: MethodSpec, config_class: type, settings: d
     try:
         return config_class(**settings)
     except UserError as exc:
-        swept = f" with {setting_text(combo)}" if combo else ""
-        message = f"method {method.name!r}{swept}: {exc}"
-        if spec.lines is not None:
-            raise spec.lines.error(method_path(method), message) from None
-        raise UserError(f"{spec.path or 'the study'}: {message}") from None
+        raise _located(spec, method, combo, exc) from None
+
+
+def _located(spec: StudySpec, method: MethodSpec, combo: dict, exc: UserError) -> UserError:
+    """``exc`` at the method's line in the study file (with the swept values that led to it)."""
+    swept = f" with {setting_text(combo)}" if combo else ""
+    message = f"method {method.name!r}{swept}: {exc}"
+    if spec.lines is not None:
+        return spec.lines.error(method_path(method), message)
+    return UserError(f"{spec.path or 'the study'}: {message}")
