@@ -12,7 +12,12 @@ model and weights with a new classifier, the same freeze units (timm's parameter
 parameters, cross-entropy; each epoch a training pass and a validation pass under ``no_grad``. fp32 NCHW on
 a CPU, channels_last + bf16 autocast + pinned memory on a GPU.
 
-Usage: ``.venv/bin/python bench/finetune_epochs.py [--per-class 20] [--epochs 2] [--freeze none,half,all]``
+With ``--augment flip,crop`` both train on augmented images: the reference through timm's training transform
+(``create_transform(is_training=True)``: random resized crop, flip; PIL, every image decoded every epoch),
+transferlab through its tensor augmentation on images it decoded once.
+
+Usage: ``.venv/bin/python bench/finetune_epochs.py [--per-class 20] [--epochs 2] [--freeze none,half,all]
+[--augment flip,crop]``
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from common import (SummaryRow, fmt, image_folders, pick_device, plain_autocast,
 
 
 def reference(data: str, backbone: str, device: str, freeze: str, epochs: int, batch_size: int,
-              per_class: int | None) -> dict:
+              per_class: int | None, augment: str = "") -> dict:
     import torch
 
     from transferlab.data import load_dataset
@@ -44,7 +49,8 @@ def reference(data: str, backbone: str, device: str, freeze: str, epochs: int, b
     optimizer = torch.optim.Adam(trainable, lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     transform = plain_transform(model)
-    train_set = image_folders(data, transform, [s.path for s in train])
+    train_transform = plain_training_transform(model, augment) if augment else transform
+    train_set = image_folders(data, train_transform, [s.path for s in train])
     val_set = image_folders(data, transform, [s.path for s in val])
     history = []
     for _ in range(epochs):
@@ -73,8 +79,18 @@ def reference(data: str, backbone: str, device: str, freeze: str, epochs: int, b
             "units": len(units), "trainable_parameters": sum(p.numel() for p in trainable)}
 
 
+def plain_training_transform(model, augment: str):
+    """timm's training transform as a user writes it: random resized crop when asked, else the eval framing."""
+    from timm.data import create_transform, resolve_data_config
+
+    names = augment.split(",")
+    return create_transform(**resolve_data_config(model=model), is_training=True, scale=(0.7, 1.0) if "crop" in names
+                            else (1.0, 1.0), ratio=(3 / 4, 4 / 3) if "crop" in names else (1.0, 1.0),
+                            hflip=0.5 if "flip" in names else 0.0, color_jitter=None)
+
+
 def transferlab_run(data: str, backbone: str, device: str, precision: str, freeze: str, epochs: int,
-                    batch_size: int, per_class: int | None) -> dict:
+                    batch_size: int, per_class: int | None, augment: str = "") -> dict:
     from common import transferlab_process
 
     transferlab_process()
@@ -83,7 +99,7 @@ def transferlab_run(data: str, backbone: str, device: str, precision: str, freez
     with tempfile.TemporaryDirectory() as out:
         config = FinetuneConfig(data=data, backbone=backbone, freeze=freeze, epochs=epochs, early_stopping="none",
                                 per_class=per_class, device=device, precision=precision, batch_size=batch_size,
-                                output=out)
+                                augment=augment, output=out)
         result = run_finetune(config)
     return {"seconds_per_epoch": result.seconds_per_epoch, "training_seconds": result.training_seconds,
             "history": [{"seconds": h["seconds"], "val_accuracy": h.get("val_accuracy")} for h in result.history],
@@ -97,7 +113,7 @@ def transferlab_run(data: str, backbone: str, device: str, precision: str, freez
 def run(args) -> list[SummaryRow]:
     policies = [p.strip() for p in args.freeze.split(",") if p.strip()]
     common = dict(data=args.data, backbone=args.backbone, device=args.device, epochs=args.epochs,
-                  batch_size=args.batch_size, per_class=args.per_class)
+                  batch_size=args.batch_size, per_class=args.per_class, augment=args.augment)
     precisions = args.transferlab_precisions
     rows, summary = [], []
     for policy in policies:
@@ -119,7 +135,8 @@ def run(args) -> list[SummaryRow]:
                                       fmt(tl["seconds_per_epoch"], 2), fmt(ref["seconds_per_epoch"], 2), speedup,
                                       f"whole {args.epochs}-epoch training {ratio_text(whole)}"))
     table(f"Fine-tuning seconds per epoch ({args.backbone}, {args.per_class} training images per class before the "
-          f"validation split, {args.epochs} epochs, batch {args.batch_size}, early stopping off)",
+          f"validation split, {args.epochs} epochs, batch {args.batch_size}, early stopping off"
+          + (f", augment {args.augment}" if args.augment else "") + ")",
           ["run", "frozen units", "train/val", "s/epoch", "speed-up", "whole training s", "speed-up",
            "val accuracy per epoch"], rows,
           ["speed-up = reference seconds / transferlab seconds (>1: transferlab faster)",

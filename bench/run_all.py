@@ -48,6 +48,8 @@ def parse_args(doc: str | None = None, argv: list[str] | None = None) -> argpars
     parser.add_argument("--per-class", type=int, default=20, help="fine-tuning: training images per class")
     parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
     parser.add_argument("--freeze", default="none,half,all", help="fine-tuning policies")
+    parser.add_argument("--augment", default="", help="fine-tuning: augmentation (e.g. flip,crop); the reference "
+                        "then uses timm's training transform, transferlab decodes each image once")
     parser.add_argument("--model-batch", type=int, default=None, help="model alone: batch (default 32, 256 on CUDA)")
     parser.add_argument("--min-seconds", type=float, default=5.0, help="model alone: seconds timed per row")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled ceiling")

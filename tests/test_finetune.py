@@ -386,7 +386,7 @@ def test_no_augmentation_trains_on_the_evaluation_transform():
     assert train_transform(DATA_CONFIG, []) is None
 
 
-def test_augmentation_decodes_images_every_epoch_and_unknown_names_are_user_errors(class_folders, tmp_path):
+def test_augmentation_bypasses_the_prefix_cache_and_unknown_names_are_user_errors(class_folders, tmp_path):
     result = run_finetune(tiny_config(class_folders, tmp_path / "aug", augment=["flip", "rotate", "crop"], epochs=1))
     assert not result.prefix_cache_used
     with pytest.raises(UserError, match="augmentation"):

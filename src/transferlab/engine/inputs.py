@@ -1,4 +1,5 @@
-"""What an epoch iterates over: tensors in memory, cached frozen-prefix outputs, or decoded images.
+"""What an epoch iterates over: tensors in memory, cached frozen-prefix outputs, images decoded once and
+augmented every epoch, or images decoded every epoch.
 
 Every source yields the rows ``order`` lists (the loop draws it from one seeded
 permutation), so a run with the frozen-prefix cache sees the same batches as one
@@ -8,12 +9,13 @@ the model where in its forward pass the batches enter (0: images).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ..data.loading import ImageFiles, collate_batch, default_workers
 
@@ -90,3 +92,106 @@ class ImageInputs:
 
     def close(self) -> None:
         pass
+
+
+KEPT_SHARE_CPU = 0.25  # of the memory available now: the most that kept training images may take
+KEPT_SHARE_GPU = 0.5  # of the device's free memory
+
+
+def kept_image_bytes(short_side: int) -> int:
+    """Bytes of one kept uint8 image whose short side is ``short_side`` (4:3, the common photo shape)."""
+    return 3 * short_side * (short_side * 4 // 3)
+
+
+def memory_budget(device: str) -> int:
+    """Bytes that images kept for a whole run may take on ``device``."""
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free * KEPT_SHARE_GPU)
+    if not device.startswith("cpu"):
+        return 0  # MPS shares the system's memory: keep them on the CPU
+    return int(available_memory() * KEPT_SHARE_CPU)
+
+
+def available_memory() -> int:
+    """Memory the system can give without swapping (Linux's MemAvailable; free pages elsewhere)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+class _KeptImages(Dataset):
+    """Images decoded once (uint8 tensors; None where a file was unreadable) through a random transform."""
+
+    def __init__(self, images: list[torch.Tensor | None], transform: Callable):
+        self.images = images
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        return index, None if image is None else self.transform(image)
+
+
+@dataclass
+class DecodedInputs:
+    """Training images decoded once, kept as uint8 tensors (``keep``: e.g. resized to the evaluation resize), and
+    augmented by ``transform`` every epoch: with augmentation no epoch decodes a JPEG again.
+
+    On a GPU the kept images live on the device and are augmented there (one process, no workers); on a CPU
+    DataLoader workers augment them, reading the one copy the forked workers share.
+    """
+
+    images: list[torch.Tensor | None]
+    labels: torch.Tensor
+    transform: Callable
+    num_workers: int | None = None
+    pin_memory: bool = False
+    start: int = 0
+
+    @classmethod
+    def decode(cls, paths: Sequence[Path], labels: torch.Tensor, keep: Callable, transform: Callable,
+               num_workers: int | None = None, pin_memory: bool = False, device: str = "cpu") -> "DecodedInputs":
+        """Decode every file once through ``keep`` (in workers), onto ``device``."""
+        images: list[torch.Tensor | None] = [None] * len(paths)
+        workers = default_workers() if num_workers is None else num_workers
+        loader = DataLoader(ImageFiles(paths, keep), batch_size=16, num_workers=workers, collate_fn=list)
+        on_device = not device.startswith("cpu")
+        for items in loader:
+            for index, image in items:
+                images[index] = None if image is None else (image.to(device) if on_device else image.clone())
+        return cls(images, labels, transform, 0 if on_device else num_workers, pin_memory and not on_device)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(image.numel() * image.element_size() for image in self.images if image is not None)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(self, batch_size: int, order: Sequence[int], seed: int = 0) -> Batches:
+        """Batches of the kept images ``order`` lists (unreadable ones dropped); ``seed`` seeds the augmentation."""
+        order = list(order)
+        if not order:
+            return
+        workers = default_workers() if self.num_workers is None else self.num_workers
+        loader = DataLoader(_KeptImages(self.images, self.transform), batch_size=batch_size, sampler=order,
+                            num_workers=workers, collate_fn=collate_batch, pin_memory=self.pin_memory,
+                            generator=torch.Generator().manual_seed(seed))
+        for batch in loader:
+            if batch.images is not None:
+                index = torch.tensor(batch.indices, dtype=torch.long)
+                yield batch.images, self.labels[index], index
+
+    def close(self) -> None:
+        pass  # kept for the run's next stage; freed with the run

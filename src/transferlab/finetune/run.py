@@ -21,7 +21,7 @@ from ..data import Sample, image_batches, load_dataset
 from ..engine.callbacks import BatchProgress, Callback, Checkpoint, EarlyStopping, EpochHook
 from ..engine.callbacks import early_stopping_of
 from ..engine.callbacks import CHECKPOINT_NAME, load_checkpoint, remove_checkpoint
-from ..engine.inputs import CachedInputs, ImageInputs
+from ..engine.inputs import CachedInputs, DecodedInputs, ImageInputs, kept_image_bytes, memory_budget
 from ..engine.loop import fit, predict
 from ..engine.runtime import Runtime
 from ..errors import UserError
@@ -135,6 +135,7 @@ class FinetuneRun:
         self.loss_fn, self.mix = self.make_loss()
         self.unreadable: set[Path] = set()
         self.prefix_seconds = 0.0
+        self.kept: DecodedInputs | None = None  # training images decoded once, when augmentation needs them
 
     def make_loss(self):
         c = self.config
@@ -170,7 +171,8 @@ class FinetuneRun:
         return c.stage2_epochs if stage.name == "fine-tune" and c.stage2_epochs is not None else c.epochs
 
     def stage_inputs(self, samples: list[Sample], name: str, training: bool):
-        """Cached prefix outputs when the frozen prefix is fixed, else images decoded every epoch."""
+        """Cached prefix outputs when the frozen prefix is fixed; with augmentation the training images decoded once
+        and augmented every epoch (when they fit in memory); else images decoded every epoch."""
         c = self.config
         labels = torch.tensor([s.label for s in samples])
         paths = [s.path for s in samples]
@@ -184,8 +186,29 @@ class FinetuneRun:
             self.unreadable.update(paths[i] for i in outputs.unreadable)
             kept = torch.tensor(outputs.kept, dtype=torch.long)
             return CachedInputs(outputs.values, labels[kept], steps, release=outputs.release)
+        if training and c.augment:
+            kept = self.kept_training_images(paths, labels)
+            if kept is not None:
+                return kept
         transform = self.train_transform if training else self.eval_transform
         return ImageInputs(paths, labels, transform, c.num_workers, self.runtime.pin_memory)
+
+    def kept_training_images(self, paths: list[Path], labels: torch.Tensor) -> DecodedInputs | None:
+        """The training images decoded once for every stage (on the device when they fit there), or None when
+        they would not fit in memory: then they are decoded every epoch."""
+        if self.kept is None:
+            device = self.runtime.device
+            estimate = len(paths) * kept_image_bytes(self.train_transform.keep_size)
+            if estimate > memory_budget(device):
+                device = "cpu"
+                if estimate > memory_budget(device):
+                    log.info("training images (about %.1f GB decoded) do not fit in memory: decoded every epoch",
+                             estimate / 1e9)
+                    return None
+            self.kept = DecodedInputs.decode(paths, labels, self.train_transform.keeper(), self.train_transform,
+                                             self.config.num_workers, self.runtime.pin_memory, device)
+            self.unreadable.update(p for p, image in zip(paths, self.kept.images) if image is None)
+        return self.kept
 
     # -- the run ----------------------------------------------------------------
     def check_output(self) -> None:
