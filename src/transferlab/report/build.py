@@ -432,7 +432,7 @@ def _top_losses(page: Page, losses, scope: str) -> None:
 
 def _filters(page: Page, done: list[RunRecord], models: SavedModels) -> None:
     """One set of figures per backbone: from the best run's saved model when one was saved, else the backbone."""
-    from .filters import bundle_figures
+    from .filters import run_figures
 
     seen: dict[str, RunRecord] = {}
     for record in sorted(done, key=lambda r: (model_path(r) is None, -(r.accuracy or 0.0))):
@@ -443,19 +443,12 @@ def _filters(page: Page, done: list[RunRecord], models: SavedModels) -> None:
     sections = []
     for key, record in seen.items():
         image = next((p["path"] for p in record.result.predictions if Path(p["path"]).is_file()), None)
-        saved = model_path(record) is not None
-        trained = "trained" if record.kind == "scratch" else "fine-tuned"
-        heading = f"{key}: {trained} weights (run {record.id})" if saved else f"{key}: before training"
         try:
-            if saved:
-                figures = bundle_figures(models.get(record), Path(image) if image else None,
-                                         f"{trained} weights of run {record.id}")
-            else:
-                figures = _backbone_figures(record, image)
+            source, figures = run_figures(record, models, Path(image) if image else None)
         except Exception as exc:  # a figure must not sink the report
-            sections.append((key, heading, [], f"filters of {key} could not be drawn: {type(exc).__name__}: {exc}"))
+            sections.append((key, key, [], f"filters of {key} could not be drawn: {type(exc).__name__}: {exc}"))
             continue
-        sections.append((key, heading, figures, None))
+        sections.append((key, f"{key}: {source}", figures, None))
     if not sections:
         return
     page.heading("First and last convolution: filters and activation maps", "filters")
@@ -469,12 +462,6 @@ def _filters(page: Page, done: list[RunRecord], models: SavedModels) -> None:
         for caption, figure in figures:
             page.figure(figure_uri(figure), caption)
     page.close_block()
-
-
-def _backbone_figures(record: RunRecord, image: str | None):
-    from .filters import backbone_figures
-
-    return backbone_figures(record.config, Path(image) if image else None)
 
 
 def _environment(page: Page, done: list[RunRecord]) -> None:

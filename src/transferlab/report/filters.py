@@ -111,3 +111,16 @@ def backbone_figures(config: dict, image_path: Path | None) -> list[tuple[str, o
 def bundle_figures(bundle, image_path: Path | None, source: str) -> list[tuple[str, object]]:
     """The figures of a run's saved model: the weights its training ended with."""
     return network_figures(bundle.net, bundle.meta["backbone"]["timm_name"], bundle.transform(), image_path, source)
+
+
+def run_figures(record, models, image_path: Path | None) -> tuple[str, list[tuple[str, object]]]:
+    """(whose weights, figures) for a run: its saved model's when it saved one (what training made of the
+    filters), else the backbone's it started from. ``models`` is the report's ``SavedModels``."""
+    from .bundles import model_path
+
+    if model_path(record) is not None:
+        trained = "trained" if record.kind == "scratch" else "fine-tuned"
+        source = f"{trained} weights of run {record.id}"
+        return source, bundle_figures(models.get(record), image_path, source)
+    figures = backbone_figures(record.config, image_path)
+    return ("random initial weights" if record.config.get("random_init") else "pretrained weights"), figures
