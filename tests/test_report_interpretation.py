@@ -24,8 +24,9 @@ def scored(name: str, true: str, predicted: str, probability: float, true_probab
 
 
 def test_confident_mistakes_are_the_wrong_ones_with_the_highest_predicted_probability():
-    images = [scored("right-sure", "a", "a", 0.99, 0.99), scored("wrong-0.6", "a", "b", 0.6, 0.3),
-              scored("wrong-0.9", "b", "c", 0.9, 0.05), scored("wrong-0.5", "c", "a", 0.5, 0.45),
+    # by loss the order would differ: wrong-0.5 gave its true class least (0.01)
+    images = [scored("right-sure", "a", "a", 0.99, 0.99), scored("wrong-0.6", "a", "b", 0.6, 0.39),
+              scored("wrong-0.9", "b", "c", 0.9, 0.08), scored("wrong-0.5", "c", "a", 0.5, 0.01),
               scored("right-unsure", "b", "b", 0.4, 0.4)]
     assert [s.path for s in confident_mistakes(images)] == ["wrong-0.9", "wrong-0.6", "wrong-0.5"]
     assert [s.path for s in confident_mistakes(images, n=2)] == ["wrong-0.9", "wrong-0.6"]
@@ -135,3 +136,26 @@ def test_a_saved_model_that_cannot_be_loaded_leaves_notes_not_a_failed_report(tr
     assert "could not score its test images" in html
     assert "filters of test_efficientnet (random init) could not be drawn" in html
     assert "its saved model could not be used" in html
+
+
+def test_a_report_loads_each_saved_model_once_for_all_its_sections(trained, tmp_path, monkeypatch):
+    import transferlab.finetune.bundle as bundle_module
+    import transferlab.finetune.use as use_module
+
+    root, result = trained
+    loads = []
+    real = bundle_module.load_bundle
+
+    def counting(folder):
+        loads.append(str(folder))
+        return real(folder)
+
+    monkeypatch.setattr(bundle_module, "load_bundle", counting)
+    monkeypatch.setattr(use_module, "load_bundle", counting)
+    config = {"backbone": "test_efficientnet", "random_init": True, "seed": 0, "image_size": 64}
+    record = RunRecord("ft1", "fine-tuned", "finetune", "test_efficientnet", {}, "done",
+                       finetune_result(model_path=str(root / "m"), config=config, predictions=result.predictions),
+                       config=config)
+    html = write_report([record], tmp_path / "report", images=True, new_images=root / "data" / "b")["html"].read_text()
+    assert 'id="top-losses-gallery"' in html and 'class="gradcam"' in html and 'id="filters-figures"' in html
+    assert loads == [str(root / "m")]
