@@ -159,3 +159,14 @@ def test_a_report_loads_each_saved_model_once_for_all_its_sections(trained, tmp_
     html = write_report([record], tmp_path / "report", images=True, new_images=root / "data" / "b")["html"].read_text()
     assert 'id="top-losses-gallery"' in html and 'class="gradcam"' in html and 'id="filters-figures"' in html
     assert loads == [str(root / "m")]
+
+
+def test_test_images_gone_from_disk_are_said_so_not_shown_as_no_mistakes(trained, tmp_path):
+    root, _ = trained
+    config = {"backbone": "test_efficientnet", "random_init": True, "seed": 0, "image_size": 64}
+    gone = [{"path": str(tmp_path / "gone.png"), "true": "a", "predicted": "b"}]
+    record = RunRecord("ft1", "fine-tuned", "finetune", "test_efficientnet", {}, "done",
+                       finetune_result(model_path=str(root / "m"), config=config, predictions=gone), config=config)
+    html = write_report([record], tmp_path / "report", images=True)["html"].read_text()
+    assert "nothing to score" in html and "no test image is predicted wrong" not in html
+    assert 'id="top-losses-gallery"' not in html

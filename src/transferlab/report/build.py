@@ -373,6 +373,11 @@ def _interpretation(page: Page, done: list[RunRecord], models: SavedModels) -> N
         page.paragraph(f"the saved model of run {best.id} could not score its test images: "
                        f"{type(exc).__name__}: {exc}", "note")
         return
+    if not scored:
+        page.heading("Most confident mistakes", "confident-mistakes")
+        page.paragraph(f"none of the test images of run {best.id} is on disk as a readable file of a class its "
+                       "saved model knows: nothing to score.", "note")
+        return
     scope = (f"{best.label()} (run {best.id}, the best saved model), its {len(scored)} test images still on disk "
              f"scored again" + (f" (of {len(best.result.predictions)}, the stored mistakes first)"
                                 if len(scored) < len(best.result.predictions) else ""))
