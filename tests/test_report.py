@@ -122,7 +122,7 @@ def test_filters_and_activation_maps_of_first_and_last_convolution(tmp_path, mon
     Image.new("RGB", (50, 40), "orange").save(image)
     figures = backbone_figures({"backbone": "test_efficientnet", "random_init": True}, image)
     captions = [caption for caption, _ in figures]
-    assert captions[0].startswith("first convolution conv_stem")
+    assert captions[0].startswith("random initial weights: first convolution conv_stem")
     assert sum("activation maps" in c for c in captions) == 2
     without_image = backbone_figures({"backbone": "test_efficientnet", "random_init": True}, None)
     assert without_image and all("activation" not in caption for caption, _ in without_image)

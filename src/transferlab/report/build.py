@@ -20,6 +20,7 @@ from ..storage import WriteError, write_failure
 from .confusion import confusion_figure
 from .curves import accuracy_vs_axis, accuracy_vs_temperature, learning_curves, overlaid_axes, overlaid_curves, swept_axes
 from .gallery import misclassified
+from .bundles import SavedModels, model_path
 from .html import Page
 from .noise import add_uncertainty
 from .plots import figure_uri
@@ -159,6 +160,7 @@ def _status_line(records: list[RunRecord]) -> str:
 
 def _html(records, done, comparison, noise, runs, pairs, findings, title, description, images, new_images) -> str:
     page = Page(title)
+    models = SavedModels()  # each saved model loaded once for all the sections that draw from it
     if description:
         page.paragraph(description)
     page.paragraph(_status_line(records), "note")
@@ -195,9 +197,10 @@ def _html(records, done, comparison, noise, runs, pairs, findings, title, descri
     _confusion(page, done, pairs)
     if images:
         _misclassified(page, done)
-        _filters(page, done)
+        _interpretation(page, done, models)
+        _filters(page, done, models)
     if new_images is not None:
-        _outside_images(page, done, new_images)
+        _outside_images(page, done, new_images, models)
     page.heading("All runs", "runs-section")
     page.table(runs, RUN_COLUMNS, "runs", numeric=("accuracy", "macro_f1", "seconds", "seed", "fold"))
     _environment(page, done)
@@ -251,12 +254,13 @@ def _overlaid_curves(page: Page, done: list[RunRecord]) -> None:
         page.paragraph(f"{shown - MAX_CURVES} more groups of curves are not drawn.", "note")
 
 
-def _outside_images(page: Page, done: list[RunRecord], folder: Path) -> None:
+def _outside_images(page: Page, done: list[RunRecord], folder: Path, models: SavedModels) -> None:
+    from .interpret import gradcam_uri
     from .outside import model_column, outside_predictions, prediction_rows, top_bars
 
     page.heading("Predictions on new images", "new-images")
     try:
-        images, predictions, notes = outside_predictions(done, folder)
+        images, predictions, notes = outside_predictions(done, folder, models.get)
     except Exception as exc:  # an unreadable folder must not sink the report
         page.paragraph(f"the images in {folder} could not be classified: {exc}", "note")
         return
@@ -270,12 +274,30 @@ def _outside_images(page: Page, done: list[RunRecord], folder: Path) -> None:
     columns = [("image", "image")] + [(model_column(p), model_column(p)) for p in predictions]
     page.table(prediction_rows(images, predictions), columns, "new-images-table")
     best = predictions[0]
-    page.paragraph(f"The most likely classes by the best model, {best.record.label()} (run {best.record.id}):",
+    page.paragraph(f"The most likely classes by the best model, {best.record.label()} (run {best.record.id}), "
+                   "and beside them its Grad-CAM heat map for the top class: where in the image its evidence lies.",
                    "note")
+    page.open_block("new-images-figures")
+    failed = []
     for image in images:
         top = best.top.get(str(image))
-        if top:
+        if not top:
+            continue
+        page.open_block(f"new-image-{images.index(image) + 1}", "beside")
+        try:
             page.figure(figure_uri(top_bars(image, top, best.record.label())), image.name)
+        except Exception as exc:  # a figure must not sink the report
+            page.paragraph(f"{image.name}: the bars could not be drawn ({type(exc).__name__}: {exc})", "note")
+        try:
+            uri = gradcam_uri(models.get(best.record), image, top[0]["label"])
+            page.figure(uri, f"Grad-CAM for {top[0]['label']}", alt=f"Grad-CAM of {image.name} for {top[0]['label']}",
+                        css="gradcam")
+        except Exception as exc:
+            failed.append(f"{image.name} ({type(exc).__name__}: {exc})")
+        page.close_block()
+    page.close_block()
+    if failed:
+        page.paragraph(f"Grad-CAM could not be drawn for {len(failed)} images: " + "; ".join(failed[:3]), "note")
 
 
 def _representatives(done: list[RunRecord]) -> list[RunRecord]:
@@ -334,37 +356,117 @@ def _misclassified(page: Page, done: list[RunRecord]) -> None:
         page.gallery(thumbnails)
 
 
-def _filters(page: Page, done: list[RunRecord]) -> None:
+def _interpretation(page: Page, done: list[RunRecord], models: SavedModels) -> None:
+    """The best saved model's most confident mistakes (with Grad-CAM) and its top losses."""
+    from .interpret import confident_mistakes, images_to_score, score_images, top_losses
+    from .outside import saved_models
+
+    saved = [r for r in saved_models(done) if r.result.predictions]
+    if not saved:
+        return
+    best = saved[0]
+    try:
+        bundle = models.get(best)
+        scored = score_images(bundle, images_to_score(best.result.predictions, bundle.classes))
+    except Exception as exc:  # an unloadable model must not sink the report
+        page.heading("Most confident mistakes", "confident-mistakes")
+        page.paragraph(f"the saved model of run {best.id} could not score its test images: "
+                       f"{type(exc).__name__}: {exc}", "note")
+        return
+    if not scored:
+        page.heading("Most confident mistakes", "confident-mistakes")
+        page.paragraph(f"none of the test images of run {best.id} is on disk as a readable file of a class its "
+                       "saved model knows: nothing to score.", "note")
+        return
+    scope = (f"{best.label()} (run {best.id}, the best saved model), its {len(scored)} test images still on disk "
+             f"scored again" + (f" (of {len(best.result.predictions)}, the stored mistakes first)"
+                                if len(scored) < len(best.result.predictions) else ""))
+    _confident_mistakes(page, bundle, confident_mistakes(scored), scope)
+    _top_losses(page, top_losses(scored), scope)
+
+
+def _confident_mistakes(page: Page, bundle, mistakes, scope: str) -> None:
+    from .gallery import Card
+    from .interpret import gradcam_uri
+
+    page.heading("Most confident mistakes", "confident-mistakes")
+    if not mistakes:
+        page.paragraph(f"{scope}: no test image is predicted wrong.", "note")
+        return
+    page.paragraph(f"{scope}: the wrong predictions made with the highest probability, most confident first, each "
+                   "with the Grad-CAM heat map of the predicted class (where the model saw its evidence).", "note")
+    cards, failed = [], []
+    for item in mistakes:
+        try:
+            uri = gradcam_uri(bundle, item.path, item.predicted)
+        except Exception as exc:  # one image's heat map must not sink the report
+            failed.append(f"{Path(item.path).name} ({type(exc).__name__}: {exc})")
+            continue
+        cards.append(Card(uri, f"Grad-CAM of {Path(item.path).name} for {item.predicted}", item.path,
+                          [("true", f"true: {item.true}"), ("wrong", f"predicted: {item.predicted}"),
+                           ("probability", f"p = {item.probability:.2f}")]))
+    page.cards(cards, "confident-mistakes-gallery")
+    if failed:
+        page.paragraph(f"Grad-CAM could not be drawn for {len(failed)} images: " + "; ".join(failed[:3]), "note")
+
+
+def _top_losses(page: Page, losses, scope: str) -> None:
+    from ..data import open_rgb
+    from .gallery import Card, thumbnail_uri
+
+    if not losses:
+        return
+    page.heading("Top losses", "top-losses")
+    page.paragraph(f"{scope}: the test images with the highest loss (cross-entropy of the true class), highest "
+                   "first, each with predicted / true class, loss and the probability of the true class.", "note")
+    cards, failed = [], []
+    for rank, item in enumerate(losses, 1):
+        try:
+            uri = thumbnail_uri(open_rgb(item.path))
+        except Exception as exc:
+            failed.append(f"{Path(item.path).name} ({type(exc).__name__}: {exc})")
+            continue
+        cards.append(Card(uri, f"{rank}. predicted {item.predicted}, true {item.true}", item.path,
+                          [("wrong" if item.wrong else "predicted", f"{item.predicted} / {item.true}"),
+                           ("loss", f"loss {item.loss:.3f}"),
+                           ("probability", f"p(true) = {item.true_probability:.2f}")]))
+    page.cards(cards, "top-losses-gallery")
+    if failed:
+        page.paragraph(f"{len(failed)} images could not be shown: " + "; ".join(failed[:3]), "note")
+
+
+def _filters(page: Page, done: list[RunRecord], models: SavedModels) -> None:
+    """One set of figures per backbone: from the best run's saved model when one was saved, else the backbone."""
+    from .filters import run_figures
+
     seen: dict[str, RunRecord] = {}
-    for record in done:
-        if record.kind == "scratch":
-            continue  # its trained filters live in its saved model, not in a backbone to load
+    for record in sorted(done, key=lambda r: (model_path(r) is None, -(r.accuracy or 0.0))):
+        if record.kind == "scratch" and model_path(record) is None:
+            continue  # its trained filters lived only in the model it did not save
         key = record.backbone + (" (random init)" if record.config.get("random_init") else "")
         seen.setdefault(key, record)
     sections = []
     for key, record in seen.items():
         image = next((p["path"] for p in record.result.predictions if Path(p["path"]).is_file()), None)
         try:
-            figures = _backbone_figures(record, image)
+            source, figures = run_figures(record, models, Path(image) if image else None)
         except Exception as exc:  # a figure must not sink the report
-            sections.append((key, [], f"filters of {key} could not be drawn: {type(exc).__name__}: {exc}"))
+            sections.append((key, key, [], f"filters of {key} could not be drawn: {type(exc).__name__}: {exc}"))
             continue
-        sections.append((key, figures, None))
+        sections.append((key, f"{key}: {source}", figures, None))
     if not sections:
         return
     page.heading("First and last convolution: filters and activation maps", "filters")
-    for key, figures, note in sections:
-        page.heading(key, f"filters-{key}", level=3)
+    page.paragraph("Drawn from the weights a run ended with when it saved its model (fine-tuning changes them), "
+                   "else from the backbone it started from; each caption says which.", "note")
+    page.open_block("filters-figures")
+    for key, heading, figures, note in sections:
+        page.heading(heading, f"filters-{key}", level=3)
         if note:
             page.paragraph(note, "note")
         for caption, figure in figures:
             page.figure(figure_uri(figure), caption)
-
-
-def _backbone_figures(record: RunRecord, image: str | None):
-    from .filters import backbone_figures
-
-    return backbone_figures(record.config, Path(image) if image else None)
+    page.close_block()
 
 
 def _environment(page: Page, done: list[RunRecord]) -> None:

@@ -2,7 +2,9 @@
 
 The first convolution's kernels are drawn as RGB patches; the last one's, when
 they are 1x1 (as in EfficientNet), are meaningless as pictures, so both layers
-also show the maps they produce for one test image.
+also show the maps they produce for one test image. A run that saved a model is
+drawn from that model (what fine-tuning made of the filters), any other from the
+backbone it started from.
 """
 
 from __future__ import annotations
@@ -69,29 +71,56 @@ def maps_figure(maps: np.ndarray, title: str):
     return image_grid(list(maps), title, 1.1, "magma")
 
 
-def backbone_figures(config: dict, image_path: Path | None) -> list[tuple[str, object]]:
-    """(caption, figure) pairs for the backbone of a run config; activation maps need an image."""
-    from ..backbones import load_backbone
+def network_figures(model: nn.Module, name: str, transform, image_path: Path | None,
+                    source: str) -> list[tuple[str, object]]:
+    """(caption, figure) pairs for ``model``'s first and last convolutions; ``source`` names the weights drawn."""
     from ..data import decode_rgb
 
-    backbone = load_backbone(config["backbone"], weights=config.get("weights"),
-                             random_init=bool(config.get("random_init")), seed=int(config.get("seed") or 0),
-                             image_size=config.get("image_size"))
-    found = first_and_last_conv(backbone.model)
+    found = first_and_last_conv(model)
     if found is None:
         return []
     (first_name, first), (last_name, last) = found
     k = "x".join(map(str, first.kernel_size))
-    figures = [(f"first convolution {first_name}: {first.out_channels} filters {k}",
-                filters_figure(first, f"{backbone.timm_name}: {first_name} filters"))]
+    figures = [(f"{source}: first convolution {first_name}: {first.out_channels} filters {k}",
+                filters_figure(first, f"{name}: {first_name} filters"))]
     if max(last.kernel_size) > 1:
-        figures.append((f"last convolution {last_name}: filters (mean over input channels)",
-                        filters_figure(last, f"{backbone.timm_name}: {last_name} filters")))
+        figures.append((f"{source}: last convolution {last_name}: filters (mean over input channels)",
+                        filters_figure(last, f"{name}: {last_name} filters")))
     if image_path is not None and Path(image_path).is_file():
-        transform = backbone.eval_transform()
-        image = transform(decode_rgb(image_path, transform.decode_min_size))
-        for name, conv in ((first_name, first), (last_name, last)):
-            maps = activation_maps(backbone.model, conv, image)
-            figures.append((f"activation maps of {name} for {Path(image_path).name} (strongest {len(maps)})",
-                            maps_figure(maps, f"{backbone.timm_name}: {name} on {Path(image_path).name}")))
+        image = transform(decode_rgb(image_path, getattr(transform, "decode_min_size", None)))
+        image = image.to(next(model.parameters()).device)
+        for conv_name, conv in ((first_name, first), (last_name, last)):
+            maps = activation_maps(model, conv, image)
+            figures.append((f"{source}: activation maps of {conv_name} for {Path(image_path).name} "
+                            f"(strongest {len(maps)})",
+                            maps_figure(maps, f"{name}: {conv_name} on {Path(image_path).name}")))
     return figures
+
+
+def backbone_figures(config: dict, image_path: Path | None) -> list[tuple[str, object]]:
+    """The figures of the backbone a run config starts from (pretrained, or its random initialisation)."""
+    from ..backbones import load_backbone
+
+    backbone = load_backbone(config["backbone"], weights=config.get("weights"),
+                             random_init=bool(config.get("random_init")), seed=int(config.get("seed") or 0),
+                             image_size=config.get("image_size"))
+    source = "random initial weights" if config.get("random_init") else "pretrained weights"
+    return network_figures(backbone.model, backbone.timm_name, backbone.eval_transform(), image_path, source)
+
+
+def bundle_figures(bundle, image_path: Path | None, source: str) -> list[tuple[str, object]]:
+    """The figures of a run's saved model: the weights its training ended with."""
+    return network_figures(bundle.net, bundle.meta["backbone"]["timm_name"], bundle.transform(), image_path, source)
+
+
+def run_figures(record, models, image_path: Path | None) -> tuple[str, list[tuple[str, object]]]:
+    """(whose weights, figures) for a run: its saved model's when it saved one (what training made of the
+    filters), else the backbone's it started from. ``models`` is the report's ``SavedModels``."""
+    from .bundles import model_path
+
+    if model_path(record) is not None:
+        trained = "trained" if record.kind == "scratch" else "fine-tuned"
+        source = f"{trained} weights of run {record.id}"
+        return source, bundle_figures(models.get(record), image_path, source)
+    figures = backbone_figures(record.config, image_path)
+    return ("random initial weights" if record.config.get("random_init") else "pretrained weights"), figures

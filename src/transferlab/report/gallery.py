@@ -20,6 +20,16 @@ class Thumbnail:
     predicted: str
 
 
+@dataclass
+class Card:
+    """A gallery image with its caption lines, (css class, text) each."""
+
+    uri: str
+    alt: str
+    path: str
+    lines: list[tuple[str, str]]
+
+
 def spread_over_classes(items: list[dict]) -> list[dict]:
     """Mistakes taken in turn from each true class, so one bad class does not fill the gallery."""
     by_class: dict[str, list[dict]] = {}

@@ -17,6 +17,7 @@ figure img { max-width: 100%; } figcaption { font-size: .8rem; color: #555; max-
 .gallery figure { width: 140px; } .gallery figcaption { font-size: .72rem; }
 .wrong { color: #b00020; } details { margin: .6rem 0; } summary { cursor: pointer; font-weight: 600; }
 .note { color: #666; font-size: .85rem; }
+.beside { display: flex; flex-wrap: wrap; align-items: flex-start; }
 """
 
 
@@ -48,8 +49,26 @@ class Page:
             body.append(f"<tr{ids}>{''.join(cells)}</tr>")
         self.add(f'<table id="{escape(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
 
-    def figure(self, uri: str, caption: str, alt: str | None = None) -> None:
-        self.add(f'<figure><img src="{uri}" alt="{escape(alt or caption)}"><figcaption>{escape(caption)}</figcaption></figure>')
+    def figure(self, uri: str, caption: str, alt: str | None = None, css: str | None = None) -> None:
+        img_class = f' class="{escape(css)}"' if css else ""
+        self.add(f'<figure><img src="{uri}"{img_class} alt="{escape(alt or caption)}">'
+                 f'<figcaption>{escape(caption)}</figcaption></figure>')
+
+    def open_block(self, block_id: str, css: str | None = None) -> None:
+        """A ``div`` holding what follows until ``close_block``, so a reader (or a test) finds a section's parts."""
+        self.add(f'<div id="{escape(block_id)}"{f" class={chr(34)}{escape(css)}{chr(34)}" if css else ""}>')
+
+    def close_block(self) -> None:
+        self.add("</div>")
+
+    def cards(self, cards, gallery_id: str) -> None:
+        """A gallery of ``Card``s in their order: an image, then one captioned line per (css class, text)."""
+        items = []
+        for card in cards:
+            lines = "<br>".join(f'<span class="{escape(css)}">{escape(text)}</span>' for css, text in card.lines)
+            items.append(f'<figure><img src="{card.uri}" alt="{escape(card.alt)}" title="{escape(card.path)}">'
+                         f'<figcaption>{lines}</figcaption></figure>')
+        self.add(f'<div class="gallery" id="{escape(gallery_id)}">{"".join(items)}</div>')
 
     def open_details(self, summary: str, open_: bool = False) -> None:
         self.add(f"<details{' open' if open_ else ''}><summary>{escape(summary)}</summary>")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from .bundles import model_path
 from .records import RunRecord
 
 MAX_MODELS = 8
@@ -28,19 +30,23 @@ class ModelPredictions:
 
 def saved_models(done: list[RunRecord]) -> list[RunRecord]:
     """Finished runs whose bundle is still on disk, best first (at most ``MAX_MODELS``)."""
-    with_model = [r for r in done if getattr(r.result, "model_path", None) and Path(r.result.model_path).is_dir()]
+    with_model = [r for r in done if model_path(r) is not None]
     return sorted(with_model, key=lambda r: -(r.accuracy or 0.0))[:MAX_MODELS]
 
 
-def outside_predictions(done: list[RunRecord], folder: Path) -> tuple[list[Path], list[ModelPredictions], list[str]]:
-    """(images, each saved model's predictions on them, notes on models that could not be used)."""
+def outside_predictions(done: list[RunRecord], folder: Path, load: Callable[[RunRecord], object] | None = None,
+                        ) -> tuple[list[Path], list[ModelPredictions], list[str]]:
+    """(images, each saved model's predictions on them, notes on models that could not be used).
+
+    ``load`` gives a run's bundle (the report's shared ``SavedModels.get``); by default each is loaded here.
+    """
     from ..finetune.use import image_files, predict_images
 
     images = image_files([folder])[:MAX_IMAGES]
     predictions, notes = [], []
     for record in saved_models(done):
         try:
-            rows = predict_images(record.result.model_path, images, top_k=TOP_K)
+            rows = predict_images(load(record) if load else record.result.model_path, images, top_k=TOP_K)
         except Exception as exc:  # one unloadable bundle must not sink the report
             notes.append(f"run {record.id}: its saved model could not be used ({type(exc).__name__}: {exc})")
             continue
