@@ -122,8 +122,12 @@ class MlflowSink(Sink):
 
     def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str],
                  artifacts: str | None = None):
-        from mlflow.entities import RunStatus  # noqa: F401  (fails early when mlflow is missing)
+        import logging
+
         from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow.store.db.utils", "alembic"):  # "creating the database tables": not the run's news
+            logging.getLogger(name).setLevel(logging.WARNING)
 
         self.client = MlflowClient(tracking_uri=uri)
         try:
