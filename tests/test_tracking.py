@@ -232,3 +232,21 @@ def test_an_unknown_backend_is_one_error_line(class_folders, cli):
     done = cli("finetune", "--data", str(class_folders), "--log", "tensorboard,wandb")
     assert done.returncode == 2
     assert done.stderr.strip() == "error: unknown log backend 'wandb': use tensorboard, mlflow (comma-separated for both)"
+
+
+@needs_mlflow
+def test_cross_validation_logs_one_run_per_fold(class_folders, tmp_path, cli, monkeypatch):
+    import json
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    done = cli("probe", "--data", str(class_folders), "-b", "test_efficientnet", "--random-init", "--workers", "0",
+               "--folds", "2", "--json", "--log", "mlflow", "--log-dir", str(tmp_path / "ml"))
+    assert done.returncode == 0, done.stderr
+    folds = json.loads(done.stdout)["folds"]
+    client, runs = mlflow_runs(tmp_path / "ml", "probe")
+    by_name = {r.info.run_name: r for r in runs}
+    assert len(by_name) == 2
+    for fold in (0, 1):
+        (run,) = [r for name, r in by_name.items() if name.endswith(f"-fold{fold}")]
+        assert run.data.params["fold"] == str(fold)
+        assert run.data.metrics["accuracy"] == pytest.approx(folds[fold]["accuracy"])

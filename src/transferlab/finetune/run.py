@@ -219,10 +219,15 @@ class FinetuneRun:
     def run(self) -> FinetuneResult:
         check_on_backbone(self.config.freeze, self.config.backbone)  # a bad freeze point: before data and weights
         self.check_output()
-        with open_tracker(self.config, "finetune", self.output.name, self.runtime.is_main) as self.tracker:
+        with open_tracker(self.config, "finetune", self.log_name(), self.runtime.is_main) as self.tracker:
             result = self.train_and_finish()
             self.tracker.finish(final_metrics(result))
         return result
+
+    def log_name(self) -> str:
+        """The run's default name in the logs: its model folder's (``DIR`` for a fold's ``DIR/fold-I``)."""
+        folded = self.config.fold is not None and self.config.output
+        return self.output.parent.name if folded else self.output.name
 
     def train_and_finish(self) -> FinetuneResult:
         self.prepare()
