@@ -140,6 +140,33 @@ class RuntimeOptions:
                                      speed_only=True, minimum=0, flag="--workers")
 
 
+@dataclass
+class LogOptions:
+    """Where a run's epochs, parameters and final metrics are logged besides its result (TensorBoard,
+    MLflow): speed-only, as logging never changes a result."""
+
+    log: list[str] = option(help="Also log the epochs, parameters and final metrics to tensorboard, mlflow or "
+                            "both (comma-separated; each an optional extra: pip install 'transferlab[mlflow]').",
+                            factory=list, speed_only=True)
+    log_dir: str | None = option(None, "Where --log writes: TensorBoard event files under DIR/<experiment>/<run> "
+                                 "(default runs/tensorboard); MLflow a SQLite store DIR/mlflow.db, or DIR as a "
+                                 "tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db).", speed_only=True)
+    log_experiment: str | None = option(None, "Experiment name of --log (default: the command, or the study's "
+                                        "name).", speed_only=True)
+    log_run: str | None = option(None, "Run name of --log (default: backbone, method and settings id; in a "
+                                 "study: method/run id).", speed_only=True, cli=False)
+
+    def __post_init__(self) -> None:
+        check_logging(self)
+
+
+def check_logging(config: Any) -> None:
+    """``log`` names known backends; else a UserError."""
+    from .tracking import check_backends
+
+    config.log = check_backends(config.log or [])
+
+
 def runtime_of(options: RuntimeOptions):
     """The ``Runtime`` these options ask for, resolved on this machine (imports torch)."""
     from .engine import resolve_runtime

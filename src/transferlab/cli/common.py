@@ -218,12 +218,12 @@ PATH_TYPES: dict[str, click.ParamType] = {
 def cli_fields(config_class: type, exclude: Iterable[str] = ()) -> list[dataclasses.Field]:
     """The fields of ``config_class`` on the command line, backbone options first, then the command's own,
     then data and runtime options (the order of ``--help``)."""
-    from ..options import BackboneOptions, DataOptions, RuntimeOptions
+    from ..options import BackboneOptions, DataOptions, LogOptions, RuntimeOptions
 
     excluded = set(exclude)
     fields = [f for f in dataclasses.fields(config_class) if f.metadata.get("cli", True) and f.name not in excluded]
     groups = [set(BackboneOptions.__dataclass_fields__), None, set(DataOptions.__dataclass_fields__),
-              set(RuntimeOptions.__dataclass_fields__)]
+              set(RuntimeOptions.__dataclass_fields__) | set(LogOptions.__dataclass_fields__)]
 
     def group(f: dataclasses.Field) -> int:
         for i, names in enumerate(groups):

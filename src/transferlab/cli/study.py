@@ -10,7 +10,8 @@ import sys
 
 import click
 
-from .common import parse_list, stage_progress, stderr
+from ..options import LogOptions
+from .common import config_from, config_options, parse_list, stage_progress, stderr
 
 store_option = click.option("--store", metavar="PATH|URL",
                             help="Run store: a SQLite file, sqlite:///PATH or postgresql://user@host:port/db. "
@@ -59,7 +60,8 @@ def study() -> None:
                    "or, with GPUs, one GPU each, round-robin.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="At the end, wait for runs that other workers hold (and take over those whose worker died).")
-def study_run(study_file, data, store, dry_run, jobs, wait):
+@config_options(LogOptions)
+def study_run(study_file, data, store, dry_run, jobs, wait, **log_options):
     """Run every combination in STUDY_FILE that is not finished yet (failed runs are retried).
 
     Several `study run`s on one store (here, or on other machines with a postgresql:// store) share the work:
@@ -70,7 +72,7 @@ def study_run(study_file, data, store, dry_run, jobs, wait):
     from ..study.spec import load_study
 
     spec = load_study(study_file)
-    plan = plan_study(spec, data)
+    plan = logged_plan(plan_study(spec, data), config_from(LogOptions, log_options))
     for note in plan.notes:
         stderr.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     try:
@@ -82,6 +84,21 @@ def study_run(study_file, data, store, dry_run, jobs, wait):
                 else ": the runs in hand are marked failed, a rerun redoes them" if jobs > 1 else "")
         stderr.print(f"error: terminated (SIGTERM){what}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(143)
+
+
+def logged_plan(plan, logging):
+    """The plan whose every run logs as ``--log`` asks (the store still records them all); a missing
+    package stops here, before any run."""
+    from dataclasses import replace
+
+    from ..tracking import check_backends, require_backends
+
+    backends = check_backends(logging.log)
+    if not backends:
+        return plan
+    require_backends(backends)
+    fields = {"log": backends, "log_dir": logging.log_dir, "log_experiment": logging.log_experiment}
+    return replace(plan, runs=[replace(run, config=replace(run.config, **fields)) for run in plan.runs])
 
 
 def _run_plan(spec, plan, store, dry_run, jobs, wait):

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..heads.spec import FINETUNE_HEADS, parse_head
-from ..options import BackboneOptions, DataOptions, RuntimeOptions, check_folds, check_ranges, check_ratios, option
+from ..options import (BackboneOptions, DataOptions, LogOptions, RuntimeOptions, check_folds, check_logging,
+                       check_ranges, check_ratios, option)
 from .augment_names import check_augment
 from .freeze import check_policy
 
 
 @dataclass
-class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions):
+class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     """Everything that defines a fine-tuning run (``transferlab finetune`` options)."""
 
     freeze: str | None = option(None, "all | none | half | first:N | top:K | first:50% | top:25% | "
@@ -69,3 +70,4 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions):
             check_policy(self.freeze)
         check_ranges(self)
         check_folds(self)
+        check_logging(self)

@@ -28,6 +28,7 @@ from ..errors import UserError
 from ..evaluation import inference_ms_per_image, score
 from ..options import result_fields, runtime_of
 from ..storage import text_digest
+from ..tracking import Tracker, final_metrics, open_tracker
 from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
 from .config import FinetuneConfig
@@ -107,6 +108,7 @@ class FinetuneRun:
         self.on_epoch = on_epoch if self.runtime.is_main else None
         self.output = Path(config.output) if config.output else default_output(config)
         self.id = config_id(config)
+        self.tracker = Tracker([])
 
     # -- set-up ---------------------------------------------------------------
     def prepare(self) -> None:
@@ -240,6 +242,17 @@ class FinetuneRun:
     def run(self) -> FinetuneResult:
         check_on_backbone(self.config.freeze, self.config.backbone)  # a bad freeze point: before data and weights
         self.check_output()
+        with open_tracker(self.config, "finetune", self.log_name(), self.runtime.is_main) as self.tracker:
+            result = self.train_and_finish()
+            self.tracker.finish(final_metrics(result))
+        return result
+
+    def log_name(self) -> str:
+        """The run's default name in the logs: its model folder's (``DIR`` for a fold's ``DIR/fold-I``)."""
+        folded = self.config.fold is not None and self.config.output
+        return self.output.parent.name if folded else self.output.name
+
+    def train_and_finish(self) -> FinetuneResult:
         self.prepare()
         c = self.config
         state = load_checkpoint(self.output, self.id) if c.resume else None
@@ -295,6 +308,8 @@ class FinetuneRun:
                 "stage": index, "stopper": stopper.state_dict(), "training_seconds": time.perf_counter() - started}))
         if self.on_epoch:
             callbacks.append(EpochHook(self.on_epoch))
+        if self.tracker:
+            callbacks.append(EpochHook(self.tracker.epoch))
         if self.progress:
             callbacks.append(BatchProgress(self.progress))
         model = self.model

@@ -16,12 +16,14 @@ the training data is held out, as sklearn's ``MLPClassifier(early_stopping=True)
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from ..engine.callbacks import EarlyStopping
+from ..engine.callbacks import EarlyStopping, EpochHook
 from ..engine.inputs import TensorInputs
 from ..engine.loop import fit, predict_tensor
 from ..engine.runtime import CPU, Runtime
@@ -53,6 +55,7 @@ class MLPHead:
         standardize: bool = True,
         seed: int = 0,
         runtime: Runtime = CPU,
+        on_epoch: Callable[[dict], None] | None = None,
     ):
         self.hidden = tuple(hidden)
         self.dropout = dropout
@@ -66,6 +69,7 @@ class MLPHead:
         self.standardize = standardize
         self.seed = seed
         self.runtime = runtime
+        self.on_epoch = on_epoch  # after each epoch, with its record (the run's logging)
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None):
         # Seed the global RNG too (dropout draws from it), without disturbing the caller's.
@@ -93,7 +97,7 @@ class MLPHead:
         model = self.model_
         state = fit(model, lambda module, x, start: module(x), nn.CrossEntropyLoss(), optimizer, None, train, val,
                     epochs=self.max_epochs, runtime=self.runtime, batch_size=self.batch_size, seed=self.seed,
-                    stage="head", callbacks=[stopper])
+                    stage="head", callbacks=[stopper, *([EpochHook(self.on_epoch)] if self.on_epoch else [])])
         dropped = ("stage", "samples")  # the probe head keeps lr and seconds per epoch, like fine-tuning
         self.history_ = [{k: v for k, v in h.items() if k not in dropped} for h in state.history]
         self.best_epoch_ = stopper.best_epoch + 1

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..heads.spec import PROBE_HEADS, parse_head
-from ..options import BackboneOptions, DataOptions, RuntimeOptions, check_folds, check_ranges, check_ratios, option
+from ..options import (BackboneOptions, DataOptions, LogOptions, RuntimeOptions, check_folds, check_logging,
+                       check_ranges, check_ratios, option)
 
 
 @dataclass
-class ProbeConfig(DataOptions, BackboneOptions, RuntimeOptions):
+class ProbeConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     """Everything that defines a probe run: frozen features from ``layer``, then ``head``."""
 
     head: str = option("logreg", "logreg, svm, knn, mlp, mlp:512,256, linear or softmax.")
@@ -36,3 +37,4 @@ class ProbeConfig(DataOptions, BackboneOptions, RuntimeOptions):
         parse_head(self.head, PROBE_HEADS)
         check_ranges(self)
         check_folds(self)
+        check_logging(self)

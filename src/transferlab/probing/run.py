@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, replace
@@ -25,7 +26,9 @@ from ..features import FeatureExtractor, FeatureSet
 from ..heads import make_head
 from ..engine.callbacks import early_stopping_of
 from ..heads.spec import parse_head
-from ..options import runtime_of
+from ..options import result_fields, runtime_of
+from ..storage import text_digest
+from ..tracking import Tracker, final_metrics, open_tracker
 from .config import ProbeConfig
 from .result import ProbeResult
 
@@ -48,8 +51,24 @@ def probe(data: str | Path = "digits", progress: StageProgress | None = None, **
 def run_probe(config: ProbeConfig, progress: StageProgress | None = None,
               runtime: Runtime | None = None) -> ProbeResult | None:
     """The probe's result; over several processes they share the extraction, and the main process alone
-    fits the head on all the features and returns the result (the others return None)."""
+    fits the head on all the features and returns the result (the others return None). With ``config.log``
+    the main process also logs the head's epochs, the parameters and the final metrics."""
     runtime = runtime or runtime_of(config)
+    with open_tracker(config, "probe", probe_run_name(config), runtime.is_main) as tracker:
+        result = _run_probe(config, progress, runtime, tracker)
+        if result is not None:
+            tracker.finish(final_metrics(result))
+    return result
+
+
+def probe_run_name(config: ProbeConfig) -> str:
+    """``backbone-head-<settings id>``: the probe's default run name in the logs."""
+    digest = text_digest(json.dumps(result_fields(config), sort_keys=True, default=str))[:16]
+    return f"{config.backbone.replace('/', '_')}-{config.head.replace(':', '')}-{digest}"
+
+
+def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Runtime,
+               tracker: Tracker) -> ProbeResult | None:
     if not runtime.is_main:
         progress = None
     needs_validation = parse_head(config.head).kind in TRAINED_HEADS
@@ -75,7 +94,8 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None,
             log.warning(note)
             splits.notes.append(note)
         training = {"max_epochs": config.head_epochs, "lr": config.head_lr, "patience": patience,
-                    "monitor": monitor, "batch_size": config.head_batch_size}
+                    "monitor": monitor, "batch_size": config.head_batch_size,
+                    "on_epoch": tracker.epoch if tracker else None}
     head = make_head(config.head, C=config.C, dropout=config.dropout, seed=config.seed, runtime=runtime.alone(),
                      **training)
 

@@ -91,11 +91,17 @@ def execute(run: PlannedRun, models_dir: Path, progress: StageProgress | None) -
     if run.runner == "probe":
         from ..probing.run import run_probe
 
-        return run_probe(run.config, progress)
+        return run_probe(logged_as(run), progress)
     from ..finetune import run_finetune
 
-    config = replace(run.config, output=str(models_dir / run.run_id), resume=True)
+    config = replace(logged_as(run), output=str(models_dir / run.run_id), resume=True)
     return run_finetune(config, progress)
+
+
+def logged_as(run: PlannedRun):
+    """The run's config named for ``--log``: the study's experiment (unless one is given), run method/run id."""
+    config = run.config
+    return replace(config, log_experiment=config.log_experiment or run.study, log_run=f"{run.method}/{run.run_id}")
 
 
 def run_study(plan: StudyPlan, store: RunStore, progress: StageProgress | None = None,

@@ -1,0 +1,249 @@
+"""Logging runs where users already look: TensorBoard event files and MLflow tracking stores.
+
+One ``Sink`` interface, ``start(params)`` / ``epoch(record)`` / ``finish(metrics)``, with
+one implementation per backend (``torch.utils.tensorboard.SummaryWriter``, the
+``mlflow`` client API). ``open_tracker(config, ...)`` gives the sinks a config's
+``log`` option asks for, bundled as one ``Tracker``; the runs call it where they report
+epochs (the engine's ``EpochHook``), so nothing is trained or evaluated twice. Both
+packages are optional extras, imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import UserError
+
+BACKENDS = ("tensorboard", "mlflow")
+DEFAULT_TENSORBOARD_DIR = Path("runs") / "tensorboard"
+MLFLOW_DATABASE = "mlflow.db"  # MLflow's own default store name (its file store is in maintenance mode)
+_MODULES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+
+
+def check_backends(names: Iterable[str]) -> list[str]:
+    """The backends named, each known; else a UserError naming the choices."""
+    names = [str(n).strip() for n in names if str(n).strip()]
+    for name in names:
+        if name not in BACKENDS:
+            raise UserError(f"unknown log backend {name!r}: use {', '.join(BACKENDS)} (comma-separated for both)")
+    return list(dict.fromkeys(names))
+
+
+def require_backends(names: Iterable[str]) -> None:
+    """A UserError with the pip line for the first backend whose package is not installed."""
+    for name in names:
+        if importlib.util.find_spec(_MODULES[name]) is None:
+            raise UserError(f"--log {name} needs the {name} package: pip install 'transferlab[{name}]'")
+
+
+def scalars(values: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers among ``values`` (booleans and words are parameters, not metrics)."""
+    return {k: float(v) for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def final_metrics(result: Any) -> dict[str, float]:
+    """A run result's final figures: every number it holds (accuracy, macro F1, timings, counts) and the
+    accuracy's 95% interval as ``accuracy_low`` / ``accuracy_high``."""
+    metrics = scalars({f.name: getattr(result, f.name) for f in dataclasses.fields(result)})
+    low, high = result.interval()
+    return {**metrics, "accuracy_low": float(low), "accuracy_high": float(high)}
+
+
+def param_text(value: Any) -> str | int | float | bool:
+    """A config value as a parameter: numbers, words and flags as they are, the rest as JSON text."""
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    return json.dumps(value, default=str)
+
+
+class Sink:
+    """Where one run's parameters, epochs and final metrics go."""
+
+    def start(self, params: dict[str, Any]) -> None: ...
+    def epoch(self, record: dict) -> None: ...
+    def finish(self, metrics: dict[str, float]) -> None: ...
+    def close(self, failed: bool = False) -> None: ...
+
+
+def epoch_step(record: dict) -> int:
+    return int(record["epoch"])
+
+
+class TensorBoardSink(Sink):
+    """Event files in ``folder``: one scalar per epoch for each number of the epoch's record (tag: its key),
+    the parameters and final metrics in TensorBoard's HPARAMS tab, the final metrics also as ``final/NAME``."""
+
+    def __init__(self, folder: Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard present but too old or broken
+            raise UserError("--log tensorboard needs a working tensorboard package: "
+                            "pip install 'transferlab[tensorboard]'") from None
+        self.folder = Path(folder)
+        self.writer = SummaryWriter(log_dir=str(self.folder))
+        self.params: dict[str, Any] = {}
+        self.last_step = 0
+
+    def start(self, params: dict[str, Any]) -> None:
+        self.params = {k: param_text(v) for k, v in params.items()}
+        self.writer.add_text("params", "\n".join(f"    {k}: {v}" for k, v in self.params.items()))
+
+    def epoch(self, record: dict) -> None:
+        self.last_step = epoch_step(record)
+        for key, value in scalars(record).items():
+            if key != "epoch":
+                self.writer.add_scalar(key, value, self.last_step)
+        self.writer.flush()
+
+    def finish(self, metrics: dict[str, float]) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        final = {f"final/{k}": v for k, v in metrics.items()}
+        for summary in hparams(self.params, final):
+            self.writer.file_writer.add_summary(summary, self.last_step)
+        for tag, value in final.items():
+            self.writer.add_scalar(tag, value, self.last_step)
+
+    def close(self, failed: bool = False) -> None:
+        self.writer.close()
+
+
+class MlflowSink(Sink):
+    """One MLflow run in ``experiment`` of the store at ``uri``: the parameters, one metric per epoch for
+    each number of the epoch's record (step: the epoch), the final metrics (step: the last epoch)."""
+
+    def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str],
+                 artifacts: str | None = None):
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow.store.db.utils", "alembic"):  # "creating the database tables": not the run's news
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+        self.client = MlflowClient(tracking_uri=uri)
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            experiment_id = (found.experiment_id if found is not None
+                             else self.client.create_experiment(experiment, artifact_location=artifacts))
+            self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        except Exception as exc:  # a bad URI, an unreachable server, a store without its database packages
+            raise UserError(f"cannot log to the MLflow store {uri}: {str(exc).splitlines()[0] if str(exc) else exc}"
+                            ) from None
+        self.last_step = 0
+
+    def start(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(self.run_id, params=[Param(k, str(param_text(v))) for k, v in params.items()])
+
+    def _log(self, values: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
+
+    def epoch(self, record: dict) -> None:
+        self.last_step = epoch_step(record)
+        self._log({k: v for k, v in scalars(record).items() if k != "epoch"}, self.last_step)
+
+    def finish(self, metrics: dict[str, float]) -> None:
+        self._log(metrics, self.last_step)
+
+    def close(self, failed: bool = False) -> None:
+        self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
+
+
+def _is_uri(text: str) -> bool:
+    return "://" in text or text.startswith("file:")
+
+
+def mlflow_uri(log_dir: str | None) -> tuple[str, str | None]:
+    """(tracking URI, artifact folder): ``log_dir`` as a URI, or a SQLite store ``log_dir/mlflow.db``; without
+    it ``MLFLOW_TRACKING_URI``, else ``./mlflow.db`` (where ``mlflow ui`` run in this folder looks)."""
+    if log_dir and _is_uri(log_dir):
+        return log_dir, None
+    if log_dir:
+        folder = Path(log_dir).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / MLFLOW_DATABASE}", (folder / "artifacts").as_uri()
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"], None
+    return f"sqlite:///{Path(MLFLOW_DATABASE).resolve()}", None
+
+
+class Tracker(Sink):
+    """The sinks of one run, called together; a context manager that closes them (as failed on an error)."""
+
+    def __init__(self, sinks: list[Sink]):
+        self.sinks = sinks
+
+    def start(self, params: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            sink.start(params)
+
+    def epoch(self, record: dict) -> None:
+        for sink in self.sinks:
+            sink.epoch(record)
+
+    def finish(self, metrics: dict[str, float]) -> None:
+        for sink in self.sinks:
+            sink.finish(metrics)
+
+    def close(self, failed: bool = False) -> None:
+        for sink in self.sinks:
+            sink.close(failed)
+
+    def __bool__(self) -> bool:
+        return bool(self.sinks)
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        self.close(failed=kind is not None)
+
+
+def run_names(config: Any, command: str, default_run: str) -> tuple[str, str]:
+    """(experiment, run name): the config's ``log_experiment`` (a study's name) else the command, and its
+    ``log_run`` (a study's method/run id) else ``default_run``, with the fold when it is one."""
+    experiment = config.log_experiment or command
+    run = config.log_run or default_run
+    if config.fold is not None and not config.log_run:
+        run = f"{run}-fold{config.fold}"
+    return experiment, run
+
+
+def open_tracker(config: Any, command: str, default_run: str, is_main: bool = True) -> Tracker:
+    """The sinks ``config.log`` asks for (none off the main process, where only rank 0 logs), started with
+    the config's fields as parameters."""
+    backends = check_backends(config.log or [])
+    if not backends or not is_main:
+        return Tracker([])
+    require_backends(backends)
+    experiment, run = run_names(config, command, default_run)
+    sinks: list[Sink] = []
+    try:
+        for name in backends:
+            if name == "tensorboard":
+                folder = Path(config.log_dir) if config.log_dir and not _is_uri(config.log_dir) \
+                    else DEFAULT_TENSORBOARD_DIR
+                sinks.append(TensorBoardSink(folder / experiment / run))
+            else:
+                uri, artifacts = mlflow_uri(config.log_dir)
+                tags = {"transferlab.command": command, "transferlab.run": run}
+                sinks.append(MlflowSink(uri, experiment, run, tags, artifacts))
+    except BaseException:
+        Tracker(sinks).close(failed=True)
+        raise
+    tracker = Tracker(sinks)
+    tracker.start(dataclasses.asdict(config))
+    return tracker
