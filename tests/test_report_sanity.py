@@ -191,3 +191,17 @@ def test_the_report_opens_with_samples_of_every_class(tmp_path):
     result = probe_result(config={"data": str(data)})
     files = write_report([record(result)], tmp_path / "report")
     assert 'id="samples"' in files["html"].read_text()
+
+
+def test_training_accuracy_is_plotted_against_samples_per_class_beside_test_accuracy():
+    from transferlab.report.curves import train_accuracy_vs_axis
+
+    runs = [record(probe_result(accuracy=0.5 + p / 100, train_accuracy_final=1.0 - p / 100), f"r{p}-{s}",
+                   axes={"per_class": p, "seed": s}, method="logreg") for p in (2, 8, 32) for s in (0, 1)]
+    figure = train_accuracy_vs_axis(runs, "per_class")
+    lines = {bars.get_label(): bars[0] for bars in figure.axes[0].containers}  # each errorbar's data line
+    train = next(line for label, line in lines.items() if label.endswith(": train"))
+    test = next(line for label, line in lines.items() if label.endswith(": test"))
+    assert list(train.get_ydata()) == pytest.approx([0.98, 0.92, 0.68])
+    assert list(test.get_ydata()) == pytest.approx([0.52, 0.58, 0.82])
+    assert train_accuracy_vs_axis([record(probe_result(), "x", axes={"per_class": 2})], "per_class") is None

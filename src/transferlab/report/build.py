@@ -18,7 +18,8 @@ from pathlib import Path
 from ..errors import UserError
 from ..storage import WriteError, write_failure
 from .confusion import confusion_figure
-from .curves import accuracy_vs_axis, accuracy_vs_temperature, learning_curves, overlaid_axes, overlaid_curves, swept_axes
+from .curves import (accuracy_vs_axis, accuracy_vs_temperature, learning_curves, overlaid_axes, overlaid_curves,
+                     swept_axes, train_accuracy_vs_axis)
 from .gallery import misclassified
 from .bundles import SavedModels, model_path
 from .html import Page
@@ -185,6 +186,10 @@ def _html(records, done, comparison, noise, runs, pairs, findings, title, descri
             page.heading(f"Accuracy vs {axis.replace('_', ' ')}", f"accuracy-vs-{axis}")
             page.figure(figure_uri(figure), f"test accuracy against {axis}: mean over seeds and folds, bars the 95% "
                                             "interval (Wilson for one run, t-interval of the mean for several)")
+        trained = train_accuracy_vs_axis(done, axis)
+        if trained is not None:
+            page.figure(figure_uri(trained), f"final training accuracy (solid) and test accuracy (dashed) against "
+                                             f"{axis}: mean ± std over seeds and folds")
 
     temperature = accuracy_vs_temperature(done)
     if temperature is not None:

@@ -137,6 +137,51 @@ def accuracy_vs_axis(records: list[RunRecord], axis: str):
     return figure
 
 
+def train_accuracy_vs_axis(records: list[RunRecord], axis: str):
+    """Final training accuracy (solid) beside test accuracy (dashed) against ``axis``, mean ± std over seeds and
+    folds: how the gap between fitting and generalising changes with, e.g., the training images per class."""
+    lines: dict[tuple, dict] = defaultdict(dict)
+    for (method, backbone, setting), group in group_by_setting(records).items():
+        value = dict(setting).get(axis)
+        trained = [r for r in group if r.result.train_accuracy_final is not None]
+        if value is None or not trained:
+            continue
+        lines[(method, backbone, tuple(kv for kv in setting if kv[0] != axis))][value] = trained
+    if not lines:
+        return None
+    figure, axes = new_figure(7, 4.2)
+    ax = axes[0][0]
+    every = sorted({v for points in lines.values() for v in points}, key=_sort_key)
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in every)
+    position = {v: (v if numeric else i) for i, v in enumerate(every)}
+    for (method, backbone, rest), points in sorted(lines.items(), key=lambda kv: str(kv[0])):
+        xs = sorted(points, key=_sort_key)
+        label = _label(method, backbone, rest)
+        for name, value_of, style in (("train", lambda r: r.result.train_accuracy_final, "-o"),
+                                      ("test", lambda r: r.accuracy, "--s")):
+            values = [[value_of(r) for r in points[x]] for x in xs]
+            means = [float(np.mean(v)) for v in values]
+            stds = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in values]
+            line = ax.errorbar([position[x] for x in xs], means, yerr=stds, fmt=style, capsize=3,
+                               label=f"{label}: {name}")
+            if name == "train":
+                colour = line[0].get_color()
+            else:
+                for artist in (line[0], *line[1], *line[2]):
+                    artist.set_color(colour)
+    if numeric and axis in ("per_class", "num_classes") and max(every) / max(min(every), 1e-9) >= 8:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(every, [str(v) for v in every])
+    elif not numeric:
+        ax.set_xticks(range(len(every)), [str(v) for v in every], rotation=30)
+    ax.set_xlabel(axis.replace("_", " "))
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"final training and test accuracy vs {axis.replace('_', ' ')}")
+    ax.grid(alpha=0.3)
+    outside_legend(ax)
+    return figure
+
+
 def accuracy_vs_temperature(records: list[RunRecord]):
     """Maximum and final validation accuracy (and test accuracy) of temperature features against T."""
     series: dict[tuple, dict[float, list[ProbeResult]]] = defaultdict(lambda: defaultdict(list))
