@@ -37,8 +37,8 @@ def reference(data: str, backbone: str, device: str, freeze: str, epochs: int, b
     from transferlab.finetune.freeze import plan_stages
 
     device = pick_device(device)
-    splits = load_dataset(data, per_class=per_class, seed=0)
-    train, val = splits.train_and_validation(seed=0)
+    splits = load_dataset(data, per_class=per_class, seed=0, validation=True)  # transferlab's own split
+    train, val = splits.train, splits.val
     model, loaded = plain_model(backbone, num_classes=len(splits.classes), device=device)
     units = loaded.units
     frozen = plan_stages(freeze, len(units))[0].frozen_units

@@ -1,7 +1,10 @@
 """Figure: one 12-run probe study with ``study run --jobs 1`` and with ``--jobs 2`` (a figure, not a test).
 
-The study: EfficientNet-Lite0 on the built-in digits (the first ``--num-classes`` classes), a logistic-regression
-probe swept over 3 per-class sizes x 4 seeds. Each mode runs in fresh processes with an empty feature cache and
+The study: the shape of ``examples/samples-per-class.yaml``, EfficientNet-Lite0 on the built-in digits (the first
+``--num-classes`` classes; or ``--data DIR``), a logistic-regression probe and a linear softmax probe (trained by the engine) over 2
+per-class sizes x 3 seeds: 12 runs that share one feature extraction. With ``--jobs N`` the workers extract those
+shared features together (each every N-th image) before claiming runs; ``--heads logreg`` times a study of
+head fits alone. Each mode runs in fresh processes with an empty feature cache and
 an empty store, so neither inherits the other's features; the time is the whole command's wall clock (worker
 start-up included). With N jobs each worker gets cores // N torch threads.
 
@@ -22,16 +25,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def study_text(backbone: str, num_classes: int) -> str:
+def study_text(backbone: str, num_classes: int | None, heads: list[str], data: str = "digits") -> str:
+    methods = ", ".join(f"{{name: {head}, kind: probe, head: {head}}}" for head in heads)
+    per_class = [8, 32] if len(heads) == 2 else [8, 16, 24, 32][: 12 // (3 * len(heads))]
     return textwrap.dedent(f"""
         name: jobs-bench
-        data: digits
+        data: {data}
         backbones: [{backbone}]
-        settings: {{num_classes: {num_classes}, num_workers: 0, batch_size: 32, device: cpu}}
-        methods: [{{name: logreg, kind: probe, head: logreg}}]
+        settings: {{{f"num_classes: {num_classes}, " if num_classes else ""}num_workers: 0, batch_size: 32, device: cpu}}
+        methods: [{methods}]
         sweep:
-          per_class: [8, 16, 24]
-          seed: [0, 1, 2, 3]
+          per_class: {per_class}
+          seed: [0, 1, 2]
         """).lstrip()
 
 
@@ -55,15 +60,20 @@ def time_study(study: Path, jobs: int, folder: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--num-classes", type=int, default=4)
+    parser.add_argument("--data", default="digits", help="the study's data: digits, or an image folder")
+    parser.add_argument("--num-classes", type=int, default=None, help="only the first N classes (default: all)")
+    parser.add_argument("--heads", default="logreg,linear", help="comma-separated probe heads (one method each)")
     parser.add_argument("--jobs", default="1,2", help="comma-separated job counts, the first is the baseline")
     args = parser.parse_args()
     counts = [int(j) for j in args.jobs.split(",")]
-    print(f"12-run probe study ({args.backbone}, digits, {args.num_classes} classes), {os.cpu_count()} cores")
+    heads = [h.strip() for h in args.heads.split(",") if h.strip()]
+    data = "digits" if args.data == "digits" else str(Path(args.data).resolve())
+    print(f"12-run probe study ({args.backbone}, {data}, {args.num_classes or 'all'} classes, heads {', '.join(heads)}), "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="tl-jobs-bench-") as tmp:
         folder = Path(tmp)
         study = folder / "study.yaml"
-        study.write_text(study_text(args.backbone, args.num_classes))
+        study.write_text(study_text(args.backbone, args.num_classes, heads, data))
         times = {jobs: time_study(study, jobs, folder) for jobs in counts}
     base = times[counts[0]]
     print(f"{'jobs':>5} {'wall s':>8} {'vs --jobs ' + str(counts[0]):>12}")

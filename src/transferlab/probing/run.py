@@ -72,19 +72,7 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
     if not runtime.is_main:
         progress = None
     needs_validation = parse_head(config.head).kind in TRAINED_HEADS
-    splits = load_dataset(
-        config.data,
-        ratios=tuple(config.ratios),
-        seed=config.seed,
-        classes=config.classes,
-        num_classes=config.num_classes,
-        per_class=config.per_class,
-        val_per_class=config.val_per_class,
-        test_per_class=config.test_per_class,
-        validation=needs_validation,
-        folds=config.folds,
-        fold=config.fold,
-    )
+    splits, parts = probe_parts(config)
     if config.temperature is not None:
         config = replace(config, layer="logits")
     training = {}
@@ -100,21 +88,10 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
                      **training)
 
     started = time.perf_counter()
-    backbone = load_backbone(config.backbone, weights=config.weights, random_init=config.random_init, seed=config.seed,
-                             image_size=config.image_size)
-    extractor = FeatureExtractor(
-        backbone,
-        layer=config.layer,
-        pooling=config.pooling,
-        batch_size=config.batch_size,
-        num_workers=config.num_workers,
-        cache=config.cache,
-        runtime=runtime,
-    )
+    extractor = feature_extractor(config, runtime)
+    backbone = extractor.backbone
     load_seconds = time.perf_counter() - started
 
-    train, val = (splits.train_and_validation(seed=config.seed) if needs_validation else (splits.train, []))
-    parts = {"train": train, "val": val, "test": splits.test}
     extracted = {name: _extract(extractor, samples, name, progress) for name, samples in parts.items()}
     if not runtime.is_main:
         return None
@@ -214,6 +191,33 @@ def _log_loss(head, features: np.ndarray, labels: np.ndarray) -> float | None:
         return float(log_loss(labels, probabilities, labels=list(head.classes_)))
     except ValueError:  # a test class the head never saw in training
         return None
+
+
+def feature_extractor(config: ProbeConfig, runtime: Runtime) -> FeatureExtractor:
+    """The frozen backbone and feature layer ``config`` probes (a temperature probe reads the logits)."""
+    backbone = load_backbone(config.backbone, weights=config.weights, random_init=config.random_init, seed=config.seed,
+                             image_size=config.image_size)
+    return FeatureExtractor(backbone, layer="logits" if config.temperature is not None else config.layer,
+                            pooling=config.pooling, batch_size=config.batch_size, num_workers=config.num_workers,
+                            cache=config.cache, runtime=runtime)
+
+
+def extraction_key(config: ProbeConfig) -> tuple:
+    """What decides a probe's features (not its head): runs with equal keys share every cached feature."""
+    return (config.backbone, config.weights, config.random_init, config.seed if config.random_init else None,
+            config.image_size, "logits" if config.temperature is not None else config.layer, config.pooling,
+            config.precision, config.device, config.cache)
+
+
+def probe_parts(config: ProbeConfig) -> tuple[DatasetSplits, dict[str, list[Sample]]]:
+    """The dataset a probe of ``config`` reads and its train, validation (trained heads only) and test images."""
+    needs_validation = parse_head(config.head).kind in TRAINED_HEADS
+    splits = load_dataset(config.data, ratios=tuple(config.ratios), seed=config.seed, classes=config.classes,
+                          num_classes=config.num_classes, per_class=config.per_class,
+                          val_per_class=config.val_per_class, test_per_class=config.test_per_class,
+                          validation=needs_validation, folds=config.folds, fold=config.fold)
+    train, val = (splits.train_and_validation(seed=config.seed) if needs_validation else (splits.train, []))
+    return splits, {"train": train, "val": val, "test": splits.test}
 
 
 def _extract(extractor: FeatureExtractor, samples: list[Sample], name: str, progress: StageProgress | None) -> FeatureSet:

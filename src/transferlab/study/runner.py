@@ -144,9 +144,10 @@ def run_study(plan: StudyPlan, store: RunStore, progress: StageProgress | None =
             busy.append(run)
         else:
             record(result)
-    poll = min(max(store.policy.heartbeat / 2, 0.05), 5.0)
+    poll, longest = 0.1, min(max(store.policy.heartbeat / 2, 0.05), 5.0)
     while busy:  # the runs other workers hold: wait for them, take over any whose worker died
         time.sleep(poll)
+        poll = min(poll * 2, longest)  # a run about to finish is seen at once, a long one polled rarely
         still = []
         for run in busy:
             status = store.status(run.run_id)

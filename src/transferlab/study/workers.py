@@ -4,7 +4,8 @@ The workers are spawned (never forked from a process that has loaded torch) and
 set up before torch loads in them: on CPUs each gets ``cores // N`` threads; with
 CUDA GPUs each sees one device through ``CUDA_VISIBLE_DEVICES``, round-robin. They
 coordinate through the store's claims only, exactly as workers on several machines
-do, and report each finished run to the parent through a queue.
+do, and report each finished run to the parent through a queue. Before claiming runs
+they extract the probe runs' shared features together, each its share (``prefetch``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class WorkerSetup:
     index: int
     threads: int
     cuda_device: str | None  # its CUDA_VISIBLE_DEVICES, None on CPUs
+    jobs: int = 1  # how many workers share the study
 
 
 def visible_gpus() -> list[str]:
@@ -49,7 +51,7 @@ def worker_setups(jobs: int, cores: int | None = None, gpus: list[str] | None = 
     cores = cores or os.cpu_count() or 1
     gpus = visible_gpus() if gpus is None else gpus
     threads = max(1, cores // jobs)
-    return [WorkerSetup(i, threads, gpus[i % len(gpus)] if gpus else None) for i in range(jobs)]
+    return [WorkerSetup(i, threads, gpus[i % len(gpus)] if gpus else None, jobs) for i in range(jobs)]
 
 
 def _worker(setup: WorkerSetup, plan_bytes: bytes, store_location: str, wait: bool, events) -> None:
@@ -61,6 +63,7 @@ def _worker(setup: WorkerSetup, plan_bytes: bytes, store_location: str, wait: bo
     import torch
 
     torch.set_num_threads(setup.threads)
+    from .prefetch import prefetch_share
     from .runner import Terminated, run_study, stop_on_sigterm
     from .store import RunStore
 
@@ -69,6 +72,8 @@ def _worker(setup: WorkerSetup, plan_bytes: bytes, store_location: str, wait: bo
         with stop_on_sigterm():
             plan: StudyPlan = pickle.loads(plan_bytes)
             with RunStore(store_location) as store:
+                pending = {run.run_id for run in plan.runs if store.status(run.run_id) != "done"}
+                prefetch_share(plan, pending, setup.index, setup.jobs)
                 def report(event: RunEvent) -> None:
                     o = event.outcome
                     if o.status not in ("done", "failed", "lost"):
