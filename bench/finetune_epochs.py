@@ -134,8 +134,8 @@ def run(args) -> list[SummaryRow]:
             summary.append(SummaryRow(f"fine-tune --freeze {policy}, s/epoch (precision {precision})",
                                       fmt(tl["seconds_per_epoch"], 2), fmt(ref["seconds_per_epoch"], 2), speedup,
                                       f"whole {args.epochs}-epoch training {ratio_text(whole)}"))
-    table(f"Fine-tuning seconds per epoch ({args.backbone}, {args.per_class} training images per class before the "
-          f"validation split, {args.epochs} epochs, batch {args.batch_size}, early stopping off"
+    table(f"Fine-tuning seconds per epoch ({args.backbone}, {args.per_class} training images per class, validation "
+          f"images carved apart, {args.epochs} epochs, batch {args.batch_size}, early stopping off"
           + (f", augment {args.augment}" if args.augment else "") + ")",
           ["run", "frozen units", "train/val", "s/epoch", "speed-up", "whole training s", "speed-up",
            "val accuracy per epoch"], rows,
