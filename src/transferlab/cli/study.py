@@ -101,14 +101,30 @@ def logged_plan(plan, logging):
     return replace(plan, runs=[replace(run, config=replace(run.config, **fields)) for run in plan.runs])
 
 
+def _list_plan(plan, store, spec) -> None:
+    """``--dry-run``: every planned run with its stored status, read-only (no store is created for it)."""
+    from ..study.store_backends import MissingStore
+
+    try:
+        runs_store = open_store(store, spec, reading=True)
+    except MissingStore:
+        runs_store = None  # nothing has run yet: every run is new
+    try:
+        for run in plan.runs:
+            status = runs_store.status(run.run_id) if runs_store is not None else None
+            click.echo(f"{run.run_id}  {status or 'new':8}  {run.label()}")
+    finally:
+        if runs_store is not None:
+            runs_store.close()
+
+
 def _run_plan(spec, plan, store, dry_run, jobs, wait):
     from ..study.runner import RunEvent, run_study
 
+    if dry_run:
+        _list_plan(plan, store, spec)
+        return
     with open_store(store, spec) as runs_store:
-        if dry_run:
-            for run in plan.runs:
-                click.echo(f"{run.run_id}  {runs_store.status(run.run_id) or 'new':8}  {run.label()}")
-            return
         done_before = sum(1 for r in plan.runs if runs_store.status(r.run_id) == "done")
         workers = f", {jobs} workers" if jobs > 1 else ""
         stderr.print(f"study {spec.name}: {len(plan.runs)} runs, {done_before} already done, "

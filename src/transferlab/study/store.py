@@ -32,7 +32,7 @@ from ..finetune.result import FinetuneResult
 from ..probing.result import ProbeResult
 from ..results import RunResult
 from .claims import Claim, ClaimPolicy, Heartbeat, claim_is_stale
-from .store_backends import backend_for, parse_address
+from .store_backends import MissingStore, backend_for, parse_address
 
 STORE_ENV = "TRANSFERLAB_STORE"
 DEFAULT_STORE = "transferlab-runs.sqlite"
@@ -138,7 +138,7 @@ class RunStore:
             with self._guard():
                 present = self.backend.has_table(self.db)
                 if not present and (read_only or not create):
-                    raise UserError(f"no run store at {self.shown} (it holds no runs table)")
+                    raise MissingStore(f"no run store at {self.shown} (it holds no runs table)")
                 if not present:
                     self._create_schema()
                 if not read_only:

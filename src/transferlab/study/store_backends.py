@@ -20,10 +20,14 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import UserError
+
+
+class MissingStore(UserError):
+    """A reading command named a store that does not exist (it is never created for reading)."""
+
 
 TIMEOUT_ENV = "TRANSFERLAB_STORE_TIMEOUT"
 DEFAULT_TIMEOUT_S = 5.0  # a store locked longer than this is reported, not waited on
@@ -119,7 +123,7 @@ class SqliteBackend(Backend):
         assert path is not None
         if not path.exists():
             if not create:
-                raise UserError(f"no run store at {path}")
+                raise MissingStore(f"no run store at {path}")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
