@@ -27,7 +27,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import UserError
 from ..finetune.result import FinetuneResult
 from ..probing.result import ProbeResult
 from ..results import RunResult
