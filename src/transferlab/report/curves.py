@@ -124,16 +124,7 @@ def accuracy_vs_axis(records: list[RunRecord], axis: str):
         above = [max(0.0, high - m) if np.isfinite(high) else 0.0 for m, (_, high) in zip(means, bounds)]
         label = _label(method, backbone, rest)
         ax.errorbar([position[x] for x in xs], means, yerr=[below, above], marker="o", capsize=3, label=label)
-    if numeric and axis in ("per_class", "num_classes") and max(every) / max(min(every), 1e-9) >= 8:
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(every, [str(v) for v in every])
-    elif not numeric:
-        ax.set_xticks(range(len(every)), [str(v) for v in every], rotation=30)
-    ax.set_xlabel(axis.replace("_", " "))
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"accuracy vs {axis.replace('_', ' ')}")
-    ax.grid(alpha=0.3)
-    outside_legend(ax)
+    _axis_frame(ax, axis, every, numeric, "test accuracy", f"accuracy vs {axis.replace('_', ' ')}")
     return figure
 
 
@@ -169,17 +160,22 @@ def train_accuracy_vs_axis(records: list[RunRecord], axis: str):
             else:
                 for artist in (line[0], *line[1], *line[2]):
                     artist.set_color(colour)
+    _axis_frame(ax, axis, every, numeric, "accuracy", f"final training and test accuracy vs {axis.replace('_', ' ')}")
+    return figure
+
+
+def _axis_frame(ax, axis: str, every: list, numeric: bool, ylabel: str, title: str) -> None:
+    """The x axis of a plot against a swept ``axis`` (log-2 for sizes spanning 8x or more), labels, grid, legend."""
     if numeric and axis in ("per_class", "num_classes") and max(every) / max(min(every), 1e-9) >= 8:
         ax.set_xscale("log", base=2)
         ax.set_xticks(every, [str(v) for v in every])
     elif not numeric:
         ax.set_xticks(range(len(every)), [str(v) for v in every], rotation=30)
     ax.set_xlabel(axis.replace("_", " "))
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"final training and test accuracy vs {axis.replace('_', ' ')}")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     outside_legend(ax)
-    return figure
 
 
 def accuracy_vs_temperature(records: list[RunRecord]):
