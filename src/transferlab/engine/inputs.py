@@ -56,6 +56,22 @@ class CachedInputs(TensorInputs):
             self.release()
 
 
+def loaded_batches(dataset, labels: torch.Tensor, batch_size: int, order: Sequence[int], num_workers: int | None,
+                   pin_memory: bool, seed: int) -> Batches:
+    """Batches of ``dataset`` (items ``(index, image or None)``) in ``order``, through DataLoader workers; images
+    that could not be read are dropped. ``seed`` seeds the workers' random augmentation."""
+    order = list(order)
+    if not order:
+        return
+    workers = default_workers() if num_workers is None else num_workers
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=workers, collate_fn=collate_batch,
+                        pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
+    for batch in loader:
+        if batch.images is not None:
+            index = torch.tensor(batch.indices, dtype=torch.long)
+            yield batch.images, labels[index], index
+
+
 @dataclass
 class ImageInputs:
     """Images decoded every epoch (with augmentation, or without a frozen-prefix cache)."""
@@ -72,23 +88,8 @@ class ImageInputs:
 
     def batches(self, batch_size: int, order: Sequence[int], seed: int = 0) -> Batches:
         """Batches of the images ``order`` lists (unreadable ones dropped); ``seed`` seeds the augmentation."""
-        order = list(order)
-        if not order:
-            return
-        workers = default_workers() if self.num_workers is None else self.num_workers
-        loader = DataLoader(
-            ImageFiles(self.paths, self.transform),
-            batch_size=batch_size,
-            sampler=order,
-            num_workers=workers,
-            collate_fn=collate_batch,
-            pin_memory=self.pin_memory,
-            generator=torch.Generator().manual_seed(seed),  # seeds the workers' augmentation
-        )
-        for batch in loader:
-            if batch.images is not None:
-                index = torch.tensor(batch.indices, dtype=torch.long)
-                yield batch.images, self.labels[index], index
+        return loaded_batches(ImageFiles(self.paths, self.transform), self.labels, batch_size, order,
+                              self.num_workers, self.pin_memory, seed)
 
     def close(self) -> None:
         pass
@@ -169,29 +170,17 @@ class DecodedInputs:
         on_device = not device.startswith("cpu")
         for items in loader:
             for index, image in items:
+                # clone: a worker's tensor arrives in shared memory, one open file per image if kept as it is
                 images[index] = None if image is None else (image.to(device) if on_device else image.clone())
         return cls(images, labels, transform, 0 if on_device else num_workers, pin_memory and not on_device)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(image.numel() * image.element_size() for image in self.images if image is not None)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def batches(self, batch_size: int, order: Sequence[int], seed: int = 0) -> Batches:
         """Batches of the kept images ``order`` lists (unreadable ones dropped); ``seed`` seeds the augmentation."""
-        order = list(order)
-        if not order:
-            return
-        workers = default_workers() if self.num_workers is None else self.num_workers
-        loader = DataLoader(_KeptImages(self.images, self.transform), batch_size=batch_size, sampler=order,
-                            num_workers=workers, collate_fn=collate_batch, pin_memory=self.pin_memory,
-                            generator=torch.Generator().manual_seed(seed))
-        for batch in loader:
-            if batch.images is not None:
-                index = torch.tensor(batch.indices, dtype=torch.long)
-                yield batch.images, self.labels[index], index
+        return loaded_batches(_KeptImages(self.images, self.transform), self.labels, batch_size, order,
+                              self.num_workers, self.pin_memory, seed)
 
     def close(self) -> None:
         pass  # kept for the run's next stage; freed with the run

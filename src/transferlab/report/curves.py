@@ -99,23 +99,32 @@ def _sort_key(value):
     return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
 
 
+def _lines_along(records: list[RunRecord], axis: str) -> dict[tuple, dict]:
+    """{(method, backbone, the other swept values): {value of ``axis``: the runs (seeds, folds) there}}."""
+    lines: dict[tuple, dict] = defaultdict(dict)
+    for (method, backbone, setting), group in group_by_setting(records).items():
+        value = dict(setting).get(axis)
+        if value is not None:
+            lines[(method, backbone, tuple(kv for kv in setting if kv[0] != axis))][value] = group
+    return lines
+
+
+def _positions(lines: dict[tuple, dict]) -> tuple[list, bool, dict]:
+    """(every value in order, whether they are numbers, each value's x position: itself, or its rank)."""
+    every = sorted({v for points in lines.values() for v in points}, key=_sort_key)
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in every)
+    return every, numeric, {v: (v if numeric else i) for i, v in enumerate(every)}
+
+
 def accuracy_vs_axis(records: list[RunRecord], axis: str):
     """Test accuracy (mean over seeds and folds) against ``axis``, with 95% interval bars (``noise.row_interval``:
     Wilson for one run, the t-interval of the mean for several): one line per method/backbone/other setting."""
-    lines: dict[tuple, dict] = defaultdict(dict)
-    for (method, backbone, setting), group in group_by_setting(records).items():
-        rest = tuple(kv for kv in setting if kv[0] != axis)
-        value = dict(setting).get(axis)
-        if value is None:
-            continue
-        lines[(method, backbone, rest)][value] = group
+    lines = _lines_along(records, axis)
     if not lines:
         return None
     figure, axes = new_figure(7, 4.2)
     ax = axes[0][0]
-    every = sorted({v for points in lines.values() for v in points}, key=_sort_key)
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in every)
-    position = {v: (v if numeric else i) for i, v in enumerate(every)}
+    every, numeric, position = _positions(lines)
     for (method, backbone, rest), points in sorted(lines.items(), key=lambda kv: str(kv[0])):
         xs = sorted(points, key=_sort_key)
         means = [float(np.mean([r.accuracy for r in points[x]])) for x in xs]
@@ -131,20 +140,12 @@ def accuracy_vs_axis(records: list[RunRecord], axis: str):
 def train_accuracy_vs_axis(records: list[RunRecord], axis: str):
     """Final training accuracy (solid) beside test accuracy (dashed) against ``axis``, mean ± std over seeds and
     folds: how the gap between fitting and generalising changes with, e.g., the training images per class."""
-    lines: dict[tuple, dict] = defaultdict(dict)
-    for (method, backbone, setting), group in group_by_setting(records).items():
-        value = dict(setting).get(axis)
-        trained = [r for r in group if r.result.train_accuracy_final is not None]
-        if value is None or not trained:
-            continue
-        lines[(method, backbone, tuple(kv for kv in setting if kv[0] != axis))][value] = trained
+    lines = _lines_along([r for r in records if r.result.train_accuracy_final is not None], axis)
     if not lines:
         return None
     figure, axes = new_figure(7, 4.2)
     ax = axes[0][0]
-    every = sorted({v for points in lines.values() for v in points}, key=_sort_key)
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in every)
-    position = {v: (v if numeric else i) for i, v in enumerate(every)}
+    every, numeric, position = _positions(lines)
     for (method, backbone, rest), points in sorted(lines.items(), key=lambda kv: str(kv[0])):
         xs = sorted(points, key=_sort_key)
         label = _label(method, backbone, rest)

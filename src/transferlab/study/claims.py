@@ -19,27 +19,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import UserError
+from .store_backends import env_seconds
 
 HEARTBEAT_ENV = "TRANSFERLAB_HEARTBEAT_SECONDS"
 EXPIRY_ENV = "TRANSFERLAB_CLAIM_EXPIRY_SECONDS"
 DEFAULT_HEARTBEAT_S = 30.0
 DEFAULT_EXPIRY_S = 180.0
+DAY_S = 86_400.0  # the longest heartbeat or expiry accepted
 
 log = logging.getLogger(__name__)
 _HELD: set[str] = set()  # tokens of the claims this process holds now (its earlier, interrupted ones are stale)
-
-
-def _seconds(env: str, default: float) -> float:
-    text = os.environ.get(env)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 86_400:
-        raise UserError(f"{env} must be a number of seconds above 0 (at most a day), got {text!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -57,7 +46,7 @@ class ClaimPolicy:
     @classmethod
     def from_env(cls) -> "ClaimPolicy":
         """``$TRANSFERLAB_HEARTBEAT_SECONDS`` (default 30) and ``$TRANSFERLAB_CLAIM_EXPIRY_SECONDS`` (default 180)."""
-        return cls(_seconds(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S), _seconds(EXPIRY_ENV, DEFAULT_EXPIRY_S))
+        return cls(env_seconds(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S, DAY_S), env_seconds(EXPIRY_ENV, DEFAULT_EXPIRY_S, DAY_S))
 
 
 @dataclass(frozen=True)

@@ -33,18 +33,24 @@ TIMEOUT_ENV = "TRANSFERLAB_STORE_TIMEOUT"
 DEFAULT_TIMEOUT_S = 5.0  # a store locked longer than this is reported, not waited on
 
 
-def lock_timeout() -> float:
-    """Seconds a store waits for another process's lock (``$TRANSFERLAB_STORE_TIMEOUT``, default 5)."""
-    text = os.environ.get(TIMEOUT_ENV)
+def env_seconds(env: str, default: float, high: float, zero_allowed: bool = False) -> float:
+    """Seconds from ``$env`` (``default`` when unset), above 0 (or from 0) and at most ``high``; else one UserError."""
+    text = os.environ.get(env)
     if not text:
-        return DEFAULT_TIMEOUT_S
+        return default
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not 0 <= value <= 3600:
-        raise UserError(f"{TIMEOUT_ENV} must be a number of seconds between 0 and 3600, got {text!r}")
+        value = float("nan")
+    if not ((0 <= value) if zero_allowed else (0 < value)) or not value <= high:  # NaN fails both
+        low = "from 0" if zero_allowed else "above 0"
+        raise UserError(f"{env} must be a number of seconds {low}, at most {high:g}, got {text!r}")
     return value
+
+
+def lock_timeout() -> float:
+    """Seconds a store waits for another process's lock (``$TRANSFERLAB_STORE_TIMEOUT``, default 5)."""
+    return env_seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, 3600, zero_allowed=True)
 
 
 @dataclass(frozen=True)
