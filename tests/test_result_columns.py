@@ -38,3 +38,17 @@ def test_results_stored_before_these_fields_still_read():
     result = FinetuneResult.from_dict(old)
     assert result.test_seconds is None and result.prefix_cache_seconds == 0.0
     assert comparison_rows([record(result, "old", "ft")])[0]["test_seconds"] == ""
+
+
+def test_the_comparison_csv_carries_the_training_and_test_costs_as_numbers(tmp_path):
+    import csv
+
+    from transferlab.report import write_report
+
+    runs = [record(finetune_result(seed=s, training_seconds=4.0 + s, prefix_cache_seconds=3.0, test_seconds=1.0,
+                                   test_loss=0.4), f"f{s}", "ft") for s in (0, 1)]
+    files = write_report(runs, tmp_path / "report", images=False)
+    with open(files["comparison_csv"], newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["training_seconds"]) == 4.5 and float(row["frozen_seconds"]) == 3.0
+    assert float(row["test_seconds_mean"]) == 1.0 and row["test_loss"] == "0.400"

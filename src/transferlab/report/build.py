@@ -42,8 +42,8 @@ from .tables import (
 
 COMPARISON_CSV = ["method", "backbone", "setting", "runs", "accuracy_mean", "accuracy_std", "accuracy_low",
                   "accuracy_high", "interval_method", "p_vs_best", "within_noise", "epochs",
-                  "seconds_per_epoch", "inference_ms", "layers", "feature_dim", "trainable_parameters",
-                  "total_parameters", "run_ids"]
+                  "seconds_per_epoch", "training_seconds", "frozen_seconds", "test_seconds_mean", "test_loss",
+                  "inference_ms", "layers", "feature_dim", "trainable_parameters", "total_parameters", "run_ids"]
 MAX_CURVES = 24
 MAX_CONFUSION = 60
 MAX_GALLERIES = 6
