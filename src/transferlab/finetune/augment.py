@@ -67,7 +67,8 @@ class TensorTrainTransform:
         size = tuple(int(v) for v in data_config["input_size"][1:])
         crop_pct = data_config.get("crop_pct") or DEFAULT_CROP_PCT
         self.keep_size = math.floor(max(size) / crop_pct)  # the evaluation resize: what DecodedInputs keeps
-        interpolation = _INTERPOLATION.get(str(data_config.get("interpolation", "bilinear")), InterpolationMode.BILINEAR)
+        self.interpolation = str(data_config.get("interpolation", "bilinear"))
+        interpolation = _INTERPOLATION.get(self.interpolation, InterpolationMode.BILINEAR)
         self.decode_min_size = DECODE_MARGIN * self.keep_size
         steps: list[Callable] = [v2.ToImage()]
         if "crop" in augment:
@@ -85,9 +86,9 @@ class TensorTrainTransform:
             steps.append(v2.RandAugment(num_ops=RANDAUGMENT_OPS, magnitude=RANDAUGMENT_MAGNITUDE))
         if "trivialaugment" in augment:
             steps.append(v2.TrivialAugmentWide())
-        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(data_config["mean"]), list(data_config["std"]))]
+        steps += [v2.ToDtype(torch.float32, scale=True),
+                  v2.Normalize(list(data_config["mean"]), list(data_config["std"]))]
         self.steps = v2.Compose(steps)
-        self.interpolation = str(data_config.get("interpolation", "bilinear"))
 
     def keeper(self) -> KeepResized:
         """The transform that decodes an image into what this one augments every epoch."""

@@ -288,8 +288,8 @@ class FinetuneRun:
         self.model.train_bn = self.stage_train_bn(stage)
         self.model.freeze(stage.frozen_units)
         rates = self.stage_rates(stage)
-        optimizer = build_optimizer(self.model, self.stage_optimizer(stage), rates.head_lr, rates.backbone_lr, rates.layer_decay,
-                                    c.weight_decay)
+        optimizer = build_optimizer(self.model, self.stage_optimizer(stage), rates.head_lr, rates.backbone_lr,
+                                    rates.layer_decay, c.weight_decay)
         train = self.stage_inputs(self.train_samples, "train", training=True)
         val = self.stage_inputs(self.val_samples, "val", training=False)
         epochs = self.stage_epochs(stage)

@@ -220,7 +220,8 @@ def probe_parts(config: ProbeConfig) -> tuple[DatasetSplits, dict[str, list[Samp
     return splits, {"train": train, "val": val, "test": splits.test}
 
 
-def _extract(extractor: FeatureExtractor, samples: list[Sample], name: str, progress: StageProgress | None) -> FeatureSet:
+def _extract(extractor: FeatureExtractor, samples: list[Sample], name: str,
+             progress: StageProgress | None) -> FeatureSet:
     hook = (lambda done, total: progress(f"features ({name})", done, total)) if progress else None
     return extractor.extract([s.path for s in samples], hook)
 

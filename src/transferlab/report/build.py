@@ -475,7 +475,7 @@ def _filters(page: Page, done: list[RunRecord], models: SavedModels) -> None:
 
 
 def _environment(page: Page, done: list[RunRecord]) -> None:
-    environments = {json.dumps({k: v for k, v in (r.environment or {}).items()}, sort_keys=True) for r in done if r.environment}
+    environments = {json.dumps(r.environment, sort_keys=True) for r in done if r.environment}
     if not environments:
         return
     page.heading("Environment", "environment")

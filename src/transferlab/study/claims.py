@@ -46,7 +46,8 @@ class ClaimPolicy:
     @classmethod
     def from_env(cls) -> "ClaimPolicy":
         """``$TRANSFERLAB_HEARTBEAT_SECONDS`` (default 30) and ``$TRANSFERLAB_CLAIM_EXPIRY_SECONDS`` (default 180)."""
-        return cls(env_seconds(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S, DAY_S), env_seconds(EXPIRY_ENV, DEFAULT_EXPIRY_S, DAY_S))
+        return cls(env_seconds(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S, DAY_S),
+                   env_seconds(EXPIRY_ENV, DEFAULT_EXPIRY_S, DAY_S))
 
 
 @dataclass(frozen=True)
