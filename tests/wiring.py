@@ -197,15 +197,22 @@ class ProbeRecorder:
             Pipeline.fit
         recorder = self
 
+        extracting = []
+
         def extract_(self, paths, *args, **kwargs):
-            found = real_extract(self, paths, *args, **kwargs)
+            extracting.append(True)
+            try:
+                found = real_extract(self, paths, *args, **kwargs)
+            finally:
+                extracting.pop()
             recorder.extractions.append((self, list(paths), found.features.copy()))
             return found
 
         def forward(self, x, *args, **kwargs):
             out = real_forward(self, x, *args, **kwargs)
-            recorder.batches.append(x.detach().clone())
-            recorder.output_dtypes.append(out.dtype)
+            if extracting:  # not the inference timing's batch
+                recorder.batches.append(x.detach().clone())
+                recorder.output_dtypes.append(out.dtype)
             return out
 
         def fit(self, X, y=None, **kwargs):
