@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -162,8 +161,8 @@ def head_shapes(step) -> list[tuple]:
 @wires("FinetuneConfig.head")
 def test_head_is_the_module_the_optimizer_trains(rec, data, tmp_path):
     _, seen = run(rec, data, tmp_path / "a", freeze="all")
-    linear = head_shapes(seen.steps[0])
-    assert sorted(len(s) for s in linear) == [1, 2] and (3, linear[[len(s) for s in linear].index(2)][1]) in linear
+    (weight,), (bias,) = ([s for s in head_shapes(seen.steps[0]) if len(s) == n] for n in (2, 1))
+    assert weight[0] == 3 and bias == (3,)
     _, seen = run(rec, data, tmp_path / "b", freeze="all", head="mlp:16")
     shapes = head_shapes(seen.steps[0])
     assert (16,) in shapes and (3, 16) in shapes and (3,) in shapes
@@ -273,7 +272,6 @@ def test_augment_changes_the_training_images_the_steps_see(rec, data, tmp_path):
     _, plain = run(rec, data, tmp_path / "a", freeze="none", epochs=2)
     _, augmented = run(rec, data, tmp_path / "b", freeze="none", epochs=2, augment=["flip", "crop"])
     assert [s.targets.tolist() for s in plain.steps] == [s.targets.tolist() for s in augmented.steps]
-    assert all(torch.equal(s.inputs.sum((1, 2, 3)), s.inputs.sum((1, 2, 3))) for s in plain.steps)
     changed = sum(not torch.allclose(a.inputs, b.inputs) for a, b in zip(plain.steps, augmented.steps))
     assert changed == len(plain.steps)
 
