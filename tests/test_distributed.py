@@ -210,3 +210,17 @@ def test_a_restarted_job_resumes_from_the_last_completed_epoch(data, tmp_path):
     for a, b in zip(one["history"], two["history"], strict=True):
         assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-4)
     assert not (folder / "checkpoint.pt").exists()
+
+
+def test_every_rank_ends_a_fit_with_the_same_batchnorm_statistics(data, tmp_path):
+    """Each rank's BatchNorm layers see only its half of every batch; after each epoch rank 0's statistics go to
+    every rank, so evaluation and checkpoints use one set."""
+    args = (*FINETUNE, "--data", str(data), "--freeze", "none", "--no-prefix-cache", "--epochs", "1",
+            "--image-size", "64")
+    result_of(torchrun(*args, "--output", str(tmp_path / "m"), script=(str(HERE / "torchrun_bn.py"), str(tmp_path))))
+    zero, one = (torch.load(tmp_path / f"buffers-{rank}-train.pt") for rank in (0, 1))
+    means = [name for name in zero if name.endswith("running_mean")]
+    assert means and zero.keys() == one.keys()
+    assert all(float(zero[name].abs().sum()) > 0 for name in means), "the statistics were trained"
+    for name in zero:
+        assert torch.equal(zero[name], one[name]), name
