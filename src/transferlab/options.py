@@ -21,6 +21,9 @@ from .backbones.names import DEFAULT_BACKBONE
 from .errors import UserError
 
 
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's random_state take seeds below 2**32
+
+
 def option(default: Any = None, help: str = "", *, factory: Any = None, speed_only: bool = False,
            minimum: float | None = None, maximum: float | None = None, above: float | None = None,
            choices: tuple[str, ...] | None = None, flag: str | None = None, cli: bool = True) -> Any:
@@ -60,13 +63,22 @@ def check_ranges(config: Any) -> None:
             if isinstance(value, float) and not math.isfinite(value):
                 raise UserError(f"{name} must be a finite number, got {value}")
             if meta.get("minimum") is not None and value < meta["minimum"]:
-                raise UserError(f"{name} must be at least {meta['minimum']:g}, got {value:g}")
+                raise UserError(f"{name} must be at least {_number(meta['minimum'])}, got {_number(value)}")
             if meta.get("maximum") is not None and value > meta["maximum"]:
-                raise UserError(f"{name} must be at most {meta['maximum']:g}, got {value:g}")
+                raise UserError(f"{name} must be at most {_number(meta['maximum'])}, got {_number(value)}")
             if meta.get("above") is not None and value <= meta["above"]:
-                raise UserError(f"{name} must be greater than {meta['above']:g}, got {value:g}")
+                raise UserError(f"{name} must be greater than {_number(meta['above'])}, got {_number(value)}")
         if meta.get("choices") and isinstance(value, str) and value not in meta["choices"]:
             raise UserError(f"unknown {name} {value!r}: use one of {', '.join(meta['choices'])}")
+
+
+def _number(value: float) -> str:
+    """A bound or value as a user wrote it: whole numbers in full (a seed's 4294967295, not 4.29497e+09)."""
+    if isinstance(value, int) and abs(value) >= 10**20:  # str() of a huge integer is itself refused by Python
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e16):
+        return str(int(value))
+    return f"{value:g}"
 
 
 def check_folds(config: Any) -> None:
@@ -95,7 +107,7 @@ class DataOptions:
 
     data: str = option("digits", "Image folder (one sub-folder per class, or train/ val/ test/), or 'digits'.",
                        cli=False)
-    seed: int = option(0, "Seed of the split, the sampling and the training.", minimum=0)
+    seed: int = option(0, "Seed of the split, the sampling and the training.", minimum=0, maximum=SEED_MAX)
     per_class: int | None = option(None, "Train on N images per class, for every method (a validation set is "
                                    "never carved out of them).", minimum=1)
     classes: list[str] | None = option(None, "Keep these classes (comma-separated).")

@@ -39,7 +39,7 @@ def model(tmp_path_factory, data):
 
 PROBE_CASES = [
     (("--batch-size", "0"), "batch-size"), (("--batch-size", "-4"), "batch-size"),
-    (("--workers", "-1"), "workers"), (("--seed", "-1"), "seed"),
+    (("--workers", "-1"), "workers"), (("--seed", "-1"), "seed"), (("--seed", "1099511627776"), "4294967295"),
     (("--C", "0"), "C"), (("--C", "-1"), "C"), (("--C", "nan"), "C"), (("--C", "inf"), "C"),
     (("--dropout", "1.5"), "dropout"), (("--dropout", "-0.1"), "dropout"), (("--dropout", "nan"), "dropout"),
     (("--head", "mlp:-3"), "mlp"), (("--head", "mlp:0"), "mlp"), (("--head", "mlp:"), "mlp"),
@@ -125,6 +125,7 @@ def test_commands_on_a_saved_model_refuse_the_option(cli, model, data, make_args
 
 @pytest.mark.parametrize("config_class, values", [
     (ProbeConfig, {"batch_size": 0}), (ProbeConfig, {"num_workers": -1}), (ProbeConfig, {"seed": -1}),
+    (ProbeConfig, {"seed": 2**40}), (FinetuneConfig, {"seed": 2**32}),
     (ProbeConfig, {"C": 0.0}), (ProbeConfig, {"C": math.nan}), (ProbeConfig, {"dropout": 1.5}),
     (ProbeConfig, {"temperature": math.inf}), (ProbeConfig, {"head": "mlp:-3"}), (ProbeConfig, {"ratios": (1, 1)}),
     (ProbeConfig, {"ratios": (math.nan, 1, 1)}), (ProbeConfig, {"pooling": "mean"}),
@@ -136,6 +137,11 @@ def test_commands_on_a_saved_model_refuse_the_option(cli, model, data, make_args
 def test_config_records_refuse_the_value(config_class, values):
     with pytest.raises(UserError):
         config_class(data="digits", **values)
+
+
+def test_an_integer_python_cannot_print_is_refused_in_one_sentence():
+    with pytest.raises(UserError, match="seed must be at most 4294967295, got a number of about 5,001 digits"):
+        ProbeConfig(data="digits", seed=10**5000)
 
 
 def test_the_probe_function_refuses_a_bad_value_before_loading_anything(tmp_path):

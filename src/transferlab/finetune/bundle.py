@@ -82,7 +82,7 @@ def read_meta(folder: Path | str) -> dict[str, Any]:
         raise UserError(f"{meta_path} is too large to be a transferlab model description")
     try:
         meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except ValueError:  # not JSON, not UTF-8, or beyond Python's own limits (an integer of 5,000 digits)
         raise UserError(f"{meta_path} is not a transferlab model description") from None
     if not isinstance(meta, dict):
         raise UserError(f"{meta_path} is not a transferlab model description")
