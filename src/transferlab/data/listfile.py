@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import UserError
+from ..pathkinds import wrong_kind
 from .builtin import LIST_SUFFIXES
 
 REQUIRED_COLUMNS = ("path", "label")
@@ -105,7 +106,7 @@ def read_list(list_file: Path) -> list[ListedImage]:
         path = Path(values["path"]).expanduser()
         path = path if path.is_absolute() else base / path
         if not path.is_file():
-            raise UserError(f"{where}: image not found: {path}")
+            raise UserError(f"{where}: {wrong_kind(path, 'image', 'an image file')}")
         split = None
         if "split" in values:
             split = SPLIT_NAMES.get(values["split"].lower())
