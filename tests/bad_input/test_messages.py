@@ -90,6 +90,12 @@ def test_the_models_transferlab_json_stands_for_its_folder(cli, saved):
     assert json.loads(by_file.stdout) == json.loads(by_folder.stdout)
 
 
+def test_export_of_a_models_transferlab_json_writes_into_its_folder(cli, saved, tmp_path):
+    copy = shutil.copytree(saved[0], tmp_path / "m")
+    assert_clean_success(cli("export", str(copy / "transferlab.json"), "--format", "torchscript"))
+    assert (copy / "model.pt").is_file()
+
+
 def _refit(folder: Path, change) -> Path:
     from safetensors.torch import load_file, save_file
 
