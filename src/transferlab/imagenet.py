@@ -12,16 +12,18 @@ from .data import UnreadableImage, decode_rgb
 from .engine.loop import predict
 from .engine.runtime import CPU
 from .errors import UserError
+from .pathkinds import wrong_kind
 
 
 def predict_imagenet(images: list[str | Path], backbone: str = DEFAULT_BACKBONE, weights: str | None = None, top_k: int = 5) -> list[dict]:
+    for image in images:  # before the backbone loads: a mistyped path costs no wait
+        if not Path(image).is_file():
+            raise wrong_kind(image, "image", "an image file")
     model = load_backbone(backbone, weights=weights)
     transform = model.eval_transform()
     info = ImageNetInfo()
     tensors = []
     for image in images:
-        if not Path(image).is_file():
-            raise UserError(f"image not found: {image}")
         try:
             tensors.append(transform(decode_rgb(image, transform.decode_min_size)))
         except UnreadableImage:

@@ -14,11 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import os
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
 
 from .backbones.names import DEFAULT_BACKBONE
 from .errors import UserError
+
+
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's random_state take seeds below 2**32
 
 
 def option(default: Any = None, help: str = "", *, factory: Any = None, speed_only: bool = False,
@@ -48,6 +55,75 @@ def result_fields(config: Any) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
 
 
+def check_types(config: Any, also: dict[str, tuple[type, ...]] | None = None) -> None:
+    """Every field of the declared type (``bool`` is not an integer; an integer is a number), or one UserError
+    naming the field and what it takes: the Python API's door, as click's types are the command line's.
+
+    ``also`` lists types a field's own normaliser accepts besides (e.g. a comma-separated string for a list).
+    A path object given for a text field (``data=Path(...)``) is kept as its text.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, hint = getattr(config, f.name), hints.get(f.name, Any)
+        if isinstance(value, os.PathLike) and _is_a("", hint):
+            value = os.fspath(value)
+            setattr(config, f.name, value)
+        if isinstance(value, (also or {}).get(f.name, ())) or _is_a(value, hint):
+            continue
+        raise UserError(f"{f.name} must be {describe_type(hint)}, got {_show_type(value)}")
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_a(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return _is_bool(value)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not _is_bool(value)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not _is_bool(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        return isinstance(value, (list, tuple)) and all(_is_a(item, args[0]) for item in value)
+    if origin is tuple:
+        return (isinstance(value, (list, tuple)) and len(value) == len(args)
+                and all(_is_a(item, arg) for item, arg in zip(value, args)))
+    return True  # a type this check does not know: the record's own checks decide
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool) or type(value).__name__ in ("bool", "bool_")  # numpy's bool is no Python bool
+
+
+def describe_type(annotation: Any, none: str = "None") -> str:
+    """A field's type in words, as refusals say it (``none``: how the file or API at hand writes None)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        parts = [describe_type(a, none) for a in typing.get_args(annotation) if a is not type(None)]
+        return " or ".join(parts) + (f" (or {none})" if type(None) in typing.get_args(annotation) else "")
+    if origin is list:
+        return f"a list of {describe_type(typing.get_args(annotation)[0], none)}"
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        plural = {float: "numbers", int: "integers", str: "texts"}.get(args[0], describe_type(args[0], none))
+        return f"a list of {len(args)} {plural}"
+    return {str: "text", int: "an integer", float: "a number", bool: "true or false"}.get(annotation, str(annotation))
+
+
+def _show_type(value: Any) -> str:
+    shown = repr(value) if not isinstance(value, int) or abs(value) < 10**20 else "a huge integer"
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    kind = {bool: "true/false", str: "text", int: "integer", float: "number", list: "list", tuple: "tuple",
+            dict: "mapping"}.get(type(value), type(value).__name__)
+    return shown if value is None else f"{kind} {shown}"
+
+
 def check_ranges(config: Any) -> None:
     """Every numeric field within its declared range, every word among its choices; else a UserError."""
     for f in dataclasses.fields(config):
@@ -60,13 +136,22 @@ def check_ranges(config: Any) -> None:
             if isinstance(value, float) and not math.isfinite(value):
                 raise UserError(f"{name} must be a finite number, got {value}")
             if meta.get("minimum") is not None and value < meta["minimum"]:
-                raise UserError(f"{name} must be at least {meta['minimum']:g}, got {value:g}")
+                raise UserError(f"{name} must be at least {_number(meta['minimum'])}, got {_number(value)}")
             if meta.get("maximum") is not None and value > meta["maximum"]:
-                raise UserError(f"{name} must be at most {meta['maximum']:g}, got {value:g}")
+                raise UserError(f"{name} must be at most {_number(meta['maximum'])}, got {_number(value)}")
             if meta.get("above") is not None and value <= meta["above"]:
-                raise UserError(f"{name} must be greater than {meta['above']:g}, got {value:g}")
+                raise UserError(f"{name} must be greater than {_number(meta['above'])}, got {_number(value)}")
         if meta.get("choices") and isinstance(value, str) and value not in meta["choices"]:
             raise UserError(f"unknown {name} {value!r}: use one of {', '.join(meta['choices'])}")
+
+
+def _number(value: float) -> str:
+    """A bound or value as a user wrote it: whole numbers in full (a seed's 4294967295, not 4.29497e+09)."""
+    if isinstance(value, int) and abs(value) >= 10**20:  # str() of a huge integer is itself refused by Python
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e16):
+        return str(int(value))
+    return f"{value:g}"
 
 
 def check_folds(config: Any) -> None:
@@ -95,7 +180,7 @@ class DataOptions:
 
     data: str = option("digits", "Image folder (one sub-folder per class, or train/ val/ test/), or 'digits'.",
                        cli=False)
-    seed: int = option(0, "Seed of the split, the sampling and the training.", minimum=0)
+    seed: int = option(0, "Seed of the split, the sampling and the training.", minimum=0, maximum=SEED_MAX)
     per_class: int | None = option(None, "Train on N images per class, for every method (a validation set is "
                                    "never carved out of them).", minimum=1)
     classes: list[str] | None = option(None, "Keep these classes (comma-separated).")

@@ -76,6 +76,8 @@ DAMAGES = {
     "description a FIFO": _replace("transferlab.json", lambda p: os.mkfifo(p)),
     "description not json": lambda folder: (folder / "transferlab.json").write_text("{not json"),
     "description not utf-8": lambda folder: (folder / "transferlab.json").write_bytes(b"\xff\xfe{\x00"),
+    "description a 5000-digit number": lambda folder: (folder / "transferlab.json").write_text(
+        '{"format": ' + "9" * 5000 + "}"),
     "description a list": lambda folder: (folder / "transferlab.json").write_text("[1, 2]"),
     "description too large": lambda folder: (folder / "transferlab.json").write_text(" " * (17 * 1024 * 1024)),
     "format missing": _meta(lambda m: m.pop("format")),

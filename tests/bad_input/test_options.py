@@ -7,6 +7,8 @@ so the command line, the Python API and study files refuse the same values.
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 from bad_input_checks import assert_one_error, snapshot
@@ -39,7 +41,7 @@ def model(tmp_path_factory, data):
 
 PROBE_CASES = [
     (("--batch-size", "0"), "batch-size"), (("--batch-size", "-4"), "batch-size"),
-    (("--workers", "-1"), "workers"), (("--seed", "-1"), "seed"),
+    (("--workers", "-1"), "workers"), (("--seed", "-1"), "seed"), (("--seed", "1099511627776"), "4294967295"),
     (("--C", "0"), "C"), (("--C", "-1"), "C"), (("--C", "nan"), "C"), (("--C", "inf"), "C"),
     (("--dropout", "1.5"), "dropout"), (("--dropout", "-0.1"), "dropout"), (("--dropout", "nan"), "dropout"),
     (("--head", "mlp:-3"), "mlp"), (("--head", "mlp:0"), "mlp"), (("--head", "mlp:"), "mlp"),
@@ -125,6 +127,7 @@ def test_commands_on_a_saved_model_refuse_the_option(cli, model, data, make_args
 
 @pytest.mark.parametrize("config_class, values", [
     (ProbeConfig, {"batch_size": 0}), (ProbeConfig, {"num_workers": -1}), (ProbeConfig, {"seed": -1}),
+    (ProbeConfig, {"seed": 2**40}), (FinetuneConfig, {"seed": 2**32}),
     (ProbeConfig, {"C": 0.0}), (ProbeConfig, {"C": math.nan}), (ProbeConfig, {"dropout": 1.5}),
     (ProbeConfig, {"temperature": math.inf}), (ProbeConfig, {"head": "mlp:-3"}), (ProbeConfig, {"ratios": (1, 1)}),
     (ProbeConfig, {"ratios": (math.nan, 1, 1)}), (ProbeConfig, {"pooling": "mean"}),
@@ -136,6 +139,61 @@ def test_commands_on_a_saved_model_refuse_the_option(cli, model, data, make_args
 def test_config_records_refuse_the_value(config_class, values):
     with pytest.raises(UserError):
         config_class(data="digits", **values)
+
+
+@pytest.mark.parametrize("config_class, values, message", [
+    (FinetuneConfig, {"epochs": "10"}, "epochs must be an integer, got text '10'"),
+    (FinetuneConfig, {"epochs": True}, "epochs must be an integer, got true/false True"),
+    (FinetuneConfig, {"epochs": 3.0}, "epochs must be an integer, got number 3.0"),
+    (FinetuneConfig, {"lr": "0.01"}, "lr must be a number, got text '0.01'"),
+    (FinetuneConfig, {"stage2_lr": [0.1]}, "stage2_lr must be a number (or None), got list [0.1]"),
+    (FinetuneConfig, {"random_init": "yes"}, "random_init must be true or false, got text 'yes'"),
+    (FinetuneConfig, {"train_bn": 1}, "train_bn must be true or false (or None), got integer 1"),
+    (ProbeConfig, {"classes": "a,b"}, "classes must be a list of text (or None), got text 'a,b'"),
+    (ProbeConfig, {"classes": [1, 2]}, "classes must be a list of text (or None)"),
+    (ProbeConfig, {"ratios": (0.7, "0.15", 0.15)}, "ratios must be a list of 3 numbers"),
+    (ProbeConfig, {"backbone": None}, "backbone must be text, got None"),
+    (ProbeConfig, {"batch_size": 32.5}, "batch_size must be an integer"),
+    (ProbeConfig, {"C": "1"}, "C must be a number (or None)"),
+], ids=lambda v: v.__name__ if isinstance(v, type) else (",".join(f"{k}={w!r}" for k, w in v.items())
+                                                          if isinstance(v, dict) else None))
+def test_config_records_refuse_a_value_of_another_type_naming_the_field(config_class, values, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        config_class(data="digits", **values)
+
+
+def test_config_records_take_what_the_declared_types_mean():
+    import numpy as np
+
+    config = FinetuneConfig(data=Path("/tmp/somewhere"), lr=1, epochs=np.int64(3), ratios=[0.6, 0.2, 0.2],
+                            augment="flip,rotate", random_init=np.bool_(True), output=Path("/tmp/out"))
+    assert (config.data, config.output, config.augment) == ("/tmp/somewhere", "/tmp/out", ["flip", "rotate"])
+    assert ProbeConfig(data="digits", layer=3, C=1).layer == "3"
+
+
+def test_the_finetune_function_refuses_a_string_for_epochs_before_anything_runs(tmp_path):
+    from transferlab.finetune import finetune
+
+    with pytest.raises(UserError, match="epochs must be an integer, got text '10'"):
+        finetune(data=str(tmp_path / "never-read"), epochs="10", output=str(tmp_path / "m"))
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_study_value_of_another_type_is_one_line_and_1e_3_is_a_number(cli, tmp_path):
+    from transferlab.study.spec import parse_study
+
+    base = ("name: s\ndata: digits\nbackbones: [{name: test_efficientnet, random_init: true}]\n"
+            "methods:\n  - {name: f, kind: finetune, epochs: EPOCHS, lr: 1e-3}\n")
+    study = tmp_path / "study.yaml"
+    study.write_text(base.replace("EPOCHS", "'2'"))
+    assert_one_error(cli("study", "run", str(study), "--dry-run", "--store", str(tmp_path / "runs.db")),
+                     f"{study}:5: epochs must be an integer", "'2'")
+    assert parse_study(base.replace("EPOCHS", "2")).methods[0].options["lr"] == 0.001
+
+
+def test_an_integer_python_cannot_print_is_refused_in_one_sentence():
+    with pytest.raises(UserError, match="seed must be at most 4294967295, got a number of about 5,001 digits"):
+        ProbeConfig(data="digits", seed=10**5000)
 
 
 def test_the_probe_function_refuses_a_bad_value_before_loading_anything(tmp_path):

@@ -58,6 +58,10 @@ HOSTILE = {
     "head mlp:0": (GOOD.replace("head: logreg", "head: 'mlp:0'"), "mlp"),
     "batch size in settings": (GOOD + "settings: {batch_size: -1}\n", "batch_size"),
     "seed sweep of text": (GOOD + "sweep: {seed: [zero]}\n", "seed"),
+    "an integer of 5,000 digits": (GOOD + "settings: {epochs: " + "9" * 5000 + "}\n", "too long to read"),
+    "an integer of 5,000 digits as a key": (GOOD + "? " + "9" * 5000 + "\n: 1\n", "too long to read"),
+    "a date that is no date": (GOOD.replace("name: s", "name: 2001-13-45"), "2001-13-45"),
+    "a seed numpy cannot take": (GOOD + "settings: {seed: 1099511627776}\n", "seed must be at most 4294967295"),
     "unterminated quote": ('name: "s\n' + GOOD, ""),
 }
 

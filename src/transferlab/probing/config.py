@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..heads.spec import PROBE_HEADS, parse_head
 from ..options import (BackboneOptions, DataOptions, LogOptions, RuntimeOptions, check_folds, check_logging,
-                       check_ranges, check_ratios, option)
+                       check_ranges, check_ratios, check_types, option)
 
 
 @dataclass
@@ -32,6 +32,7 @@ class ProbeConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     cache: bool = option(True, "Read and write the feature cache.", speed_only=True, cli=False)
 
     def __post_init__(self) -> None:
+        check_types(self, also={"layer": (int,)})  # a feature layer by index or name
         self.layer = str(self.layer)
         self.ratios = check_ratios(self.ratios)
         parse_head(self.head, PROBE_HEADS)

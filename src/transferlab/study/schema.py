@@ -14,6 +14,7 @@ import typing
 from functools import cache
 from typing import Any
 
+from ..options import describe_type
 from .yaml_nodes import Key, Lines
 
 
@@ -35,16 +36,7 @@ def unknown_key(lines: Lines, path: Key, where: str, allowed) -> Exception:
 
 
 def describe(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        parts = [describe(a) for a in typing.get_args(annotation) if a is not type(None)]
-        return " or ".join(parts) + " (or null)"
-    if origin is list:
-        return f"a list of {describe(typing.get_args(annotation)[0])}"
-    if origin is tuple:
-        args = typing.get_args(annotation)
-        return f"a list of {len(args)} {describe(args[0])}"
-    return {str: "text", int: "an integer", float: "a number", bool: "true or false"}.get(annotation, str(annotation))
+    return describe_type(annotation, none="null")
 
 
 def coerce(value: Any, annotation: Any, lines: Lines, path: Key, name: str) -> Any:

@@ -11,6 +11,7 @@ an alias to itself, thousands of brackets) gets one error line, fast, in little 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,7 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Key, lines: Lines) 
         result: dict[Any, Any] = {}
         own_keys: set = set()
         for index, (key_node, value_node) in enumerate(node.value):
-            key = loader.construct_object(key_node, deep=True)
+            key = _construct(loader, key_node, lines)
             if not isinstance(key, (str, int, float, bool)):
                 raise UserError(f"{lines.file}:{key_node.start_mark.line + 1}: a key must be a plain word")
             if index >= merged:  # a merged value may be overridden; a key written twice may not
@@ -110,7 +111,22 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Key, lines: Lines) 
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_convert(loader, item, path + (i,), lines) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return _construct(loader, node, lines)
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node, lines: Lines) -> Any:
+    """A scalar's Python value; Python's own limits (an integer of more than 4,300 digits, a date like
+    2001-13-45) an error naming the line."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except ValueError as exc:
+        where = f"{lines.file}:{node.start_mark.line + 1}"
+        text = str(node.value) if isinstance(node, yaml.ScalarNode) else ""
+        if node.tag == "tag:yaml.org,2002:int":
+            raise UserError(f"{where}: a number of {len(text):,} characters is too long to read "
+                            f"(at most {sys.get_int_max_str_digits():,} digits)") from None
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise UserError(f"{where}: cannot read the value {shown!r}: {exc}") from None
 
 
 def _check_nesting(text: str, name: str) -> None:
