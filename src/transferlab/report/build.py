@@ -39,6 +39,7 @@ from .tables import (
     run_rows,
     write_csv,
 )
+from .versus_probe import finetune_vs_probe
 
 COMPARISON_CSV = ["method", "backbone", "setting", "runs", "accuracy_mean", "accuracy_std", "accuracy_low",
                   "accuracy_high", "interval_method", "p_vs_best", "within_noise", "epochs",
@@ -89,6 +90,7 @@ def _write_files(records, folder: Path, title: str, description: str, images: bo
     findings = finding_rows(sanity_findings(records, list(notes)))
     comparison = comparison_rows(records)
     noise = add_uncertainty(comparison, records)
+    versus = finetune_vs_probe(comparison, records)
     runs = run_rows(records)
     pairs = confused_pair_rows(done)
     files = {
@@ -100,14 +102,14 @@ def _write_files(records, folder: Path, title: str, description: str, images: bo
           _status_line(records) + "\n",
           "## Sanity checks\n", markdown(findings, FINDING_COLUMNS) if findings else "No run was flagged.\n",
           "## Comparison\n", markdown(comparison, COMPARISON_COLUMNS),
-          "\n\n".join(markdown_text(sentence) for sentence in noise) + "\n" if noise else "",
+          "\n\n".join(markdown_text(sentence) for sentence in noise + versus) + "\n" if noise + versus else "",
           "\n## Runs\n", markdown(runs, RUN_COLUMNS),
           "\n## Most-confused class pairs\n", markdown(pairs, PAIR_COLUMNS)]
     files["markdown"] = folder / "report.md"
     files["markdown"].write_text("\n".join(part for part in md if part), encoding="utf-8")
     files["html"] = folder / "report.html"
     files["html"].write_text(_html(records, done, comparison, noise, runs, pairs, findings, title, description,
-                                   images, new_images), encoding="utf-8")
+                                   images, new_images, versus), encoding="utf-8")
     return files
 
 
@@ -159,7 +161,8 @@ def _status_line(records: list[RunRecord]) -> str:
     return f"{len(records)} runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def _html(records, done, comparison, noise, runs, pairs, findings, title, description, images, new_images) -> str:
+def _html(records, done, comparison, noise, runs, pairs, findings, title, description, images, new_images,
+          versus=()) -> str:
     page = Page(title)
     models = SavedModels()  # each saved model loaded once for all the sections that draw from it
     if description:
@@ -172,13 +175,16 @@ def _html(records, done, comparison, noise, runs, pairs, findings, title, descri
     page.paragraph("Test accuracy is the mean ± sample standard deviation over seeds (and folds) when a setting ran "
                    "with several. The 95% interval is the Wilson interval over the test images for one run, the "
                    "t-interval of the mean for several (the Wilson interval of their pooled predictions when they "
-                   "agree exactly). 'vs best' compares each row with the best of its setting "
-                   "image by image (exact McNemar test on the same test images); p >= 0.05 is within noise. Probes "
+                   "agree exactly). 'vs best' compares each row with the best row tested on the same test images "
+                   "with the same classes (rows of other class counts or other test images are never compared): "
+                   "image by image, the exact McNemar test; p >= 0.05 is within noise. Probes "
                    "train only their head: their training time is the head fit plus feature extraction; parameters "
                    "are the head's / backbone + head.", "note")
     page.table(comparison, COMPARISON_COLUMNS, "comparison", numeric=("runs", "inference_ms", "layers", "feature_dim"))
     for sentence in noise:
         page.paragraph(sentence, "noise")
+    for sentence in versus:
+        page.paragraph(sentence, "versus-probe")
 
     for axis in swept_axes(done):
         figure = accuracy_vs_axis(done, axis)
