@@ -237,15 +237,28 @@ def _samples(page: Page, records: list[RunRecord]) -> None:
     if data is None:
         return
     try:
-        names, shown = dataset_samples(data)
+        used = _classes_used(records)
+        names, shown = dataset_samples(data, used)
+        if used is None and any(r.config.get("num_classes") for r in records):  # no run finished: as configured
+            names, shown = dataset_samples(data, names[:max(int(r.config.get("num_classes") or 0) for r in records)])
     except Exception as exc:  # the data may have moved since the study ran: the report still renders
         page.paragraph(f"samples of {data} could not be drawn: {exc}", "note")
         return
     if not shown:
         return
     page.heading("Samples of the dataset", "samples")
+    which = (f"each of the {len(names)} classes the study uses ({', '.join(shown)})" if used is not None
+             else "each class")
     more = f"; {len(names) - len(shown)} more classes are not shown" if len(names) > len(shown) else ""
-    page.figure(figure_uri(samples_figure(shown)), f"{data}: the first images of each class{more}")
+    page.figure(figure_uri(samples_figure(shown)), f"{data}: the first images of {which}{more}")
+
+
+def _classes_used(records: list[RunRecord]) -> list[str] | None:
+    """The classes the study's runs used (``num_classes`` / ``classes`` keep fewer than the data has): every
+    class a finished run was trained on, or the ``classes`` a run was given; None when nothing says."""
+    used = {c for r in records if r.done for c in r.result.classes}
+    used |= {c for r in records if not r.done for c in (r.config.get("classes") or [])}
+    return sorted(used) if used else None
 
 
 def _overlaid_curves(page: Page, done: list[RunRecord]) -> None:
@@ -411,9 +424,9 @@ def _confident_mistakes(page: Page, bundle, mistakes, scope: str) -> None:
         try:
             uri = gradcam_uri(bundle, item.path, item.predicted)
         except Exception as exc:  # one image's heat map must not sink the report
-            failed.append(f"{Path(item.path).name} ({type(exc).__name__}: {exc})")
+            failed.append(f"{_name(item.path)} ({type(exc).__name__}: {exc})")
             continue
-        cards.append(Card(uri, f"Grad-CAM of {Path(item.path).name} for {item.predicted}", item.path,
+        cards.append(Card(uri, f"Grad-CAM of {_name(item.path)} for {item.predicted}", item.path,
                           [("true", f"true: {item.true}"), ("wrong", f"predicted: {item.predicted}"),
                            ("probability", f"p = {item.probability:.2f}")]))
     page.cards(cards, "confident-mistakes-gallery")
@@ -422,8 +435,8 @@ def _confident_mistakes(page: Page, bundle, mistakes, scope: str) -> None:
 
 
 def _top_losses(page: Page, losses, scope: str) -> None:
-    from ..data import open_rgb
     from .gallery import Card, thumbnail_uri
+    from .pictures import find_picture, picture_rgb
 
     if not losses:
         return
@@ -433,9 +446,9 @@ def _top_losses(page: Page, losses, scope: str) -> None:
     cards, failed = [], []
     for rank, item in enumerate(losses, 1):
         try:
-            uri = thumbnail_uri(open_rgb(item.path))
+            uri = thumbnail_uri(picture_rgb(find_picture(item.path)))
         except Exception as exc:
-            failed.append(f"{Path(item.path).name} ({type(exc).__name__}: {exc})")
+            failed.append(f"{_name(item.path)} ({type(exc).__name__}: {exc})")
             continue
         cards.append(Card(uri, f"{rank}. predicted {item.predicted}, true {item.true}", item.path,
                           [("wrong" if item.wrong else "predicted", f"{item.predicted} / {item.true}"),
@@ -449,6 +462,7 @@ def _top_losses(page: Page, losses, scope: str) -> None:
 def _filters(page: Page, done: list[RunRecord], models: SavedModels) -> None:
     """One set of figures per backbone: from the best run's saved model when one was saved, else the backbone."""
     from .filters import run_figures
+    from .pictures import find_picture
 
     seen: dict[str, RunRecord] = {}
     for record in sorted(done, key=lambda r: (model_path(r) is None, -(r.accuracy or 0.0))):
@@ -458,9 +472,10 @@ def _filters(page: Page, done: list[RunRecord], models: SavedModels) -> None:
         seen.setdefault(key, record)
     sections = []
     for key, record in seen.items():
-        image = next((p["path"] for p in record.result.predictions if Path(p["path"]).is_file()), None)
+        pictures = (find_picture(p["path"]) for p in record.result.predictions)
+        image = next((picture for picture in pictures if picture is not None), None)
         try:
-            source, figures = run_figures(record, models, Path(image) if image else None)
+            source, figures = run_figures(record, models, image)
         except Exception as exc:  # a figure must not sink the report
             sections.append((key, key, [], f"filters of {key} could not be drawn: {type(exc).__name__}: {exc}"))
             continue
@@ -478,6 +493,11 @@ def _filters(page: Page, done: list[RunRecord], models: SavedModels) -> None:
         for caption, figure in figures:
             page.figure(figure_uri(figure), caption)
     page.close_block()
+
+
+def _name(path: str) -> str:
+    """A stored prediction's image as a caption names it: the file name (``test_batch.bin#17`` for a record)."""
+    return Path(path).name
 
 
 def _environment(page: Page, done: list[RunRecord]) -> None:
