@@ -67,7 +67,7 @@ def _vs_best_cells(report) -> dict[str, str]:
     """{run ids of a comparison row: its 'vs best' cell} from the HTML table."""
     table = re.search(r'<table id="comparison">(.*?)</table>', (report / "report.html").read_text(), re.S).group(1)
     return {html.unescape(ids): html.unescape(cell) for ids, cell in
-            re.findall(r'<tr data-runs="([^"]*)">.*?<td class="col-vs_best">(.*?)</td>', table, re.S)}
+            re.findall(r'<tr data-runs="([^"]*)"[^>]*>.*?<td class="col-vs_best">(.*?)</td>', table, re.S)}
 
 
 def _results(store, row: dict) -> list:

@@ -180,11 +180,8 @@ def _html(records, done, comparison, noise, runs, pairs, findings, title, descri
                    "image by image, the exact McNemar test; p >= 0.05 is within noise. Probes "
                    "train only their head: their training time is the head fit plus feature extraction; parameters "
                    "are the head's / backbone + head.", "note")
-    page.table(comparison, COMPARISON_COLUMNS, "comparison", numeric=("runs", "inference_ms", "layers", "feature_dim"))
-    for sentence in noise:
-        page.paragraph(sentence, "noise")
-    for sentence in versus:
-        page.paragraph(sentence, "versus-probe")
+    _comparison_tables(page, comparison, [(sentence, "noise") for sentence in noise] +
+                       [(sentence, "versus-probe") for sentence in versus])
 
     for axis in swept_axes(done):
         figure = accuracy_vs_axis(done, axis)
@@ -216,6 +213,29 @@ def _html(records, done, comparison, noise, runs, pairs, findings, title, descri
     page.table(runs, RUN_COLUMNS, "runs", numeric=("accuracy", "macro_f1", "seconds", "seed", "fold"))
     _environment(page, done)
     return page.render()
+
+
+COMPACT_COMPARISON = ("method", "backbone", "setting", "runs", "test_accuracy", "interval", "vs_best")
+
+
+def _comparison_tables(page: Page, comparison: list[dict], sentences: list[tuple[str, str]]) -> None:
+    """The comparison in two tables that fit the page: what was compared and how sure it is (each row's other
+    figures on hover), the ``sentences`` (text, css class) that read it, then the costs and sizes of the same
+    rows (the CSV and Markdown keep one table)."""
+    main = [c for c in COMPARISON_COLUMNS if c[0] in COMPACT_COMPARISON]
+    details = [c for c in COMPARISON_COLUMNS if c[0] not in COMPACT_COMPARISON]
+    numeric = ("runs", "inference_ms", "layers", "feature_dim")
+
+    def hover(row: dict) -> str:
+        return "; ".join(f"{title}: {row[key]}" for key, title in details if row.get(key) not in (None, ""))
+
+    page.table(comparison, main, "comparison", numeric=numeric, row_title=hover)
+    for text, css in sentences:
+        page.paragraph(text, css)
+    if details:
+        page.paragraph("The same rows: training and inference time, loss, final training / validation accuracy and "
+                       "model size.", "note")
+        page.table(comparison, main[:3] + details, "comparison-details", numeric=numeric)
 
 
 def _sanity(page: Page, findings: list[dict]) -> None:
