@@ -11,7 +11,6 @@ a Grad-CAM heat map of the evidence the model used.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F

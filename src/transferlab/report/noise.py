@@ -48,38 +48,39 @@ def paired_correctness(group: list[RunRecord]) -> dict[tuple, bool]:
     return correct
 
 
-TestSets = dict[tuple, tuple]  # (seed, fold) -> (the run's classes, the paths of its test images)
+TestedOn = dict[tuple, tuple]  # (seed, fold) -> (the run's classes, the paths of its test images)
 
 
-def test_sets(group: list[RunRecord]) -> TestSets:
+def tested_on(group: list[RunRecord]) -> TestedOn:
     """What each run of a row was tested on: its classes and its test images, by (seed, fold); runs that stored
     no per-image predictions are left out (their test set is unknown)."""
     return {(r.seed, r.fold): (tuple(r.result.classes), frozenset(p["path"] for p in r.result.predictions))
             for r in group if r.result.predictions}
 
 
-def same_test_set(a: TestSets, b: TestSets) -> set[tuple]:
+def same_test_set(a: TestedOn, b: TestedOn) -> set[tuple]:
     """The (seed, fold)s on which two rows were tested on the same images with the same classes."""
     return {k for k in a.keys() & b.keys() if a[k] == b[k]}
 
 
-def comparable(a: TestSets, b: TestSets) -> bool:
+def comparable(a: TestedOn, b: TestedOn) -> bool:
     """Two rows share a test set: the same images and classes on every (seed, fold) both ran, at least one."""
     shared = a.keys() & b.keys()
     return bool(shared) and all(a[k] == b[k] for k in shared)
 
 
-def test_set_groups(members: list[int], sets: list[TestSets]) -> list[list[int]]:
+def split_by_test_set(members: list[int], sets: list[TestedOn]) -> list[list[int]]:
     """``members`` split into groups of rows on the same test set (joined when comparable, transitively); a row
     with no stored predictions stays alone."""
     groups: list[list[int]] = []
     for i in members:
         joined = [g for g in groups if any(comparable(sets[i], sets[j]) for j in g)]
-        groups = [g for g in groups if not any(g is j for j in joined)] + [sorted([i, *(k for g in joined for k in g)])]
+        apart = [g for g in groups if all(g is not j for j in joined)]
+        groups = apart + [sorted([i, *(k for g in joined for k in g)])]
     return sorted(groups, key=min)
 
 
-def test_set_text(sets: TestSets) -> str:
+def describe_tested_on(sets: TestedOn) -> str:
     """``3 classes (ant, bee, wasp), 24 test images``: what a group of rows was tested on."""
     classes = next(iter(sets.values()))[0]
     images = sorted({len(paths) for _, paths in sets.values()})
@@ -122,7 +123,7 @@ def compare(row: dict[tuple, bool], best: dict[tuple, bool], on: set[tuple] | No
 
 
 @dataclass
-class TestSetGroup:
+class CompetingRows:
     """Rows of one setting tested on the same images with the same classes: they compete with each other."""
 
     members: list[int]  # indices into the comparison rows
@@ -131,7 +132,7 @@ class TestSetGroup:
     alone: bool = False  # the only row on its test set while its setting has other rows
 
 
-def competing_groups(rows: list[dict[str, Any]], records: list[RunRecord]) -> tuple[list[TestSetGroup], list]:
+def competing_groups(rows: list[dict[str, Any]], records: list[RunRecord]) -> tuple[list[CompetingRows], list]:
     """(the test-set groups of the comparison rows, each row's runs): rows compete within the values of the axes
     every row has, and only with rows tested on the same images with the same classes."""
     grouped = group_by_setting(records)
@@ -143,22 +144,22 @@ def competing_groups(rows: list[dict[str, Any]], records: list[RunRecord]) -> tu
     by_setting: dict[tuple, list[int]] = defaultdict(list)
     for index, setting in enumerate(settings):
         by_setting[tuple((k, v) for k, v in setting.items() if k in common)].append(index)
-    sets = [test_sets(g) for g in groups]
+    sets = [tested_on(g) for g in groups]
     result = []
     for members in by_setting.values():
-        parts = test_set_groups(members, sets)
+        parts = split_by_test_set(members, sets)
         for part in parts:
             shared = {k: v for k, v in settings[part[0]].items()
                       if all(k in settings[i] and settings[i][k] == v for i in part)}
             where = [f"at {setting_text(shared)}"] if shared else []
             if len(parts) > 1 and len(part) > 1:  # which test set; a row alone says why instead
-                where.append("on " + test_set_text(sets[part[0]]))
+                where.append("on " + describe_tested_on(sets[part[0]]))
             names = {}
             for i in part:
                 own = setting_text({k: v for k, v in settings[i].items() if k not in shared})
                 names[i] = f"{rows[i]['method']} / {rows[i]['backbone']}" + (f" [{own}]" if own else "")
             text = ", ".join(where)
-            result.append(TestSetGroup(part, text[:1].upper() + text[1:], names, len(part) == 1 < len(members)))
+            result.append(CompetingRows(part, text[:1].upper() + text[1:], names, len(part) == 1 < len(members)))
     return result, groups
 
 
@@ -171,7 +172,7 @@ def add_uncertainty(rows: list[dict[str, Any]], records: list[RunRecord]) -> lis
         row.update(accuracy_low=low, accuracy_high=high, interval_method=how,
                    interval=interval_text(low, high) + (f" ({how}, {len(group)} runs)" if len(group) > 1 else ""),
                    vs_best="", p_vs_best=None, within_noise=None)
-    sets = [test_sets(g) for g in groups]
+    sets = [tested_on(g) for g in groups]
     sentences = []
     for test_set in competing:
         members, names = test_set.members, test_set.names

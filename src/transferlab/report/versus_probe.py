@@ -14,14 +14,14 @@ from collections import defaultdict
 from typing import Any
 
 from ..stats import NOISE_LEVEL, p_text
-from .noise import compare, competing_groups, paired_correctness, same_test_set, test_sets
+from .noise import compare, competing_groups, paired_correctness, same_test_set, tested_on
 from .records import RunRecord
 
 
 def finetune_vs_probe(rows: list[dict[str, Any]], records: list[RunRecord]) -> list[str]:
     """One sentence per fine-tune row that has a probe of its backbone on its test set."""
     competing, groups = competing_groups(rows, records)
-    sets = [test_sets(g) for g in groups]
+    sets = [tested_on(g) for g in groups]
     sentences = []
     for test_set in competing:
         by_backbone: dict[str, dict[str, list[int]]] = defaultdict(lambda: {"probe": [], "finetune": []})
