@@ -79,3 +79,18 @@ def test_top_losses_and_confident_mistakes_with_grad_cam_are_drawn(report):
 def test_activation_maps_are_drawn_for_a_test_image(report):
     page, _ = report
     assert re.search(r"activation maps of \S+ for \S+", page)
+
+
+def test_a_stored_cifar_prediction_finds_its_own_record(tmp_path):
+    """``test_batch.bin#4`` is the fifth record's pixels, as the run read them (CIFAR-10: one label byte each)."""
+    from transferlab.data.cifar import CIFAR10, read_records
+    from transferlab.report.pictures import find_picture
+
+    root = make_cifar10(tmp_path / "cifar-10-batches-bin")
+    records = read_records(root / CIFAR10.test, CIFAR10, 10)
+    for index in (0, 4, len(records) - 1):
+        found = find_picture(str(records[index][0]))
+        assert found is not None and found.pixels == records[index][0].pixels and found.index == index
+    assert find_picture(f"{root / CIFAR10.test}#{len(records)}") is None  # past the last record
+    assert find_picture(f"{root / 'batches.meta.txt'}#0") is None  # not a batch file
+    assert find_picture(str(tmp_path / "gone.png")) is None

@@ -259,8 +259,6 @@ def _samples(page: Page, records: list[RunRecord]) -> None:
     try:
         used = _classes_used(records)
         names, shown = dataset_samples(data, used)
-        if used is None and any(r.config.get("num_classes") for r in records):  # no run finished: as configured
-            names, shown = dataset_samples(data, names[:max(int(r.config.get("num_classes") or 0) for r in records)])
     except Exception as exc:  # the data may have moved since the study ran: the report still renders
         page.paragraph(f"samples of {data} could not be drawn: {exc}", "note")
         return
@@ -444,9 +442,9 @@ def _confident_mistakes(page: Page, bundle, mistakes, scope: str) -> None:
         try:
             uri = gradcam_uri(bundle, item.path, item.predicted)
         except Exception as exc:  # one image's heat map must not sink the report
-            failed.append(f"{_name(item.path)} ({type(exc).__name__}: {exc})")
+            failed.append(f"{Path(item.path).name} ({type(exc).__name__}: {exc})")
             continue
-        cards.append(Card(uri, f"Grad-CAM of {_name(item.path)} for {item.predicted}", item.path,
+        cards.append(Card(uri, f"Grad-CAM of {Path(item.path).name} for {item.predicted}", item.path,
                           [("true", f"true: {item.true}"), ("wrong", f"predicted: {item.predicted}"),
                            ("probability", f"p = {item.probability:.2f}")]))
     page.cards(cards, "confident-mistakes-gallery")
@@ -468,7 +466,7 @@ def _top_losses(page: Page, losses, scope: str) -> None:
         try:
             uri = thumbnail_uri(picture_rgb(find_picture(item.path)))
         except Exception as exc:
-            failed.append(f"{_name(item.path)} ({type(exc).__name__}: {exc})")
+            failed.append(f"{Path(item.path).name} ({type(exc).__name__}: {exc})")
             continue
         cards.append(Card(uri, f"{rank}. predicted {item.predicted}, true {item.true}", item.path,
                           [("wrong" if item.wrong else "predicted", f"{item.predicted} / {item.true}"),
@@ -513,11 +511,6 @@ def _filters(page: Page, done: list[RunRecord], models: SavedModels) -> None:
         for caption, figure in figures:
             page.figure(figure_uri(figure), caption)
     page.close_block()
-
-
-def _name(path: str) -> str:
-    """A stored prediction's image as a caption names it: the file name (``test_batch.bin#17`` for a record)."""
-    return Path(path).name
 
 
 def _environment(page: Page, done: list[RunRecord]) -> None:
