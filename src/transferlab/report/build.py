@@ -265,8 +265,8 @@ def _samples(page: Page, records: list[RunRecord]) -> None:
     if not shown:
         return
     page.heading("Samples of the dataset", "samples")
-    which = (f"each of the {len(names)} classes the study uses ({', '.join(shown)})" if used is not None
-             else "each class")
+    which = (f"each of the {len(names)} classes the study uses ({', '.join(shown)})"
+             if used is not None and set(names) <= set(used) else "each class")
     more = f"; {len(names) - len(shown)} more classes are not shown" if len(names) > len(shown) else ""
     page.figure(figure_uri(samples_figure(shown)), f"{data}: the first images of {which}{more}")
 

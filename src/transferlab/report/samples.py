@@ -21,13 +21,13 @@ CELL = 1.3  # inches per thumbnail
 
 def dataset_samples(data: str | Path, classes: list[str] | None = None,
                     per_class: int = PER_CLASS) -> tuple[list[str], dict[str, list[Picture]]]:
-    """(the classes sampled from: ``classes`` when given, in the dataset's order, else all of them; the first
-    ``per_class`` images of each of the first ``MAX_CLASSES`` of those).
+    """(the classes sampled from: ``classes`` when given (those the data has), in the dataset's order, else all of
+    them; the first ``per_class`` images of each of the first ``MAX_CLASSES`` of those).
 
     A folder with given splits shows its training split (else the first split it has).
     """
     names, labelled = _labelled_images(data)
-    wanted = [name for name in names if classes is None or name in classes]
+    wanted = [name for name in names if classes is None or name in classes] or names  # none known: the data changed
     shown: dict[str, list[Picture]] = {name: [] for name in wanted[:MAX_CLASSES]}
     for image, name in labelled:
         if name in shown and len(shown[name]) < per_class:
