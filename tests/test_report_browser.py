@@ -213,3 +213,27 @@ def test_every_accuracy_has_its_interval_and_the_noise_sentence_is_shown(page, r
     sentences = page.evaluate("[...document.querySelectorAll('p.noise')].map(p => p.textContent)")
     assert len(sentences) == 2 and all(s.startswith("At per_class=") for s in sentences)
     assert all("McNemar exact" in s for s in sentences)
+
+
+def test_the_page_fits_1280_px_with_the_comparison_compact_and_its_details_beside(page):
+    """16 columns overflowed the page and cut one off: the comparison is two tables, each row's details also on
+    hover, and no table is wider than a 1280 px window."""
+    page.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1,
+                                                     "mobile": False})
+    try:
+        sizes = page.evaluate("""(() => ({page: document.documentElement.scrollWidth,
+            view: document.documentElement.clientWidth,
+            tables: [...document.querySelectorAll('table')].map(t => [t.id, t.getBoundingClientRect().right,
+                                                                      t.parentElement.scrollWidth,
+                                                                      t.parentElement.clientWidth])}))()""")
+    finally:
+        page.send("Emulation.clearDeviceMetricsOverride")
+    assert sizes["view"] <= 1280 and sizes["page"] <= sizes["view"], sizes
+    assert {"comparison", "comparison-details", "runs"} <= {table_id for table_id, *_ in sizes["tables"]}
+    for table_id, right, content, box in sizes["tables"]:
+        assert right <= sizes["view"] and content <= box, (table_id, right, content, box, sizes["view"])
+    rows = page.evaluate("""[...document.querySelectorAll('#comparison tbody tr')].map(tr => [tr.dataset.runs,
+        tr.title])""")
+    details = page.evaluate("[...document.querySelectorAll('#comparison-details tbody tr')].map(tr => tr.dataset.runs)")
+    assert [runs for runs, _ in rows] == details
+    assert all("inference ms/image: " in title and "feature dim: " in title for _, title in rows), rows

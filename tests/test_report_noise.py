@@ -64,8 +64,10 @@ def test_the_test_pairs_images_rather_than_comparing_accuracies():
 def test_runs_on_other_test_images_are_not_compared():
     records = [_record("best", set(range(5))), _record("elsewhere", set(range(6)), images="other")]
     rows, sentences = _rows(records)
-    assert rows["elsewhere"]["within_noise"] is None and "no shared test images" in rows["elsewhere"]["vs_best"]
-    assert "not compared with the best" in sentences[0] and "indistinguishable" not in sentences[0]
+    assert rows["elsewhere"]["within_noise"] is None and rows["best"]["within_noise"] is None
+    assert rows["elsewhere"]["vs_best"] == rows["best"]["vs_best"] == "not compared: no other row has its test set"
+    assert sentences == [f"At per_class=8: {name} / efficientnet_lite0 was not compared with any other row: no other "
+                         "row has its test set." for name in ("best", "elsewhere")]
 
 
 def test_only_runs_of_the_same_seed_pair_up():
@@ -147,3 +149,50 @@ def test_accuracy_plot_bars_are_the_intervals():
     bars = [segment for collection in figure.axes[0].collections for segment in collection.get_segments()]
     spans = sorted((float(s[0][1]), float(s[1][1])) for s in bars)
     assert spans == [pytest.approx(wilson_interval(40, 60)), pytest.approx(wilson_interval(55, 60))]
+
+
+def _finetune(method: str, wrong: set[int], seed: int = 0, classes: list[str] = CLASSES) -> RunRecord:
+    """A finished fine-tune run on the same ``IMAGES`` test images as ``_record``'s probes."""
+    from study_fixtures import finetune_result
+
+    predictions = [{"path": f"/img/{i}.png", "true": classes[i % 3],
+                    "predicted": classes[(i + 1) % 3] if i in wrong else classes[i % 3]} for i in range(IMAGES)]
+    result = finetune_result(1 - len(wrong) / IMAGES, seed, 8, test_images=IMAGES, predictions=predictions,
+                             classes=classes)
+    return RunRecord(f"{method}-{seed}", method, "finetune", "efficientnet_lite0", {"per_class": 8, "seed": seed},
+                     "done", result, {"seed": seed})
+
+
+def _versus(records):
+    from transferlab.report.versus_probe import finetune_vs_probe
+
+    rows = comparison_rows(records)
+    add_uncertainty(rows, records)
+    return finetune_vs_probe(rows, records)
+
+
+def test_a_fine_tune_that_beats_the_probe_beyond_noise_is_said_to():
+    sentences = _versus([_record("logreg", set(range(20))), _finetune("two-stage", set(range(5)))])
+    assert sentences == ["At per_class=8: the fine-tune two-stage / efficientnet_lite0 (0.917) beats the probe "
+                         "logreg / efficientnet_lite0 (0.667) beyond noise (McNemar exact, p < 0.001 on 60 shared "
+                         "test images)."]
+
+
+def test_a_fine_tune_a_little_above_the_probe_is_not_better():
+    """Two images more right of 60 is no evidence: the sentence must not let a reader conclude fine-tuning won."""
+    sentences = _versus([_record("logreg", set(range(12))), _finetune("two-stage", set(range(10)))])
+    assert sentences == ["At per_class=8: the fine-tune two-stage / efficientnet_lite0 (0.833) is not better than the "
+                         "probe logreg / efficientnet_lite0 (0.800): the difference is within noise (McNemar exact, "
+                         "p = 0.500 on 60 shared test images)."]
+
+
+def test_a_fine_tune_below_the_probe_beyond_noise_is_worse():
+    sentences = _versus([_record("logreg", set(range(4))), _record("knn", set(range(30))),
+                         _finetune("two-stage", set(range(20)))])
+    assert len(sentences) == 1 and "is worse than the probe logreg / efficientnet_lite0 (0.933) beyond noise" \
+        in sentences[0], sentences  # against the best probe of the backbone, not the worst
+
+
+def test_a_fine_tune_on_other_classes_is_not_set_against_the_probe():
+    other = ["ant", "bee", "moth"]
+    assert _versus([_record("logreg", set(range(20))), _finetune("two-stage", set(range(5)), classes=other)]) == []

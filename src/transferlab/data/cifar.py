@@ -111,3 +111,20 @@ def read_cifar_splits(root: Path, layout: CifarLayout):
     train = [s for name in layout.train for s in samples(name)]
     test = samples(layout.test)
     return DatasetSplits(root, classes, train, None, test, f"{layout.test} ({layout.name} test set)")
+
+
+def read_record(path: Path, index: int) -> MemoryImage | None:
+    """Record ``index`` of a CIFAR binary batch file, read alone (a stored prediction names it ``file#index``); None
+    when ``path`` is not a batch file of a CIFAR folder or has no such record."""
+    try:
+        layout = binary_layout(path.parent)
+    except (UserError, OSError):
+        return None
+    if layout is None or path.name not in (*layout.train, layout.test) or index < 0:
+        return None
+    record = layout.label_bytes + PIXEL_BYTES
+    try:
+        pixels = np.fromfile(path, dtype=np.uint8, count=PIXEL_BYTES, offset=index * record + layout.label_bytes)
+    except (OSError, ValueError):
+        return None
+    return MemoryImage(path, index, SIDE, SIDE, pixels.tobytes()) if pixels.size == PIXEL_BYTES else None

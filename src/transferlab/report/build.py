@@ -39,6 +39,7 @@ from .tables import (
     run_rows,
     write_csv,
 )
+from .versus_probe import finetune_vs_probe
 
 COMPARISON_CSV = ["method", "backbone", "setting", "runs", "accuracy_mean", "accuracy_std", "accuracy_low",
                   "accuracy_high", "interval_method", "p_vs_best", "within_noise", "epochs",
@@ -89,6 +90,7 @@ def _write_files(records, folder: Path, title: str, description: str, images: bo
     findings = finding_rows(sanity_findings(records, list(notes)))
     comparison = comparison_rows(records)
     noise = add_uncertainty(comparison, records)
+    versus = finetune_vs_probe(comparison, records)
     runs = run_rows(records)
     pairs = confused_pair_rows(done)
     files = {
@@ -100,14 +102,14 @@ def _write_files(records, folder: Path, title: str, description: str, images: bo
           _status_line(records) + "\n",
           "## Sanity checks\n", markdown(findings, FINDING_COLUMNS) if findings else "No run was flagged.\n",
           "## Comparison\n", markdown(comparison, COMPARISON_COLUMNS),
-          "\n\n".join(markdown_text(sentence) for sentence in noise) + "\n" if noise else "",
+          "\n\n".join(markdown_text(sentence) for sentence in noise + versus) + "\n" if noise + versus else "",
           "\n## Runs\n", markdown(runs, RUN_COLUMNS),
           "\n## Most-confused class pairs\n", markdown(pairs, PAIR_COLUMNS)]
     files["markdown"] = folder / "report.md"
     files["markdown"].write_text("\n".join(part for part in md if part), encoding="utf-8")
     files["html"] = folder / "report.html"
     files["html"].write_text(_html(records, done, comparison, noise, runs, pairs, findings, title, description,
-                                   images, new_images), encoding="utf-8")
+                                   images, new_images, versus), encoding="utf-8")
     return files
 
 
@@ -159,7 +161,8 @@ def _status_line(records: list[RunRecord]) -> str:
     return f"{len(records)} runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def _html(records, done, comparison, noise, runs, pairs, findings, title, description, images, new_images) -> str:
+def _html(records, done, comparison, noise, runs, pairs, findings, title, description, images, new_images,
+          versus=()) -> str:
     page = Page(title)
     models = SavedModels()  # each saved model loaded once for all the sections that draw from it
     if description:
@@ -172,13 +175,13 @@ def _html(records, done, comparison, noise, runs, pairs, findings, title, descri
     page.paragraph("Test accuracy is the mean ± sample standard deviation over seeds (and folds) when a setting ran "
                    "with several. The 95% interval is the Wilson interval over the test images for one run, the "
                    "t-interval of the mean for several (the Wilson interval of their pooled predictions when they "
-                   "agree exactly). 'vs best' compares each row with the best of its setting "
-                   "image by image (exact McNemar test on the same test images); p >= 0.05 is within noise. Probes "
+                   "agree exactly). 'vs best' compares each row with the best row tested on the same test images "
+                   "with the same classes (rows of other class counts or other test images are never compared): "
+                   "image by image, the exact McNemar test; p >= 0.05 is within noise. Probes "
                    "train only their head: their training time is the head fit plus feature extraction; parameters "
                    "are the head's / backbone + head.", "note")
-    page.table(comparison, COMPARISON_COLUMNS, "comparison", numeric=("runs", "inference_ms", "layers", "feature_dim"))
-    for sentence in noise:
-        page.paragraph(sentence, "noise")
+    _comparison_tables(page, comparison, [(sentence, "noise") for sentence in noise] +
+                       [(sentence, "versus-probe") for sentence in versus])
 
     for axis in swept_axes(done):
         figure = accuracy_vs_axis(done, axis)
@@ -212,6 +215,29 @@ def _html(records, done, comparison, noise, runs, pairs, findings, title, descri
     return page.render()
 
 
+COMPACT_COMPARISON = ("method", "backbone", "setting", "runs", "test_accuracy", "interval", "vs_best")
+
+
+def _comparison_tables(page: Page, comparison: list[dict], sentences: list[tuple[str, str]]) -> None:
+    """The comparison in two tables that fit the page: what was compared and how sure it is (each row's other
+    figures on hover), the ``sentences`` (text, css class) that read it, then the costs and sizes of the same
+    rows (the CSV and Markdown keep one table)."""
+    main = [c for c in COMPARISON_COLUMNS if c[0] in COMPACT_COMPARISON]
+    details = [c for c in COMPARISON_COLUMNS if c[0] not in COMPACT_COMPARISON]
+    numeric = ("runs", "inference_ms", "layers", "feature_dim")
+
+    def hover(row: dict) -> str:
+        return "; ".join(f"{title}: {row[key]}" for key, title in details if row.get(key) not in (None, ""))
+
+    page.table(comparison, main, "comparison", numeric=numeric, row_title=hover)
+    for text, css in sentences:
+        page.paragraph(text, css)
+    if details:
+        page.paragraph("The same rows: training and inference time, loss, final training / validation accuracy and "
+                       "model size.", "note")
+        page.table(comparison, main[:3] + details, "comparison-details", numeric=numeric)
+
+
 def _sanity(page: Page, findings: list[dict]) -> None:
     page.heading("Sanity checks", "sanity")
     if not findings:
@@ -231,15 +257,26 @@ def _samples(page: Page, records: list[RunRecord]) -> None:
     if data is None:
         return
     try:
-        names, shown = dataset_samples(data)
+        used = _classes_used(records)
+        names, shown = dataset_samples(data, used)
     except Exception as exc:  # the data may have moved since the study ran: the report still renders
         page.paragraph(f"samples of {data} could not be drawn: {exc}", "note")
         return
     if not shown:
         return
     page.heading("Samples of the dataset", "samples")
+    which = (f"each of the {len(names)} classes the study uses ({', '.join(shown)})"
+             if used is not None and set(names) <= set(used) else "each class")
     more = f"; {len(names) - len(shown)} more classes are not shown" if len(names) > len(shown) else ""
-    page.figure(figure_uri(samples_figure(shown)), f"{data}: the first images of each class{more}")
+    page.figure(figure_uri(samples_figure(shown)), f"{data}: the first images of {which}{more}")
+
+
+def _classes_used(records: list[RunRecord]) -> list[str] | None:
+    """The classes the study's runs used (``num_classes`` / ``classes`` keep fewer than the data has): every
+    class a finished run was trained on, or the ``classes`` a run was given; None when nothing says."""
+    used = {c for r in records if r.done for c in r.result.classes}
+    used |= {c for r in records if not r.done for c in (r.config.get("classes") or [])}
+    return sorted(used) if used else None
 
 
 def _overlaid_curves(page: Page, done: list[RunRecord]) -> None:
@@ -416,8 +453,8 @@ def _confident_mistakes(page: Page, bundle, mistakes, scope: str) -> None:
 
 
 def _top_losses(page: Page, losses, scope: str) -> None:
-    from ..data import open_rgb
     from .gallery import Card, thumbnail_uri
+    from .pictures import find_picture, picture_rgb
 
     if not losses:
         return
@@ -427,7 +464,7 @@ def _top_losses(page: Page, losses, scope: str) -> None:
     cards, failed = [], []
     for rank, item in enumerate(losses, 1):
         try:
-            uri = thumbnail_uri(open_rgb(item.path))
+            uri = thumbnail_uri(picture_rgb(find_picture(item.path)))
         except Exception as exc:
             failed.append(f"{Path(item.path).name} ({type(exc).__name__}: {exc})")
             continue
@@ -443,6 +480,7 @@ def _top_losses(page: Page, losses, scope: str) -> None:
 def _filters(page: Page, done: list[RunRecord], models: SavedModels) -> None:
     """One set of figures per backbone: from the best run's saved model when one was saved, else the backbone."""
     from .filters import run_figures
+    from .pictures import find_picture
 
     seen: dict[str, RunRecord] = {}
     for record in sorted(done, key=lambda r: (model_path(r) is None, -(r.accuracy or 0.0))):
@@ -452,9 +490,10 @@ def _filters(page: Page, done: list[RunRecord], models: SavedModels) -> None:
         seen.setdefault(key, record)
     sections = []
     for key, record in seen.items():
-        image = next((p["path"] for p in record.result.predictions if Path(p["path"]).is_file()), None)
+        pictures = (find_picture(p["path"]) for p in record.result.predictions)
+        image = next((picture for picture in pictures if picture is not None), None)
         try:
-            source, figures = run_figures(record, models, Path(image) if image else None)
+            source, figures = run_figures(record, models, image)
         except Exception as exc:  # a figure must not sink the report
             sections.append((key, key, [], f"filters of {key} could not be drawn: {type(exc).__name__}: {exc}"))
             continue

@@ -33,10 +33,29 @@ def learning_curves(record: RunRecord):
             ax.axvline(stage2 - 0.5, color="grey", linestyle=":", label="stage 2 starts")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
+        integer_ticks(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     figure.suptitle(record.label(), fontsize=10)
     return figure
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LINESTYLES = ("-", "--", "-.", ":")
+
+
+def series_style(index: int) -> dict:
+    """Matplotlib keywords that set series ``index`` apart from the others: its own marker and line style, every
+    other one hollow and a size smaller, so a series drawn over an identical one leaves it visible."""
+    return {"marker": MARKERS[index % len(MARKERS)], "linestyle": LINESTYLES[(index // len(MARKERS)) % len(LINESTYLES)],
+            "markersize": 7 - 2 * (index % 2), "fillstyle": "none" if index % 2 else "full"}
+
+
+def integer_ticks(ax, axis: str = "x") -> None:
+    """Whole-number ticks only: epochs, class counts and images per class have no fractions."""
+    from matplotlib.ticker import MaxNLocator
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
 
 
 def outside_legend(ax) -> None:
@@ -67,11 +86,15 @@ def overlaid_curves(records: list[RunRecord], axis: str, metric: str = "val_accu
     for (method, backbone, rest), runs in sorted(_overlaid_groups(records, axis).items(), key=lambda kv: str(kv[0])):
         figure, axes = new_figure(7, 3.8)
         ax = axes[0][0]
-        for value, r in sorted(runs.items(), key=lambda kv: _sort_key(kv[1].axes.get(axis))):
+        for index, (value, r) in enumerate(sorted(runs.items(), key=lambda kv: _sort_key(kv[1].axes.get(axis)))):
             history = r.result.history
+            style = series_style(index)
+            if len(history) > 40:
+                style.update(markevery=max(1, len(history) // 20))
             ax.plot([h.get("epoch", i + 1) for i, h in enumerate(history)], [h.get(metric, np.nan) for h in history],
-                    marker="." if len(history) <= 40 else None, label=f"{axis}={value}")
+                    label=f"{axis}={value}", **style)
         ax.set_xlabel("epoch")
+        integer_ticks(ax)
         ax.set_ylabel(metric.replace("_", " "))
         ax.set_title(f"{_label(method, backbone, rest)}: {metric.replace('_', ' ')} by {axis}", fontsize=9)
         ax.grid(alpha=0.3)
@@ -81,13 +104,16 @@ def overlaid_curves(records: list[RunRecord], axis: str, metric: str = "val_accu
 
 
 def swept_axes(records: list[RunRecord]) -> list[str]:
-    """Axes (other than seed, fold and temperature) that take at least two values among finished runs."""
-    values: dict[str, set] = defaultdict(set)
+    """Axes (other than seed, fold and temperature) the study swept: along which some method and backbone, its
+    other values fixed, has finished runs at two values or more. Two methods that each set one value of an axis
+    did not sweep it: a plot against it would be single points."""
+    values: dict[str, dict[tuple, set]] = defaultdict(lambda: defaultdict(set))
     for r in records:
         if r.done:
             for k, v in r.axes.items():
-                values[k].add(axis_text(v))
-    return [k for k, v in values.items() if len(v) > 1 and k not in ("seed", "fold", "temperature")]
+                values[k][(r.method, r.backbone, r.setting(k))].add(axis_text(v))
+    return [k for k, lines in values.items() if k not in ("seed", "fold", "temperature")
+            and any(len(v) > 1 for v in lines.values())]
 
 
 def _label(method: str, backbone: str, setting: tuple) -> str:
@@ -125,14 +151,15 @@ def accuracy_vs_axis(records: list[RunRecord], axis: str):
     figure, axes = new_figure(7, 4.2)
     ax = axes[0][0]
     every, numeric, position = _positions(lines)
-    for (method, backbone, rest), points in sorted(lines.items(), key=lambda kv: str(kv[0])):
+    for index, ((method, backbone, rest), points) in enumerate(sorted(lines.items(), key=lambda kv: str(kv[0]))):
         xs = sorted(points, key=_sort_key)
         means = [float(np.mean([r.accuracy for r in points[x]])) for x in xs]
         bounds = [row_interval(points[x])[:2] for x in xs]
         below = [max(0.0, m - low) if np.isfinite(low) else 0.0 for m, (low, _) in zip(means, bounds)]
         above = [max(0.0, high - m) if np.isfinite(high) else 0.0 for m, (_, high) in zip(means, bounds)]
         label = _label(method, backbone, rest)
-        ax.errorbar([position[x] for x in xs], means, yerr=[below, above], marker="o", capsize=3, label=label)
+        ax.errorbar([position[x] for x in xs], means, yerr=[below, above], capsize=3, label=label,
+                    **series_style(index))
     _axis_frame(ax, axis, every, numeric, "test accuracy", f"accuracy vs {axis.replace('_', ' ')}")
     return figure
 
@@ -146,16 +173,17 @@ def train_accuracy_vs_axis(records: list[RunRecord], axis: str):
     figure, axes = new_figure(7, 4.2)
     ax = axes[0][0]
     every, numeric, position = _positions(lines)
-    for (method, backbone, rest), points in sorted(lines.items(), key=lambda kv: str(kv[0])):
+    for index, ((method, backbone, rest), points) in enumerate(sorted(lines.items(), key=lambda kv: str(kv[0]))):
         xs = sorted(points, key=_sort_key)
         label = _label(method, backbone, rest)
-        for name, value_of, style in (("train", lambda r: r.result.train_accuracy_final, "-o"),
-                                      ("test", lambda r: r.accuracy, "--s")):
+        marker = series_style(index)
+        for name, value_of, linestyle in (("train", lambda r: r.result.train_accuracy_final, "-"),
+                                          ("test", lambda r: r.accuracy, "--")):
             values = [[value_of(r) for r in points[x]] for x in xs]
             means = [float(np.mean(v)) for v in values]
             stds = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in values]
-            line = ax.errorbar([position[x] for x in xs], means, yerr=stds, fmt=style, capsize=3,
-                               label=f"{label}: {name}")
+            line = ax.errorbar([position[x] for x in xs], means, yerr=stds, capsize=3, label=f"{label}: {name}",
+                               **{**marker, "linestyle": linestyle})
             if name == "train":
                 colour = line[0].get_color()
             else:
@@ -170,8 +198,14 @@ def _axis_frame(ax, axis: str, every: list, numeric: bool, ylabel: str, title: s
     if numeric and axis in ("per_class", "num_classes") and max(every) / max(min(every), 1e-9) >= 8:
         ax.set_xscale("log", base=2)
         ax.set_xticks(every, [str(v) for v in every])
+        ax.minorticks_off()
     elif not numeric:
         ax.set_xticks(range(len(every)), [str(v) for v in every], rotation=30)
+    elif all(float(v).is_integer() for v in every):  # epochs, class counts, images per class: no fractions
+        if len(every) <= 12:
+            ax.set_xticks(every, [str(v) for v in every])
+        else:
+            integer_ticks(ax)
     ax.set_xlabel(axis.replace("_", " "))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -190,14 +224,14 @@ def accuracy_vs_temperature(records: list[RunRecord]):
         return None
     figure, axes = new_figure(7, 4.2)
     ax = axes[0][0]
-    for (method, backbone, setting), by_t in sorted(series.items(), key=lambda kv: str(kv[0])):
+    for index, ((method, backbone, setting), by_t) in enumerate(sorted(series.items(), key=lambda kv: str(kv[0]))):
         ts = sorted(by_t)
         label = _label(method, backbone, setting)
-        for figure_of, style, name in ((lambda r: r.val_accuracy_max, "-o", "val max"),
-                                       (lambda r: r.val_accuracy_final, "--s", "val final"),
-                                       (lambda r: r.accuracy, ":^", "test")):
+        for offset, (figure_of, linestyle, name) in enumerate(((lambda r: r.val_accuracy_max, "-", "val max"),
+                                                               (lambda r: r.val_accuracy_final, "--", "val final"),
+                                                               (lambda r: r.accuracy, ":", "test"))):
             ys = [np.mean([figure_of(r) for r in by_t[t] if figure_of(r) is not None] or [np.nan]) for t in ts]
-            ax.plot(ts, ys, style, label=f"{label}: {name}")
+            ax.plot(ts, ys, label=f"{label}: {name}", **{**series_style(3 * index + offset), "linestyle": linestyle})
     ax.set_xscale("log")
     every = sorted({t for by_t in series.values() for t in by_t})
     ax.set_xticks(every, [f"{t:g}" for t in every])

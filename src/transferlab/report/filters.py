@@ -71,11 +71,14 @@ def maps_figure(maps: np.ndarray, title: str):
     return image_grid(list(maps), title, 1.1, "magma")
 
 
-def network_figures(model: nn.Module, name: str, transform, image_path: Path | None,
-                    source: str) -> list[tuple[str, object]]:
-    """(caption, figure) pairs for ``model``'s first and last convolutions; ``source`` names the weights drawn."""
-    from ..data import decode_rgb
+def network_figures(model: nn.Module, name: str, transform, image_path, source: str) -> list[tuple[str, object]]:
+    """(caption, figure) pairs for ``model``'s first and last convolutions; ``source`` names the weights drawn;
+    ``image_path`` (a file or a ``MemoryImage``, or None) is the image whose activation maps are drawn."""
+    from ..data.memory import MemoryImage
+    from .pictures import picture_tensor
 
+    if isinstance(image_path, str):
+        image_path = Path(image_path)
     found = first_and_last_conv(model)
     if found is None:
         return []
@@ -86,14 +89,14 @@ def network_figures(model: nn.Module, name: str, transform, image_path: Path | N
     if max(last.kernel_size) > 1:
         figures.append((f"{source}: last convolution {last_name}: filters (mean over input channels)",
                         filters_figure(last, f"{name}: {last_name} filters")))
-    if image_path is not None and Path(image_path).is_file():
-        image = transform(decode_rgb(image_path, getattr(transform, "decode_min_size", None)))
+    if isinstance(image_path, MemoryImage) or (image_path is not None and Path(image_path).is_file()):
+        image = transform(picture_tensor(image_path, getattr(transform, "decode_min_size", None)))
         image = image.to(next(model.parameters()).device)
         for conv_name, conv in ((first_name, first), (last_name, last)):
             maps = activation_maps(model, conv, image)
-            figures.append((f"{source}: activation maps of {conv_name} for {Path(image_path).name} "
+            figures.append((f"{source}: activation maps of {conv_name} for {image_path.name} "
                             f"(strongest {len(maps)})",
-                            maps_figure(maps, f"{name}: {conv_name} on {Path(image_path).name}")))
+                            maps_figure(maps, f"{name}: {conv_name} on {image_path.name}")))
     return figures
 
 

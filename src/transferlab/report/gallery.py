@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 from .plots import data_uri
 from .records import RunRecord
@@ -60,17 +59,20 @@ def thumbnail_uri(image) -> str:
 
 
 def misclassified(record: RunRecord, limit: int = 12) -> list[Thumbnail]:
-    """Up to ``limit`` wrong predictions of a run whose image files still exist, spread over the true classes."""
-    from ..data import UnreadableImage, open_rgb
+    """Up to ``limit`` wrong predictions of a run whose images are still there (files, or records of a CIFAR
+    batch), spread over the true classes."""
+    from ..data import UnreadableImage
+    from .pictures import find_picture, picture_rgb
 
     wrong = [item for item in (record.result.predictions if record.result is not None else [])
              if item["true"] != item["predicted"]]
     thumbnails = []
     for item in spread_over_classes(wrong):
-        if not Path(item["path"]).is_file():
+        picture = find_picture(item["path"])
+        if picture is None:
             continue
         try:
-            uri = thumbnail_uri(open_rgb(item["path"]))
+            uri = thumbnail_uri(picture_rgb(picture))
         except (UnreadableImage, OSError):
             continue
         thumbnails.append(Thumbnail(uri, item["path"], item["true"], item["predicted"]))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from html import escape
-from typing import Any
+from typing import Any, Callable
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
 h1 { font-size: 1.6rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ccc; padding-bottom: .2rem; }
+.table-wrap { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; margin: .8rem 0; font-size: .88rem; }
-th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; vertical-align: top;
+         overflow-wrap: break-word; max-width: 28rem; }
+tr[title] { cursor: help; }
 th { background: #f1f3f6; } tr:nth-child(even) td { background: #fafbfc; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { display: inline-block; margin: .5rem; vertical-align: top; }
@@ -36,7 +39,9 @@ class Page:
         self.add(f'<p{f" class={chr(34)}{css}{chr(34)}" if css else ""}>{escape(text)}</p>')
 
     def table(self, rows: list[dict[str, Any]], columns: list[tuple[str, str]], table_id: str,
-              numeric: tuple[str, ...] = ()) -> None:
+              numeric: tuple[str, ...] = (), row_title: Callable[[dict[str, Any]], str] | None = None) -> None:
+        """A table in a box of the page's width (a table wider than the page scrolls in it, the page does not);
+        ``row_title`` gives each row's tooltip (more of its figures, on hover)."""
         head = "".join(f"<th>{escape(title)}</th>" for _, title in columns)
         body = []
         for row in rows:
@@ -46,8 +51,11 @@ class Page:
                 css = f"col-{key}" + (" num" if key in numeric else "")
                 cells.append(f'<td class="{css}">{escape("" if value is None else str(value))}</td>')
             ids = f' data-runs="{escape(str(row["run_ids"]))}"' if "run_ids" in row else ""
+            title = row_title(row) if row_title else ""
+            ids += f' title="{escape(title)}"' if title else ""
             body.append(f"<tr{ids}>{''.join(cells)}</tr>")
-        self.add(f'<table id="{escape(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+        self.add(f'<div class="table-wrap"><table id="{escape(table_id)}"><thead><tr>{head}</tr></thead>'
+                 f'<tbody>{"".join(body)}</tbody></table></div>')
 
     def figure(self, uri: str, caption: str, alt: str | None = None, css: str | None = None) -> None:
         img_class = f' class="{escape(css)}"' if css else ""

@@ -11,7 +11,6 @@ a Grad-CAM heat map of the evidence the model used.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +38,9 @@ class ScoredImage:
 
 def images_to_score(predictions: list[dict], classes: list[str], limit: int = MAX_SCORED) -> list[dict]:
     """Stored test predictions whose file is still there and whose class the model knows, mistakes first."""
-    usable = [p for p in predictions if p.get("true") in classes and Path(p.get("path", "")).is_file()]
+    from .pictures import find_picture
+
+    usable = [p for p in predictions if p.get("true") in classes and find_picture(p.get("path", "")) is not None]
     wrong = [p for p in usable if p.get("predicted") != p.get("true")]
     right = [p for p in usable if p.get("predicted") == p.get("true")]
     return (wrong + right)[:limit]
@@ -48,13 +49,14 @@ def images_to_score(predictions: list[dict], classes: list[str], limit: int = MA
 def score_images(bundle, items: list[dict]) -> list[ScoredImage]:
     """Probabilities and losses of ``items`` (path, true) under ``bundle``; unreadable files are left out."""
     from ..data import image_batches
+    from .pictures import find_picture
 
     index = {name: i for i, name in enumerate(bundle.classes)}
     targets = torch.tensor([index[item["true"]] for item in items], dtype=torch.long)
     device = next(bundle.model.parameters()).device
     scored: list[ScoredImage] = []
     with torch.inference_mode():
-        for batch in image_batches([Path(item["path"]) for item in items], bundle.transform(), BATCH, 0):
+        for batch in image_batches([find_picture(item["path"]) for item in items], bundle.transform(), BATCH, 0):
             if batch.images is None:
                 continue
             logits = bundle.model(batch.images.to(device)).float().cpu()
@@ -78,20 +80,24 @@ def confident_mistakes(scored: list[ScoredImage], n: int = TOP_N) -> list[Scored
     return sorted((s for s in scored if s.wrong), key=lambda s: -s.probability)[:n]
 
 
-def gradcam_image(bundle, path: str | Path, class_name: str):
-    """The image as the model sees it, with the Grad-CAM heat map of ``class_name`` over it (a PIL image)."""
-    from ..data import decode_rgb
+def gradcam_image(bundle, path, class_name: str):
+    """The image as the model sees it, with the Grad-CAM heat map of ``class_name`` over it (a PIL image); ``path``
+    a file, a ``MemoryImage`` or a stored prediction's name of one (``test_batch.bin#17``)."""
     from ..finetune.gradcam import grad_cam, overlay
+    from .pictures import find_picture, picture_tensor
 
+    picture = find_picture(path) if isinstance(path, str) else path
+    if picture is None:
+        raise FileNotFoundError(f"{path} is not there any more")
     transform = bundle.transform()
-    image = transform(decode_rgb(Path(path), transform.decode_min_size))
+    image = transform(picture_tensor(picture, transform.decode_min_size))
     device = next(bundle.net.parameters()).device
     heat = grad_cam(bundle.net, image.to(device), bundle.classes.index(class_name))
     pre = bundle.meta["preprocessing"]
     return overlay(image, heat, pre["mean"], pre["std"])
 
 
-def gradcam_uri(bundle, path: str | Path, class_name: str) -> str:
+def gradcam_uri(bundle, path, class_name: str) -> str:
     from .gallery import thumbnail_uri
 
     return thumbnail_uri(gradcam_image(bundle, path, class_name))

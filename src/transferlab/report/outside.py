@@ -71,22 +71,31 @@ def prediction_rows(images: list[Path], predictions: list[ModelPredictions]) -> 
 
 
 def top_bars(image: Path, top: list[dict], title: str):
-    """The image beside a horizontal bar chart of its top classes' probabilities."""
+    """The image beside a horizontal bar chart of its top classes' probabilities, each bar's value at its end.
+
+    The layout engine makes room for every label (long class names are wrapped, never drawn over the image or
+    cut at the figure's edge)."""
+    import textwrap
+
     import numpy as np
 
     from ..data import open_rgb
     from .plots import new_figure
 
-    figure, axes = new_figure(6.0, 2.2, ncols=2)
+    figure, axes = new_figure(6.4, 2.4, ncols=2)
+    figure.set_layout_engine("constrained")
     picture, bars = axes[0]
     picture.imshow(np.asarray(open_rgb(image)))
     picture.set_axis_off()
-    picture.set_title(image.name, fontsize=8)
-    labels = [t["label"] for t in top][::-1]
+    picture.set_title(textwrap.fill(image.name, 30), fontsize=8)
+    labels = [textwrap.fill(t["label"], 22) for t in top][::-1]
     values = [t["probability"] for t in top][::-1]
-    bars.barh(range(len(values)), values, color="#4c72b0")
-    bars.set_yticks(range(len(labels)), labels, fontsize=8)
-    bars.set_xlim(0, 1)
+    drawn = bars.barh(range(len(values)), values, color="#4c72b0")
+    bars.bar_label(drawn, labels=[f"{v:.2f}" for v in values], padding=3, fontsize=7)
+    bars.set_yticks(range(len(labels)), labels, fontsize=7)
+    bars.set_xlim(0, 1.18)  # room for the value of a bar at 1.0
+    bars.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+    bars.tick_params(axis="x", labelsize=7)
     bars.set_xlabel("probability", fontsize=8)
-    bars.set_title(title, fontsize=8)
+    bars.set_title(textwrap.fill(title, 40), fontsize=8)
     return figure
