@@ -158,11 +158,6 @@ def parallel(model: nn.Module, device: str) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def agreed_error(message: str | None) -> str | None:
-    """Rank 0's verdict (``None``: fine) on every rank, so that all ranks stop together on bad input."""
-    return broadcast_object(message)
-
-
 def first_to_fail() -> bool:
     """Whether this process is the first of its torchrun job to stop on bad input, and so the one to say why.
 
