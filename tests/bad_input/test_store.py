@@ -76,7 +76,7 @@ def cli_subprocess(*args: str, env: dict | None = None, cwd=None) -> subprocess.
 # -- a reading command never creates a store ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [["runs"], ["runs", "--json"], ["runs", "--status", "stale"],
-                                  ["study", "report", "--runs", "r0", "--no-images"]])
+                                  ["runs", "--release-stale"], ["study", "report", "--runs", "r0", "--no-images"]])
 def test_a_mistyped_store_for_a_reading_command_is_not_created(cli, tmp_path, args):
     path = tmp_path / "runz.sqlite"
     bad(cli(*args, "--store", str(path)), f"no run store at {path}")
@@ -96,8 +96,9 @@ def test_a_mistyped_store_from_the_environment_is_not_created(cli, tmp_path, mon
     assert not (tmp_path / "env-typo.sqlite").exists()
 
 
-def test_a_store_in_a_missing_folder_makes_no_folder(cli, tmp_path):
-    bad(cli("runs", "--store", str(tmp_path / "nofolder" / "runs.sqlite")), "no run store at")
+@pytest.mark.parametrize("args", [["runs"], ["runs", "--release-stale"]])
+def test_a_store_in_a_missing_folder_makes_no_folder(cli, tmp_path, args):
+    bad(cli(*args, "--store", str(tmp_path / "nofolder" / "runs.sqlite")), "no run store at")
     assert not (tmp_path / "nofolder").exists()
 
 
