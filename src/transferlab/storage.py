@@ -2,7 +2,9 @@
 
 Every file is written to a temporary name in its final folder and moved into
 place with ``os.replace``: a reader (another process, another rank) sees the
-whole file or none of it, and a killed run leaves no half-written file.
+whole file or none of it, and a killed run leaves no half-written file. What is
+written takes the modes every other tool gives under the process's umask (files
+0666 & ~umask, folders 0777 & ~umask), not the private ones of temporary files.
 """
 
 from __future__ import annotations
@@ -60,12 +62,37 @@ def _reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (``/proc``), else set and put back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode of a file created as ``open()`` creates it: 0666 less the umask."""
+    return 0o666 & ~umask()
+
+
+def folder_mode() -> int:
+    """The mode of a folder created as ``mkdir`` creates it: 0777 less the umask."""
+    return 0o777 & ~umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
 
     A failed write (full disk, read-only folder) raises ``WriteError`` naming ``path``; the
-    temporary file is removed and whatever ``path`` held before is left as it was.
+    temporary file is removed and whatever ``path`` held before is left as it was. The file
+    moved into place has ``file_mode()`` (``mkstemp`` makes it private).
     """
     path = Path(path)
     tmp_path: Path | None = None
@@ -75,6 +102,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         os.close(fd)
         tmp_path = Path(tmp)
         yield tmp_path
+        os.chmod(tmp_path, file_mode())  # by path: a writer may have made the file anew under this name
         os.replace(tmp_path, path)
     except WriteError:
         raise

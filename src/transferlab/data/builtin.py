@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from ..storage import cache_root
+from ..storage import cache_root, folder_mode
 
 BUILTIN_DATASETS = ("digits",)
 
@@ -40,6 +40,7 @@ def materialize_digits(root: Path | None = None) -> Path:
             folder.mkdir(exist_ok=True)
             Image.fromarray(pixels, mode="L").save(folder / f"{index:04d}.png")
         try:
+            staging.chmod(folder_mode())  # mkdtemp makes it private: a shared cache is readable as any folder
             staging.rename(target)
         except OSError:  # another process finished first
             pass

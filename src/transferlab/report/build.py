@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import UserError
-from ..storage import WriteError, write_failure
+from ..storage import WriteError, folder_mode, write_failure
 from .confusion import confusion_figure
 from .curves import (accuracy_vs_axis, accuracy_vs_temperature, learning_curves, overlaid_axes, overlaid_curves,
                      swept_axes, train_accuracy_vs_axis)
@@ -69,9 +69,7 @@ def write_report(records: list[RunRecord], out: Path, title: str = "transferlab 
         raise WriteError(f"cannot write the report folder {out}: {(exc.strerror or str(exc)).lower()}") from None
     try:
         written = _write_files(records, staging, title, description, images, list(notes), new_images)
-        for path in written.values():
-            path.chmod(0o644)  # reports are for sharing (temporary files are created private)
-        staging.chmod(0o755)
+        staging.chmod(folder_mode())  # mkdtemp makes it private; its files were created under the umask
         _swap_in(staging, out)
     except Exception as exc:
         if not write_failure(exc):
