@@ -86,6 +86,22 @@ def folder_mode() -> int:
     return 0o777 & ~umask()
 
 
+def folder_problem(folder: Path | str) -> str | None:
+    """Why files cannot be made in ``folder`` (or in the nearest existing folder above it, where it does not
+    exist yet), or None: a cheap test before long work, which creates nothing."""
+    existing = Path(folder).expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        return exc.strerror.lower() if exc.strerror else str(exc)
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.

@@ -89,15 +89,16 @@ def study_run(study_file, data, store, dry_run, jobs, wait, **log_options):
 
 def logged_plan(plan, logging):
     """The plan whose every run logs as ``--log`` asks (the store still records them all); a missing
-    package stops here, before any run."""
+    package or a log folder that cannot be written stops here, before any run."""
     from dataclasses import replace
 
-    from ..tracking import check_backends, require_backends
+    from ..tracking import check_backends, check_log_dir, require_backends
 
     backends = check_backends(logging.log)
     if not backends:
         return plan
     require_backends(backends)
+    check_log_dir(backends, logging.log_dir)
     fields = {"log": backends, "log_dir": logging.log_dir, "log_experiment": logging.log_experiment}
     return replace(plan, runs=[replace(run, config=replace(run.config, **fields)) for run in plan.runs])
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..engine.runtime import Runtime
 from ..errors import UserError
 from ..evaluation import inference_ms_per_image, score
 from ..options import result_fields, runtime_of
-from ..storage import text_digest
+from ..storage import folder_problem, text_digest
 from ..tracking import Tracker, final_metrics, open_tracker
 from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
@@ -227,17 +226,8 @@ class FinetuneRun:
         if (self.output / CHECKPOINT_NAME).exists() and not self.config.resume:
             return (f"{self.output} holds an interrupted run's checkpoint: add --resume to continue it, "
                     "or choose another --output")
-        existing = self.output  # the folder is made when the first file is saved: a refused run leaves nothing
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        try:
-            if not existing.is_dir():
-                raise NotADirectoryError(20, f"{existing} is a file")
-            with tempfile.TemporaryFile(dir=existing):
-                pass
-        except OSError as exc:
-            return f"cannot write the model folder {self.output}: {exc.strerror or exc}"
-        return None
+        reason = folder_problem(self.output)  # the folder is made when the first file is saved
+        return f"cannot write the model folder {self.output}: {reason}" if reason else None
 
     def run(self) -> FinetuneResult:
         check_on_backbone(self.config.freeze, self.config.backbone)  # a bad freeze point: before data and weights
