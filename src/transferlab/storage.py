@@ -86,6 +86,69 @@ def folder_mode() -> int:
     return 0o777 & ~umask()
 
 
+class FolderLock:
+    """This process's exclusive claim on the results written into ``folder``, from the check that nothing is
+    there through the last write: of two runs started at once into one folder, exactly one writes.
+
+    An ``flock`` on a hidden file in the folder, so the kernel lets go when the process dies (a killed run
+    leaves no stale claim to clear). Released, it removes its file, and the folder when it made it and nothing
+    else was written there.
+    """
+
+    NAME = ".transferlab.lock"
+
+    def __init__(self, folder: Path | str):
+        self.folder = Path(folder)
+        self.fd: int | None = None
+        self.made = False
+
+    def acquire(self, busy: str) -> "FolderLock":
+        """Hold the lock, or raise ``UserError(busy)`` at once when another process holds it."""
+        import fcntl
+
+        path = self.folder / self.NAME
+        while self.fd is None:
+            try:
+                self.made = self.made or not self.folder.exists()
+                self.folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except FileNotFoundError:  # the folder went away with its last holder's release: make it again
+                continue
+            except OSError as exc:
+                raise WriteError(f"cannot write {self.folder}: {_reason(exc)}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise UserError(busy) from None
+            try:
+                current = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:  # not a file its last holder removed between our open and our lock
+                self.fd = fd
+            else:
+                os.close(fd)
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            (self.folder / self.NAME).unlink()
+        os.close(self.fd)
+        self.fd = None
+        if self.made:
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()  # only when empty: a refused or failed run leaves no folder behind
+
+    def __enter__(self) -> "FolderLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 def folder_problem(folder: Path | str) -> str | None:
     """Why files cannot be made in ``folder`` (or in the nearest existing folder above it, where it does not
     exist yet), or None: a cheap test before long work, which creates nothing."""
