@@ -178,6 +178,64 @@ def test_a_row_with_torn_json_is_still_listed(cli, seeded):
     assert (rows["r1"]["axes"], rows["r1"]["config"], rows["r1"]["accuracy"]) == ({}, {}, accuracies["r1"])
 
 
+def _edit_result(path: Path, run_id: str, **changes) -> None:
+    """Change fields of a stored result's JSON by hand (Python's json writes NaN as ``NaN``)."""
+    db = sqlite3.connect(path)
+    [text] = db.execute("SELECT result FROM runs WHERE id = ?", (run_id,)).fetchone()
+    db.execute("UPDATE runs SET result = ? WHERE id = ?", (json.dumps({**json.loads(text), **changes}), run_id))
+    db.commit()
+    db.close()
+
+
+BAD_RESULTS = {
+    "accuracy NaN": ({"accuracy": float("nan")}, "accuracy is nan"),
+    "accuracy 7.5": ({"accuracy": 7.5}, "accuracy is 7.5"),
+    "accuracy a word": ({"accuracy": "high"}, "accuracy is 'high'"),
+    "test images negative": ({"test_images": -4}, "test_images is -4"),
+    "confusion matrix torn": ({"confusion_matrix": [[1, 2]]}, "confusion_matrix"),
+    "confusion matrix NaN": ({"confusion_matrix": [[2, 0, 0], [0, float("nan"), 2], [0, 0, 2]]}, "confusion_matrix"),
+    "predictions without labels": ({"predictions": [{"path": "x.png"}]}, "predictions"),
+    "history infinite": ({"history": [{"epoch": 1, "val_accuracy": float("inf")}]}, "history epoch 1"),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_RESULTS))
+def test_a_report_flags_a_stored_result_that_is_not_valid_and_leaves_it_out(cli, tmp_path, bad):
+    path = tmp_path / "runs.sqlite"
+    seed_store(path, count=4)
+    changes, reason = BAD_RESULTS[bad]
+    _edit_result(path, "r1", **changes)
+    before = digest(path)
+    out = tmp_path / "report"
+    done = cli("study", "report", "--runs", "r0,r1,r2,r3", "--store", str(path), "--out", str(out), "--no-images")
+    assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    findings = (out / "report.md").read_text().split("## Comparison")[0]
+    [flag] = [line.replace("\\", "") for line in findings.splitlines() if "| invalid |" in line]
+    assert "r1" in flag and reason in flag
+    compared = (out / "comparison.csv").read_text()
+    assert "r0" in compared and "r2" in compared and "r1" not in compared
+    assert "| invalid |" in (out / "report.md").read_text().split("## Runs")[1]
+    assert digest(path) == before
+    listed = cli("runs", "--store", str(path))
+    assert listed.returncode == 0 and "Traceback" not in listed.stdout + listed.stderr
+
+
+def test_a_report_flags_an_accuracy_column_that_disagrees_with_its_result(cli, tmp_path):
+    path = tmp_path / "runs.sqlite"
+    seed_store(path, count=3)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE runs SET accuracy = 7.5 WHERE id = 'r2'")
+    db.commit()
+    db.close()
+    out = tmp_path / "report"
+    done = cli("study", "report", "--runs", "r0,r1,r2", "--store", str(path), "--out", str(out), "--no-images")
+    assert done.returncode == 0, done.stderr
+    [flag] = [line.replace("\\", "") for line in (out / "report.md").read_text().splitlines()
+              if "| invalid |" in line][:1]
+    assert "r2" in flag and "accuracy column (7.5)" in flag
+    assert "r2" not in (out / "comparison.csv").read_text()
+
+
 # -- a locked store: a short bounded wait, then one line --------------------------------------------------------------
 
 class Locker:

@@ -218,7 +218,8 @@ def _sanity(page: Page, findings: list[dict]) -> None:
         return
     page.paragraph("Read these before the tables: runs whose test accuracy is not above the most frequent class's "
                    "share (one-sided binomial test, p >= 0.05), models that predict one class for every test image, "
-                   "validation curves that never moved, failed runs and backbones the study left out.", "note")
+                   "validation curves that never moved, failed runs, runs whose stored result is not valid (left out "
+                   "of the comparisons) and backbones the study left out.", "note")
     page.table(findings, FINDING_COLUMNS, "sanity-findings")
 
 
