@@ -97,8 +97,9 @@ class FolderLock:
 
     NAME = ".transferlab.lock"
 
-    def __init__(self, folder: Path | str):
+    def __init__(self, folder: Path | str, name: str = NAME):
         self.folder = Path(folder)
+        self.name = name  # a report's lock lies beside its folder, which is swapped in as a whole
         self.fd: int | None = None
         self.made = False
 
@@ -106,7 +107,7 @@ class FolderLock:
         """Hold the lock, or raise ``UserError(busy)`` at once when another process holds it."""
         import fcntl
 
-        path = self.folder / self.NAME
+        path = self.folder / self.name
         while self.fd is None:
             try:
                 self.made = self.made or not self.folder.exists()
@@ -135,7 +136,7 @@ class FolderLock:
         if self.fd is None:
             return
         with contextlib.suppress(OSError):
-            (self.folder / self.NAME).unlink()
+            (self.folder / self.name).unlink()
         os.close(self.fd)
         self.fd = None
         if self.made:

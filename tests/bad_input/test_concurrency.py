@@ -43,9 +43,14 @@ def finetune(data: Path, out: Path, seed: int, cache: Path, epochs: int = 1) -> 
 
 
 def locked(folder: Path) -> bool:
-    """Whether a process holds the folder's lock now (tried without waiting, released at once)."""
+    """Whether a process holds the model folder's lock now."""
+    return locked_file(folder / ".transferlab.lock")
+
+
+def locked_file(path: Path) -> bool:
+    """Whether a process holds an flock on ``path`` now (tried without waiting, released at once)."""
     try:
-        fd = os.open(folder / ".transferlab.lock", os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:
@@ -119,3 +124,38 @@ def test_a_finetune_refused_or_failed_before_saving_leaves_no_folder(data, tmp_p
         run_finetune(FinetuneConfig(data=str(empty), output=str(out), backbone="test_efficientnet", random_init=True,
                                     freeze="all", epochs=1, num_workers=0))
     assert not out.exists()
+
+
+def test_a_report_into_a_folder_another_report_is_being_written_into_is_refused(tmp_path):
+    """The first `study report` is stopped while it writes; a second into the same --out is refused with one
+    line; the first then finishes, and its report is whole."""
+    from store_helpers import seed_store
+
+    store = tmp_path / "runs.sqlite"
+    ids = ",".join(seed_store(store, count=20))
+    out = tmp_path / "reports" / "study"
+
+    def report(cache: str) -> subprocess.Popen:
+        return start("study", "report", "--runs", ids, "--store", str(store), "--out", str(out), "--no-images",
+                     cache=tmp_path / cache)
+
+    first = report("c1")
+
+    def writing() -> bool:  # the first has made its hidden staging folder: it renders into it now
+        return out.parent.is_dir() and any(p.name.startswith(f".{out.name}.new-") for p in out.parent.iterdir())
+
+    deadline = time.monotonic() + 240
+    while not writing() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        assert writing(), finish(first).stderr
+        second = finish(report("c2"))
+        assert_one_error(second, "another report is being written into", str(out))
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert_clean_success(finish(first))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["comparison.csv", "runs.csv", "confused_pairs.csv", "report.md", "report.html"])
+    assert all(f"| r{i} |" in (out / "report.md").read_text() for i in range(20))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["study"]  # no lock or staging folder left

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import UserError
-from ..storage import WriteError, folder_mode, write_failure
+from ..storage import FolderLock, WriteError, folder_mode, write_failure
 from .confusion import confusion_figure
 from .curves import (accuracy_vs_axis, accuracy_vs_temperature, learning_curves, overlaid_axes, overlaid_curves,
                      swept_axes, train_accuracy_vs_axis)
@@ -60,10 +60,19 @@ def write_report(records: list[RunRecord], out: Path, title: str = "transferlab 
     ``new_images`` is a folder of outside images for every saved model to classify.
     """
     out = Path(out)
+    lock = FolderLock(out.parent, f".{out.name}.lock")
+    try:
+        lock.acquire(f"another report is being written into {out} now: wait for it, or choose another --out")
+    except WriteError as exc:
+        raise WriteError(f"cannot write the report folder {out}: {str(exc).rsplit(': ', 1)[-1]}") from None
+    with lock:  # one writer at a time: the folder swap below is not safe against a second one
+        return _write_report(records, out, title, description, images, notes, new_images)
+
+
+def _write_report(records, out: Path, title: str, description: str, images: bool, notes, new_images) -> dict:
     _recover(out)
     _check_replaceable(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
     except OSError as exc:
         raise WriteError(f"cannot write the report folder {out}: {(exc.strerror or str(exc)).lower()}") from None
