@@ -159,3 +159,34 @@ def test_a_report_into_a_folder_another_report_is_being_written_into_is_refused(
         ["comparison.csv", "runs.csv", "confused_pairs.csv", "report.md", "report.html"])
     assert all(f"| r{i} |" in (out / "report.md").read_text() for i in range(20))
     assert sorted(p.name for p in out.parent.iterdir()) == ["study"]  # no lock or staging folder left
+
+
+def test_a_gradcam_folder_another_predict_is_writing_into_is_refused(data, tmp_path):
+    """The first `predict --gradcam DIR` is stopped while it holds DIR; a second into DIR is refused with one line;
+    the first then writes every heat map."""
+    from transferlab.finetune import FinetuneConfig, run_finetune
+
+    model = tmp_path / "m"
+    run_finetune(FinetuneConfig(data=str(data), output=str(model), backbone="test_efficientnet", random_init=True,
+                                freeze="all", epochs=1, num_workers=0))
+    images = [str(p) for p in sorted(data.rglob("*.png"))][::3]
+    out = tmp_path / "heat"
+
+    def predict(cache: str) -> subprocess.Popen:
+        return start("predict", str(model), *images, "--gradcam", str(out), cache=tmp_path / cache)
+
+    first = predict("c1")
+    deadline = time.monotonic() + 240
+    while not locked(out) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        assert locked(out), finish(first).stderr
+        second = finish(predict("c2"))
+        assert_one_error(second, "another predict is writing Grad-CAM heat maps into", str(out))
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert_clean_success(finish(first))
+    assert len(list(out.glob("*.png"))) == len(images) and len(list(out.iterdir())) == len(images)
+    again = finish(predict("c3"))  # and afterwards: a folder of heat maps is never written into again
+    assert_one_error(again, "not an empty folder")
