@@ -55,7 +55,7 @@ def test_probe_table_goes_to_stdout_and_cache_dir_option_holds_the_cache(tmp_pat
     assert result.returncode == 0, result.stderr
     assert "accuracy" in result.stdout and "test_resnet" in result.stdout
     assert "cpu, fp32" in result.stdout  # where it ran, said without asking
-    assert list((cache / "features").rglob("*.npy"))
+    assert list((cache / "features").rglob("*.npz"))
 
 
 def test_probe_json_with_predictions_lists_each_test_image(cli, two_classes):

@@ -142,7 +142,7 @@ def test_rank_one_of_a_probe_job_prints_nothing_and_caches_only_its_own_images(a
     done = cli(*PROBE, "--data", str(data))
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
-    cached = list((tmp_path / "cache").rglob("*.npy"))
+    cached = list((tmp_path / "cache").rglob("*.npz"))
     assert len(cached) == 21 + 4  # rank 1's halves: train 21 of 42 (no validation: logreg), test 4 of 9
 
 
@@ -187,8 +187,8 @@ def test_probe_on_two_processes_extracts_each_image_once_into_one_cache_with_the
     assert (two["train_images"], two["test_images"]) == (one["train_images"], one["test_images"])
     assert abs(two["accuracy"] - one["accuracy"]) <= 0.01
     assert two["predictions"] == one["predictions"]
-    cached = {p.name: np.load(p) for p in (tmp_path / "c2").rglob("*.npy")}
-    reference = {p.name: np.load(p) for p in (tmp_path / "c1").rglob("*.npy")}
+    cached = {p.name: np.load(p)["features"] for p in (tmp_path / "c2").rglob("*.npz")}
+    reference = {p.name: np.load(p)["features"] for p in (tmp_path / "c1").rglob("*.npz")}
     assert cached.keys() == reference.keys() and len(cached) == 51
     for name, features in reference.items():
         np.testing.assert_allclose(cached[name], features, rtol=1e-4, atol=1e-5)

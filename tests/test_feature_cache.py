@@ -122,14 +122,14 @@ def test_cache_writes_leave_no_temporary_files(tiny, images, cache_dir):
     extractor(tiny, cache_dir).extract(images)
 
     names = [name for _, _, files in os.walk(cache_dir) for name in files]
-    assert sum(name.endswith(".npy") for name in names) == 5
+    assert sum(name.endswith(".npz") for name in names) == 5
     assert not [name for name in names if name.endswith(".tmp")]
 
 
 def test_damaged_cache_file_is_recomputed(tiny, images, cache_dir):
     ex = extractor(tiny, cache_dir)
     first = ex.extract(images)
-    next(ex.cache.folder.rglob("*.npy")).write_bytes(b"garbage")
+    next(ex.cache.folder.rglob("*.npz")).write_bytes(b"garbage")
 
     second = extractor(tiny, cache_dir).extract(images)
 

@@ -43,6 +43,30 @@ def require_backends(names: Iterable[str]) -> None:
             raise UserError(f"--log {name} needs the {name} package: pip install 'transferlab[{name}]'")
 
 
+def log_folders(backends: Iterable[str], log_dir: str | None) -> list[Path]:
+    """The folders the backends write into: TensorBoard's event folder, MLflow's store folder (none for a
+    tracking URI, which its client checks when it connects)."""
+    folder = Path(log_dir) if log_dir and not _is_uri(log_dir) else None
+    folders = []
+    for name in backends:
+        if name == "tensorboard":
+            folders.append(folder or DEFAULT_TENSORBOARD_DIR)
+        elif folder or not (log_dir or os.environ.get("MLFLOW_TRACKING_URI")):
+            folders.append(folder or Path(MLFLOW_DATABASE).absolute().parent)
+    return list(dict.fromkeys(folders))
+
+
+def check_log_dir(backends: Iterable[str], log_dir: str | None) -> None:
+    """A UserError when a folder the logs go into cannot be written (a file, read-only, no permission):
+    before the run does any work, never a traceback from the logging package."""
+    from .storage import folder_problem
+
+    for folder in log_folders(backends, log_dir):
+        reason = folder_problem(folder)
+        if reason:
+            raise UserError(f"cannot write the log folder {folder} (--log-dir): {reason}")
+
+
 def scalars(values: dict[str, Any]) -> dict[str, float]:
     """The finite numbers among ``values`` (booleans and words are parameters, not metrics)."""
     return {k: float(v) for k, v in values.items()
@@ -88,7 +112,11 @@ class TensorBoardSink(Sink):
             raise UserError("--log tensorboard needs a working tensorboard package: "
                             "pip install 'transferlab[tensorboard]'") from None
         self.folder = Path(folder)
-        self.writer = SummaryWriter(log_dir=str(self.folder))
+        try:
+            self.writer = SummaryWriter(log_dir=str(self.folder))
+        except OSError as exc:  # a folder made unwritable since check_log_dir
+            raise UserError(f"cannot write the log folder {self.folder}: {(exc.strerror or str(exc)).lower()}"
+                            ) from None
         self.params: dict[str, Any] = {}
         self.last_step = 0
 
@@ -173,7 +201,11 @@ def mlflow_uri(log_dir: str | None) -> tuple[str, str | None]:
         return log_dir, None
     if log_dir:
         folder = Path(log_dir).resolve()
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot write the log folder {log_dir} (--log-dir): "
+                            f"{(exc.strerror or str(exc)).lower()}") from None
         return f"sqlite:///{folder / MLFLOW_DATABASE}", (folder / "artifacts").as_uri()
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"], None
@@ -229,6 +261,7 @@ def open_tracker(config: Any, command: str, default_run: str, is_main: bool = Tr
     if not backends or not is_main:
         return Tracker([])
     require_backends(backends)
+    check_log_dir(backends, config.log_dir)
     experiment, run = run_names(config, command, default_run)
     sinks: list[Sink] = []
     try:

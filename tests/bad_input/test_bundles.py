@@ -101,6 +101,15 @@ DAMAGES = {
     "input size two numbers": _meta(lambda m: m["preprocessing"].update(input_size=[3, 160])),
     "input size negative": _meta(lambda m: m["preprocessing"].update(input_size=[3, -160, 160])),
     "preprocessing missing": _meta(lambda m: m.pop("preprocessing")),
+    "head dropout NaN": _meta(lambda m: m["head"].update(dropout=float("nan"))),
+    "head dropout 7.5": _meta(lambda m: m["head"].update(dropout=7.5)),
+    "mean NaN": _meta(lambda m: m["preprocessing"].update(mean=[float("nan"), 0.5, 0.5])),
+    "mean two numbers": _meta(lambda m: m["preprocessing"].update(mean=[0.5, 0.5])),
+    "std zero": _meta(lambda m: m["preprocessing"].update(std=[0.0, 0.5, 0.5])),
+    "std infinite": _meta(lambda m: m["preprocessing"].update(std=[float("inf"), 0.5, 0.5])),
+    "crop 0": _meta(lambda m: m["preprocessing"].update(crop_pct=0)),
+    "crop a word": _meta(lambda m: m["preprocessing"].update(crop_pct="full")),
+    "interpolation unknown": _meta(lambda m: m["preprocessing"].update(interpolation="sinc")),
 }
 
 

@@ -140,3 +140,16 @@ def test_export_on_a_full_disk_keeps_the_earlier_export(cli, data, tmp_path, mon
     fill_disk(monkeypatch)
     assert_one_error(cli("export", str(out), "--format", "onnx", "-o", str(target)), "cannot write")
     assert target.read_bytes() == b"earlier export"
+
+
+def test_an_export_that_fails_its_parity_check_keeps_the_earlier_export(cli, data, tmp_path, monkeypatch):
+    import transferlab.finetune.export as export
+
+    out = tmp_path / "m"
+    assert_clean_success(cli(*finetune_args(data, out)))
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"earlier export")
+    monkeypatch.setattr(export, "PARITY_TOLERANCE", -1.0)  # every export now differs "too much"
+    assert_one_error(cli("export", str(out), "--format", "torchscript", "-o", str(target)), "differs from PyTorch")
+    assert target.read_bytes() == b"earlier export"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -56,11 +56,12 @@ def test_a_probe_killed_while_caching_features_reruns_to_the_uninterrupted_resul
     whole = cli(*args)
     assert_clean_success(whole)
     cache = tmp_path / "killed"
-    killed = kill_when(start(*args, cache=cache), lambda: len(list(cache.glob("features/*/*/*.npy"))) >= 5)
+    killed = kill_when(start(*args, cache=cache), lambda: len(list(cache.glob("features/*/*/*.npz"))) >= 5)
     assert killed, "the probe ended before it could be killed"
-    partial = list(cache.glob("features/*/*/*.npy"))
+    partial = list(cache.glob("features/*/*/*.npz"))
     for path in partial:  # every file under a real name is whole
-        np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as entry:
+            assert np.isfinite(entry["features"]).all()
     monkeypatch.setenv("TRANSFERLAB_CACHE_DIR", str(cache))
     again = cli(*args)
     assert_clean_success(again)

@@ -76,7 +76,7 @@ def cli_subprocess(*args: str, env: dict | None = None, cwd=None) -> subprocess.
 # -- a reading command never creates a store ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [["runs"], ["runs", "--json"], ["runs", "--status", "stale"],
-                                  ["study", "report", "--runs", "r0", "--no-images"]])
+                                  ["runs", "--release-stale"], ["study", "report", "--runs", "r0", "--no-images"]])
 def test_a_mistyped_store_for_a_reading_command_is_not_created(cli, tmp_path, args):
     path = tmp_path / "runz.sqlite"
     bad(cli(*args, "--store", str(path)), f"no run store at {path}")
@@ -96,8 +96,9 @@ def test_a_mistyped_store_from_the_environment_is_not_created(cli, tmp_path, mon
     assert not (tmp_path / "env-typo.sqlite").exists()
 
 
-def test_a_store_in_a_missing_folder_makes_no_folder(cli, tmp_path):
-    bad(cli("runs", "--store", str(tmp_path / "nofolder" / "runs.sqlite")), "no run store at")
+@pytest.mark.parametrize("args", [["runs"], ["runs", "--release-stale"]])
+def test_a_store_in_a_missing_folder_makes_no_folder(cli, tmp_path, args):
+    bad(cli(*args, "--store", str(tmp_path / "nofolder" / "runs.sqlite")), "no run store at")
     assert not (tmp_path / "nofolder").exists()
 
 
@@ -175,6 +176,64 @@ def test_a_row_with_torn_json_is_still_listed(cli, seeded):
     assert listed.returncode == 0, listed.stderr
     rows = {r["id"]: r for r in json.loads(listed.stdout)}
     assert (rows["r1"]["axes"], rows["r1"]["config"], rows["r1"]["accuracy"]) == ({}, {}, accuracies["r1"])
+
+
+def _edit_result(path: Path, run_id: str, **changes) -> None:
+    """Change fields of a stored result's JSON by hand (Python's json writes NaN as ``NaN``)."""
+    db = sqlite3.connect(path)
+    [text] = db.execute("SELECT result FROM runs WHERE id = ?", (run_id,)).fetchone()
+    db.execute("UPDATE runs SET result = ? WHERE id = ?", (json.dumps({**json.loads(text), **changes}), run_id))
+    db.commit()
+    db.close()
+
+
+BAD_RESULTS = {
+    "accuracy NaN": ({"accuracy": float("nan")}, "accuracy is nan"),
+    "accuracy 7.5": ({"accuracy": 7.5}, "accuracy is 7.5"),
+    "accuracy a word": ({"accuracy": "high"}, "accuracy is 'high'"),
+    "test images negative": ({"test_images": -4}, "test_images is -4"),
+    "confusion matrix torn": ({"confusion_matrix": [[1, 2]]}, "confusion_matrix"),
+    "confusion matrix NaN": ({"confusion_matrix": [[2, 0, 0], [0, float("nan"), 2], [0, 0, 2]]}, "confusion_matrix"),
+    "predictions without labels": ({"predictions": [{"path": "x.png"}]}, "predictions"),
+    "history infinite": ({"history": [{"epoch": 1, "val_accuracy": float("inf")}]}, "history epoch 1"),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_RESULTS))
+def test_a_report_flags_a_stored_result_that_is_not_valid_and_leaves_it_out(cli, tmp_path, bad):
+    path = tmp_path / "runs.sqlite"
+    seed_store(path, count=4)
+    changes, reason = BAD_RESULTS[bad]
+    _edit_result(path, "r1", **changes)
+    before = digest(path)
+    out = tmp_path / "report"
+    done = cli("study", "report", "--runs", "r0,r1,r2,r3", "--store", str(path), "--out", str(out), "--no-images")
+    assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    findings = (out / "report.md").read_text().split("## Comparison")[0]
+    [flag] = [line.replace("\\", "") for line in findings.splitlines() if "| invalid |" in line]
+    assert "r1" in flag and reason in flag
+    compared = (out / "comparison.csv").read_text()
+    assert "r0" in compared and "r2" in compared and "r1" not in compared
+    assert "| invalid |" in (out / "report.md").read_text().split("## Runs")[1]
+    assert digest(path) == before
+    listed = cli("runs", "--store", str(path))
+    assert listed.returncode == 0 and "Traceback" not in listed.stdout + listed.stderr
+
+
+def test_a_report_flags_an_accuracy_column_that_disagrees_with_its_result(cli, tmp_path):
+    path = tmp_path / "runs.sqlite"
+    seed_store(path, count=3)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE runs SET accuracy = 7.5 WHERE id = 'r2'")
+    db.commit()
+    db.close()
+    out = tmp_path / "report"
+    done = cli("study", "report", "--runs", "r0,r1,r2", "--store", str(path), "--out", str(out), "--no-images")
+    assert done.returncode == 0, done.stderr
+    [flag] = [line.replace("\\", "") for line in (out / "report.md").read_text().splitlines()
+              if "| invalid |" in line][:1]
+    assert "r2" in flag and "accuracy column (7.5)" in flag
+    assert "r2" not in (out / "comparison.csv").read_text()
 
 
 # -- a locked store: a short bounded wait, then one line --------------------------------------------------------------

@@ -20,16 +20,17 @@ store_option = click.option("--store", metavar="PATH|URL",
 data_option = click.option("--data", "-d", help="Image folder to use instead of the study's 'data:'.")
 
 
-def open_store(store: str | None, spec=None, reading: bool = False):
-    """The run store named by ``--store``, the environment or the study; a reading command opens it read-only
-    and never creates one."""
+def open_store(store: str | None, spec=None, reading: bool = False, maintaining: bool = False):
+    """The run store named by ``--store``, the environment or the study. Only ``study run`` creates one: a
+    reading command opens it read-only, a maintenance one (``runs --release-stale``) writable, and neither
+    makes a store that is not there."""
     import os
 
     from ..study.store import STORE_ENV, RunStore
 
     if store is None and not os.environ.get(STORE_ENV) and spec is not None and spec.store:
         store = str(spec.relative(spec.store)) if "://" not in spec.store else spec.store
-    return RunStore(store, create=not reading, read_only=reading)
+    return RunStore(store, create=not (reading or maintaining), read_only=reading)
 
 
 def _duration(seconds: float | None) -> str:
@@ -88,15 +89,16 @@ def study_run(study_file, data, store, dry_run, jobs, wait, **log_options):
 
 def logged_plan(plan, logging):
     """The plan whose every run logs as ``--log`` asks (the store still records them all); a missing
-    package stops here, before any run."""
+    package or a log folder that cannot be written stops here, before any run."""
     from dataclasses import replace
 
-    from ..tracking import check_backends, require_backends
+    from ..tracking import check_backends, check_log_dir, require_backends
 
     backends = check_backends(logging.log)
     if not backends:
         return plan
     require_backends(backends)
+    check_log_dir(backends, logging.log_dir)
     fields = {"log": backends, "log_dir": logging.log_dir, "log_experiment": logging.log_experiment}
     return replace(plan, runs=[replace(run, config=replace(run.config, **fields)) for run in plan.runs])
 
@@ -228,7 +230,7 @@ def runs(store, study, method, backbone, status, id_prefix, as_json, release_sta
 
     from ..study.axes import setting_text
 
-    with open_store(store, reading=not release_stale) as runs_store:
+    with open_store(store, reading=not release_stale, maintaining=release_stale) as runs_store:
         rows = runs_store.runs(study=study, method=method, backbone=backbone, status=status, id_prefix=id_prefix)
         path = runs_store.shown
         if release_stale:

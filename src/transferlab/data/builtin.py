@@ -11,7 +11,7 @@ from PIL import Image
 
 from ..errors import UserError
 from ..pathkinds import wrong_kind
-from ..storage import cache_root
+from ..storage import cache_root, folder_mode
 
 BUILTIN_DATASETS = ("digits",)
 
@@ -41,6 +41,7 @@ def materialize_digits(root: Path | None = None) -> Path:
             folder.mkdir(exist_ok=True)
             Image.fromarray(pixels, mode="L").save(folder / f"{index:04d}.png")
         try:
+            staging.chmod(folder_mode())  # mkdtemp makes it private: a shared cache is readable as any folder
             staging.rename(target)
         except OSError:  # another process finished first
             pass

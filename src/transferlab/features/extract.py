@@ -173,8 +173,8 @@ class FeatureExtractor:
             except OSError:
                 missing.append(i)  # unreadable file: let the decoder report it
                 continue
-            cached = self.cache.get(digests[i]) if self.cache else None
-            if cached is None or cached.shape != (self.dim,):
+            cached = self.cache.get(digests[i], (self.dim,)) if self.cache else None
+            if cached is None:
                 missing.append(i)
             else:
                 matrix[i], filled[i] = cached, True

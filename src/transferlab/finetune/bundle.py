@@ -31,6 +31,7 @@ from ..backbones import small_cnn  # noqa: F401  (registers transferlab_small_cn
 from ..data.transforms import TensorEvalTransform
 from ..errors import UserError
 from ..pathkinds import kind_of
+from ..readback import number_problem
 from ..storage import atomic_path, atomic_write_text
 from .model import TransferModel
 
@@ -128,6 +129,30 @@ def _check_meta(meta: dict, where: Path) -> None:
     size = pre.get("input_size") if isinstance(pre, dict) else None
     if not (isinstance(size, list) and len(size) == 3 and all(isinstance(s, int) and 0 < s <= 4096 for s in size)):
         raise bad("preprocessing.input_size must be three sizes (channels, height, width)")
+    problem = number_problem("head.dropout", head["dropout"], 0.0, 1.0) or _preprocessing_problem(pre)
+    if problem:
+        raise bad(problem)
+
+
+def _preprocessing_problem(pre: dict) -> str | None:
+    """What is wrong with the stored preprocessing for the evaluation transform (a NaN mean, a zero std, a crop
+    of 0, an unknown interpolation), or None."""
+    for name in ("mean", "std"):
+        values = pre.get(name)
+        if values is not None and not (isinstance(values, list) and len(values) == 3):
+            return f"preprocessing.{name} must be three numbers"
+        for value in values or []:
+            problem = number_problem(f"preprocessing.{name}", value, 1e-6 if name == "std" else -1e6, 1e6)
+            if problem:
+                return problem
+    problem = number_problem("preprocessing.crop_pct", pre.get("crop_pct"), 1e-3, 4.0, optional=True)
+    if problem:
+        return problem
+    try:
+        TensorEvalTransform(pre)
+    except (ValueError, TypeError, KeyError) as exc:
+        return f"preprocessing: {exc}"
+    return None
 
 
 def load_bundle(folder: Path | str) -> Bundle:

@@ -31,12 +31,12 @@ def export_model(model: str | Path | Bundle, fmt: str, output: str | Path | None
         expected = bundle.model(example).softmax(dim=1).numpy()
     from ..storage import atomic_path
 
-    with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp:  # checked before it takes the target's place: a failed one keeps the earlier
         got = _export_onnx(bundle, example, tmp) if fmt == "onnx" else _export_torchscript(bundle, example, tmp)
-    difference = float(np.abs(got - expected).max())
-    if difference > PARITY_TOLERANCE:
-        target.unlink(missing_ok=True)
-        raise UserError(f"exported {fmt} model differs from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE}); not kept")
+        difference = float(np.abs(got - expected).max())
+        if not difference <= PARITY_TOLERANCE:
+            raise UserError(f"exported {fmt} model differs from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE}); "
+                            "not kept")
     return {"path": str(target), "format": fmt, "max_abs_difference": difference}
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from ..data import image_batches
 from ..errors import UserError
+from ..storage import FolderLock, WriteError
 from .bundle import Bundle
 
 OVERLAY_ALPHA = 0.45  # weight of the heat map over the image
@@ -75,14 +76,24 @@ def overlay(image: torch.Tensor, heat: np.ndarray, mean, std) -> Image.Image:
 def write_gradcams(bundle: Bundle, files: list[Path], classes: list[int | None], out_dir: Path) -> list[Path | None]:
     """A heat-map PNG in ``out_dir`` for each readable file, for its class in ``classes`` (None: skip it).
 
-    ``out_dir`` must be new or empty: earlier heat maps are never overwritten.
+    ``out_dir`` must be new or empty: earlier heat maps are never overwritten. It is claimed (``FolderLock``) from
+    that check to the last heat map: a second ``predict --gradcam`` into it meanwhile is refused.
     """
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(f"{out_dir} already exists and is not an empty folder: choose another Grad-CAM folder")
+    taken = f"{out_dir} already exists and is not an empty folder: choose another Grad-CAM folder"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(taken)
+    lock = FolderLock(out_dir)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write the Grad-CAM folder {out_dir}: {exc.strerror or exc}") from None
+        lock.acquire(f"another predict is writing Grad-CAM heat maps into {out_dir} now: choose another folder")
+    except WriteError as exc:
+        raise UserError(f"cannot write the Grad-CAM folder {out_dir}: {str(exc).rsplit(': ', 1)[-1]}") from None
+    with lock:
+        if any(p.name != lock.name for p in out_dir.iterdir()):
+            raise UserError(taken)
+        return _write_gradcams(bundle, files, classes, out_dir)
+
+
+def _write_gradcams(bundle: Bundle, files: list[Path], classes: list[int | None], out_dir: Path) -> list[Path | None]:
     pre = bundle.meta["preprocessing"]
     net = bundle.net
     device = next(net.parameters()).device

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..engine.runtime import Runtime
 from ..errors import UserError
 from ..evaluation import inference_ms_per_image, score
 from ..options import result_fields, runtime_of
-from ..storage import text_digest
+from ..storage import FolderLock, folder_problem, text_digest
 from ..tracking import Tracker, final_metrics, open_tracker
 from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
@@ -109,6 +108,7 @@ class FinetuneRun:
         self.output = Path(config.output) if config.output else default_output(config)
         self.id = config_id(config)
         self.tracker = Tracker([])
+        self.lock = FolderLock(self.output)  # held by the main process from check_output to the saved model
 
     # -- set-up ---------------------------------------------------------------
     def prepare(self) -> None:
@@ -214,11 +214,24 @@ class FinetuneRun:
 
     # -- the run ----------------------------------------------------------------
     def check_output(self) -> None:
-        """Refuse to overwrite a saved model or drop an interrupted run's checkpoint; fail before training on a
-        folder that cannot be written. The main process looks; every process stops on its verdict."""
-        problem = self.output_problem() if self.runtime.is_main else None
+        """Claim the model folder, then refuse to overwrite a saved model or drop an interrupted run's checkpoint;
+        fail before training on a folder that cannot be written. The main process claims and looks; every
+        process stops on its verdict. The claim (``self.lock``) is held until the model is saved: a second run
+        started into the same folder meanwhile is refused, so the check still holds when the model is written."""
+        problem = None
+        if self.runtime.is_main:
+            reason = folder_problem(self.output)  # creates nothing: a refused run leaves nothing behind
+            try:
+                if reason:
+                    raise UserError(f"cannot write the model folder {self.output}: {reason}")
+                self.lock.acquire(f"another run is writing a model into {self.output} now: choose another "
+                                  "--output, or wait for it to finish")
+                problem = self.output_problem()
+            except UserError as exc:
+                problem = str(exc)
         problem = self.runtime.broadcast(problem)  # also the barrier before any process reads a checkpoint
         if problem:
+            self.lock.release()
             raise UserError(problem)
 
     def output_problem(self) -> str | None:
@@ -227,24 +240,15 @@ class FinetuneRun:
         if (self.output / CHECKPOINT_NAME).exists() and not self.config.resume:
             return (f"{self.output} holds an interrupted run's checkpoint: add --resume to continue it, "
                     "or choose another --output")
-        existing = self.output  # the folder is made when the first file is saved: a refused run leaves nothing
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        try:
-            if not existing.is_dir():
-                raise NotADirectoryError(20, f"{existing} is a file")
-            with tempfile.TemporaryFile(dir=existing):
-                pass
-        except OSError as exc:
-            return f"cannot write the model folder {self.output}: {exc.strerror or exc}"
         return None
 
     def run(self) -> FinetuneResult:
         check_on_backbone(self.config.freeze, self.config.backbone)  # a bad freeze point: before data and weights
-        self.check_output()
-        with open_tracker(self.config, "finetune", self.log_name(), self.runtime.is_main) as self.tracker:
-            result = self.train_and_finish()
-            self.tracker.finish(final_metrics(result))
+        with self.lock:
+            self.check_output()
+            with open_tracker(self.config, "finetune", self.log_name(), self.runtime.is_main) as self.tracker:
+                result = self.train_and_finish()
+                self.tracker.finish(final_metrics(result))
         return result
 
     def log_name(self) -> str:

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import UserError
-from ..storage import WriteError, write_failure
+from ..storage import FolderLock, WriteError, folder_mode, write_failure
 from .confusion import confusion_figure
 from .curves import (accuracy_vs_axis, accuracy_vs_temperature, learning_curves, overlaid_axes, overlaid_curves,
                      swept_axes, train_accuracy_vs_axis)
@@ -61,18 +61,25 @@ def write_report(records: list[RunRecord], out: Path, title: str = "transferlab 
     ``new_images`` is a folder of outside images for every saved model to classify.
     """
     out = Path(out)
+    lock = FolderLock(out.parent, f".{out.name}.lock")
+    try:
+        lock.acquire(f"another report is being written into {out} now: wait for it, or choose another --out")
+    except WriteError as exc:
+        raise WriteError(f"cannot write the report folder {out}: {str(exc).rsplit(': ', 1)[-1]}") from None
+    with lock:  # one writer at a time: the folder swap below is not safe against a second one
+        return _write_report(records, out, title, description, images, notes, new_images)
+
+
+def _write_report(records, out: Path, title: str, description: str, images: bool, notes, new_images) -> dict:
     _recover(out)
     _check_replaceable(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
     except OSError as exc:
         raise WriteError(f"cannot write the report folder {out}: {(exc.strerror or str(exc)).lower()}") from None
     try:
         written = _write_files(records, staging, title, description, images, list(notes), new_images)
-        for path in written.values():
-            path.chmod(0o644)  # reports are for sharing (temporary files are created private)
-        staging.chmod(0o755)
+        staging.chmod(folder_mode())  # mkdtemp makes it private; its files were created under the umask
         _swap_in(staging, out)
     except Exception as exc:
         if not write_failure(exc):
@@ -246,7 +253,8 @@ def _sanity(page: Page, findings: list[dict]) -> None:
         return
     page.paragraph("Read these before the tables: runs whose test accuracy is not above the most frequent class's "
                    "share (one-sided binomial test, p >= 0.05), models that predict one class for every test image, "
-                   "validation curves that never moved, failed runs and backbones the study left out.", "note")
+                   "validation curves that never moved, failed runs, runs whose stored result is not valid (left out "
+                   "of the comparisons) and backbones the study left out.", "note")
     page.table(findings, FINDING_COLUMNS, "sanity-findings")
 
 

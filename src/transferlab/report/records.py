@@ -19,7 +19,8 @@ class RunRecord:
     kind: str
     backbone: str
     axes: dict[str, Any]
-    status: str  # done, failed, running, missing (planned, never run), unreadable (stored in another layout)
+    status: str  # done, failed, running, missing (planned, never run), unreadable (stored in another layout),
+    # invalid (its stored values are not a result: a NaN or out-of-range accuracy, a torn table...)
     result: RunResult | None = None  # a ProbeResult or FinetuneResult once done
     config: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -60,7 +61,10 @@ class RunRecord:
 def from_row(row, method: str | None = None, backbone: str | None = None, axes: dict | None = None,
              kind: str | None = None) -> RunRecord:
     status, error = row.status, row.error
-    if status == "done" and row.result is None:
+    if status == "done" and row.result is None and row.result_problem:
+        status = "invalid"
+        error = f"its stored result is not valid ({row.result_problem}): left out of the comparisons; run it again"
+    elif status == "done" and row.result is None:
         status = "unreadable"
         error = (f"its stored result (layout {row.result_schema}) cannot be read by this version of transferlab: "
                  "run it again")

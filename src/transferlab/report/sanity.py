@@ -21,7 +21,7 @@ FLAT_MIN_EPOCHS = 3
 class Finding:
     """One thing a reader should know: which run (or None for the study), what kind, and why."""
 
-    kind: str  # chance, one-class, flat-validation, skipped-backbone, failed
+    kind: str  # chance, one-class, flat-validation, skipped-backbone, failed, invalid (a stored result)
     run_id: str | None
     label: str
     detail: str
@@ -77,6 +77,7 @@ def sanity_findings(records: list[RunRecord], notes: list[str] = ()) -> list[Fin
     """Every finding for ``records``, study-level ones (skipped backbones, failed runs) first."""
     findings = [Finding("skipped-backbone", None, "study", note) for note in notes if note.startswith("skipped")]
     findings += [Finding("failed", r.id, r.label(), r.error or "failed") for r in records if r.status == "failed"]
+    findings += [Finding("invalid", r.id, r.label(), r.error or "invalid") for r in records if r.status == "invalid"]
     for record in records:
         if not record.done:
             continue

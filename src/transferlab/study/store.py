@@ -29,6 +29,7 @@ from typing import Any, Iterator
 
 from ..finetune.result import FinetuneResult
 from ..probing.result import ProbeResult
+from ..readback import is_number, result_problem
 from ..results import RunResult
 from .claims import Claim, ClaimPolicy, Heartbeat, claim_is_stale
 from .store_backends import MissingStore, backend_for, parse_address
@@ -113,6 +114,7 @@ class RunRow:
     claim_token: str | None = None
     heartbeat: float | None = None
     stale: bool = False  # running, but its worker is gone or silent past the expiry: another may take it
+    result_problem: str | None = None  # why a stored result was not read back (readback.result_problem)
 
 
 RUN_ROW_FIELDS = {f.name for f in dataclasses.fields(RunRow)}
@@ -372,6 +374,14 @@ def decode_result(text: str | None, schema: int | None, runner: str | None) -> R
         return None
 
 
+def stored_result_problem(result: RunResult, accuracy: Any) -> str | None:
+    """What is wrong with a result read back from the store, its ``accuracy`` column included, or None."""
+    problem = result_problem(result)
+    if problem is None and accuracy is not None and not (is_number(accuracy) and accuracy == result.accuracy):
+        problem = f"its accuracy column ({accuracy!r}) is not its result's ({result.accuracy!r})"
+    return problem
+
+
 def _json_column(text: str | None, empty: Any) -> Any:
     """A JSON column's value; a torn or foreign one reads as empty rather than sinking a listing."""
     if not text:
@@ -388,6 +398,10 @@ def _decode(row: Any, now: float | None = None, expiry: float | None = None) -> 
     for column in JSON_COLUMNS:
         data[column] = _json_column(data.get(column), {} if column in ("axes", "config") else None)
     data["result"] = decode_result(data["result"], data.get("result_schema"), data["runner"])
+    if data["result"] is not None:
+        problem = stored_result_problem(data["result"], data.get("accuracy"))
+        if problem:  # edited or damaged in the store: not a result anything may compute with
+            data["result"], data["result_problem"] = None, problem
     if now is not None and expiry is not None:
         data["stale"] = claim_is_stale(data["status"], data["pid"], data["host"], data.get("heartbeat"), now, expiry,
                                        data.get("claim_token"))
