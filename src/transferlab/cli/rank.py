@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from ..rank.config import RankConfig
+from ..rank.config import AuditConfig, RankConfig
 from .common import config_from, config_options, stage_progress
 
 
@@ -59,4 +59,65 @@ def rank(no_cache: bool, as_json: bool, **options) -> None:
         click.echo(f"note: {note}")
 
 
-COMMANDS = (rank,)
+@click.command()
+@click.option("--data", "-d", required=True, help=AuditConfig.__dataclass_fields__["data"].metadata["help"])
+@config_options(AuditConfig, short={"backbone": "-b"}, types={"html": click.Path(dir_okay=False),
+                                                               "fix": click.Path(dir_okay=False)})
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def audit(no_cache: bool, as_json: bool, **options) -> None:
+    """Label issues (confident learning), near-duplicates within and across splits, and class overlap."""
+    from pathlib import Path
+
+    from ..data.builtin import require_data_folder
+
+    config = config_from(AuditConfig, options, cache=not no_cache)
+    require_data_folder(config.data)
+    from ..audit.duplicates import perceptual_hashes
+
+    perceptual_hashes([])  # imagehash missing: say so before the features are extracted
+    from ..audit.fixlist import write_fix_list
+    from ..audit.page import write_audit_page
+    from ..audit.run import run_audit
+
+    with stage_progress(sys.stderr.isatty()) as hook:
+        result = run_audit(config, hook)
+    if config.html:
+        write_audit_page(result, Path(config.html))
+    written = write_fix_list(result, Path(config.fix)) if config.fix else None
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(emoji=False, highlight=False, width=None if sys.stdout.isatty() else 160)
+    click.echo(f"audit of {result.data}: {len(result.paths)} images, out-of-fold probe accuracy "
+               f"{result.out_of_fold_accuracy:.4f}")
+    issues = Table("path", "split", "given", "suggested", "self-confidence",
+                   title=f"{len(result.label_issues)} suspected label issue(s)", title_justify="left")
+    for row in result.issue_rows():
+        issues.add_row(row["path"], row["split"], row["given"], row["suggested"], f"{row['self_confidence']:.3f}")
+    console.print(issues)
+    pairs = Table("first", "second", "splits", "cosine", "hash bits", title=f"{len(result.duplicates)} "
+                  "near-duplicate pair(s)", title_justify="left")
+    for row in result.duplicate_rows():
+        pairs.add_row(row["first"], row["second"], " / ".join(row["splits"]), f"{row['cosine']:.3f}",
+                      str(row["hash_distance"]) + (" (same file)" if row["exact"] else ""))
+    console.print(pairs)
+    leaks = sum(1 for row in result.duplicate_rows() if row["cross_split"])
+    if leaks:
+        click.echo(f"warning: {leaks} near-duplicate pair(s) span splits (e.g. a test image with a copy in "
+                   "training): test accuracy is inflated")
+    for pair in result.overlap:
+        click.echo(f"class overlap: {' / '.join(pair['classes'])}: {pair['confused']} confused "
+                   f"({pair['share']:.1%} of their images)")
+    if config.html:
+        click.echo(f"suspects page: {config.html}")
+    if written is not None:
+        click.echo(f"fixed list ({written} images): {config.fix}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+
+
+COMMANDS = (rank, audit)
