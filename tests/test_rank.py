@@ -73,6 +73,15 @@ def test_logme_matches_the_per_class_reference_on_a_fixed_random_matrix(shape):
     assert logme(f, y) == pytest.approx(reference_logme(f, y), rel=1e-8, abs=1e-10)
 
 
+def test_logme_stops_each_class_at_its_own_iteration():
+    """Classes of very different separability settle after different numbers of steps: each keeps its own."""
+    rng = np.random.default_rng(11)
+    y = np.arange(120) % 3
+    strength = np.array([0.0, 0.3, 6.0])[y][:, None]
+    f = rng.normal(size=(120, 10)) + strength * np.eye(3)[y] @ rng.normal(size=(3, 10))
+    assert logme(f, y) == pytest.approx(reference_logme(f, y), rel=1e-9, abs=1e-12)
+
+
 def test_leep_and_nce_match_their_definitions():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(40, 6)) * 2
@@ -113,6 +122,8 @@ def test_rank_orders_candidates_by_logme_and_reports_every_score(class_folders, 
     assert len(candidates) == 2 * 2 * 2  # backbones x layers x poolings
     assert {(c["backbone"], c["pooling"]) for c in candidates} == {
         (b, p) for b in ("efficientnet_lite0", "test_efficientnet") for p in ("avg", "max")}
+    by_pooling = {(c["backbone"], c["layer"], c["pooling"]): c["logme"] for c in candidates}
+    assert all(by_pooling[(b, layer, "avg")] != by_pooling[(b, layer, "max")] for b, layer, _ in by_pooling)
     scores = [c["logme"] for c in candidates]
     assert scores == sorted(scores, reverse=True)
     assert all(c["knn_accuracy"] is not None and c["logreg_accuracy"] is not None for c in candidates)
