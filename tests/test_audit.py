@@ -80,6 +80,22 @@ def test_the_hash_confirms_a_near_copy_and_rejects_a_different_picture_with_equa
     assert find_duplicates(features * np.array([[1], [-1], [1]]), paths, ["a", "b", "c"], 0.9, 16) == []
 
 
+def test_the_same_picture_saved_twice_is_an_exact_duplicate(tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+
+    image = smooth_image(5, 2)
+    first, second, other = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.jpg"
+    image.save(first)
+    info = PngInfo()
+    info.add_text("comment", "saved again")
+    image.save(second, pnginfo=info)  # other bytes, the same pixels
+    image.resize((86, 86), Image.Resampling.BICUBIC).save(other, "JPEG", quality=60)
+    features = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.1]])  # the copy: cosine 0.995
+    pairs = {(p.first, p.second): p.exact for p in find_duplicates(features, [first, second, other],
+                                                                    ["a", "b", "c"], 0.9, 16)}
+    assert pairs[(0, 1)] is True and pairs[(0, 2)] is False
+
+
 @pytest.fixture
 def planted_list(tmp_path) -> tuple[Path, Path, Path]:
     """3 classes x 16 training and 4 test images; one training label flipped; one training image's copy

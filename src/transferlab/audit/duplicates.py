@@ -15,6 +15,8 @@ import numpy as np
 
 from ..errors import UserError
 
+SAME_PICTURE_COSINE = 0.999  # with equal pHashes: the same picture saved twice (Flowers-17 holds 60 such pairs)
+
 
 @dataclass
 class DuplicatePair:
@@ -22,7 +24,7 @@ class DuplicatePair:
     second: int
     cosine: float
     hash_distance: int  # bits of the 64-bit pHash that differ
-    exact: bool  # the same file content
+    exact: bool  # the same picture: the same file content, or equal pHashes at cosine >= SAME_PICTURE_COSINE
 
     def splits(self, split_of: list[str]) -> tuple[str, str]:
         return split_of[self.first], split_of[self.second]
@@ -73,5 +75,7 @@ def find_duplicates(features: np.ndarray, paths: list[Path], digests: list[str |
             continue
         distance = int(hashes[i] - hashes[j])
         if distance <= max_distance:
-            found.append(DuplicatePair(i, j, similarity, distance, digests[i] is not None and digests[i] == digests[j]))
+            same_file = digests[i] is not None and digests[i] == digests[j]
+            same_picture = distance == 0 and similarity >= SAME_PICTURE_COSINE
+            found.append(DuplicatePair(i, j, similarity, distance, same_file or same_picture))
     return found

@@ -1,5 +1,5 @@
 """The ``--fix`` list file: the audited images with suspected label issues relabelled to the suggested class
-and exact duplicates (the same file content) dropped, in the list-file format ``--data`` reads."""
+and exact duplicates (the same file, or the same picture saved twice: equal pHashes, cosine >= 0.999) dropped, in the list-file format ``--data`` reads."""
 
 from __future__ import annotations
 

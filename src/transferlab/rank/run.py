@@ -147,7 +147,7 @@ def _score(x_train, y_train, x_val, y_val, config: RankConfig, single_threaded_b
     score = logme(x_train, y_train)
     seconds["logme"] = time.perf_counter() - started
     result: dict[str, Any] = {"logme": score, "seconds": seconds}
-    if not config.probes or len(y_val) == 0:
+    if len(y_val) == 0:  # --no-probes: no validation split was carved
         return result
     with single_threaded_blas():
         for key, head in (("knn_accuracy", knn_head(config.k)), ("logreg_accuracy", logreg_head(config.C, config.seed))):
