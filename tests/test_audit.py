@@ -170,3 +170,23 @@ def test_audit_bad_input_is_one_error_line(planted_list, cli, args, message):
     assert result.returncode == 2, result.stdout
     assert result.stderr.startswith("error:") and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_audit_options_reach_the_probe_and_the_duplicate_search(planted_list, cli, monkeypatch):
+    """--C, --duplicate-cosine, --hash-distance and --overlap-pairs as the loop passes them on."""
+    from transferlab.audit import run
+    from transferlab.heads import sklearn_heads
+
+    seen = {}
+    real_logreg, real_duplicates, real_overlap = sklearn_heads.logreg_head, run.find_duplicates, run.class_overlap
+    monkeypatch.setattr(sklearn_heads, "logreg_head",
+                        lambda C=0.1, seed=0: seen.setdefault("C", C) and real_logreg(C, seed))
+    monkeypatch.setattr(run, "find_duplicates", lambda f, p, d, cosine, distance: seen.update(
+        cosine=cosine, distance=distance) or real_duplicates(f, p, d, cosine, distance))
+    monkeypatch.setattr(run, "class_overlap", lambda labels, predicted, classes, limit: seen.update(
+        limit=limit) or real_overlap(labels, predicted, classes, limit))
+    listing, _, _ = planted_list
+    result = cli("audit", "--data", str(listing), "--folds", "3", "--C", "0.7", "--duplicate-cosine", "0.97",
+                 "--hash-distance", "3", "--overlap-pairs", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    assert seen == {"C": 0.7, "cosine": 0.97, "distance": 3, "limit": 2}

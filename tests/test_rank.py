@@ -169,3 +169,18 @@ def test_rank_bad_input_is_one_error_line(class_folders, cli, args, message):
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_rank_options_reach_the_probes(class_folders, cli, monkeypatch):
+    """--k and --C are what the kNN and logreg probes are built with (observed where the loop builds them)."""
+    from transferlab.heads import sklearn_heads
+
+    built = []
+    real_knn, real_logreg = sklearn_heads.knn_head, sklearn_heads.logreg_head
+    monkeypatch.setattr(sklearn_heads, "knn_head", lambda k=5: built.append(("knn", k)) or real_knn(k))
+    monkeypatch.setattr(sklearn_heads, "logreg_head",
+                        lambda C=0.1, seed=0: built.append(("logreg", C, seed)) or real_logreg(C, seed))
+    result = cli("rank", "--data", str(class_folders), "--backbones", "test_efficientnet", "--random-init",
+                 "--layers", "0", "--k", "3", "--C", "2.5", "--seed", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    assert built == [("knn", 3), ("logreg", 2.5, 4)]
