@@ -23,6 +23,7 @@ from ..errors import UserError
 from ..probing.config import ProbeConfig
 from .common import config_from, config_options, log, print_folds, setup_logging, stage_progress, stderr
 from .finetune import COMMANDS as FINETUNE_COMMANDS
+from .rank import COMMANDS as RANK_COMMANDS
 from .study import COMMANDS as STUDY_COMMANDS
 
 
@@ -42,7 +43,7 @@ def main(cache_dir: str | None, verbose: int) -> None:
         log.info("cache folder %s", cache_dir)
 
 
-for _command in (*FINETUNE_COMMANDS, *STUDY_COMMANDS):
+for _command in (*FINETUNE_COMMANDS, *STUDY_COMMANDS, *RANK_COMMANDS):
     main.add_command(_command)
 
 
