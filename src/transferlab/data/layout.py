@@ -460,8 +460,10 @@ def load_dataset(
                             f"(the command line's --folds), or one with fold=0..{folds - 1}")
         splits = cross_validation_fold(splits, folds, fold, seed)
     chosen = limit_per_class(splits, per_class, seed)
-    if not validation or per_class is None:
-        return carve_validation(splits, ratios, seed, val_per_class) if validation else chosen
+    if not validation or splits.val is not None:
+        return chosen
+    if per_class is None:
+        return carve_validation(splits, ratios, seed, val_per_class)
     try:  # the training images every method gets, the validation set carved from the rest of the pool
         return carve_validation(replace(chosen, train=splits.train), ratios, seed, val_per_class, keep=chosen.train)
     except UserError:  # too few left beside them: carve first, train on what remains

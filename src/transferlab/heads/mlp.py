@@ -175,4 +175,5 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         return logits.softmax(dim=1).numpy()
 
     def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
