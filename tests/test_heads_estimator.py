@@ -13,7 +13,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import estimator_checks
 
 from transferlab.heads import make_head, mlp
-from transferlab.heads.mlp import MLPHead, feature_scaling
+from transferlab.heads.mlp import MLPHead
+from transferlab.heads.scaling import FeatureScaler, feature_scaling
 from transferlab.probing.config import ProbeConfig
 from transferlab.probing.run import probe, probe_parts
 
@@ -73,7 +74,19 @@ def test_scikit_learn_estimator_checks(check):
     check("MLPHead", MLPHead(hidden=(4,), max_epochs=2))
 
 
-def test_a_feature_constant_on_the_training_images_does_not_explode_on_new_ones(blobs):
+@pytest.mark.parametrize("check", [
+    estimator_checks.check_no_attributes_set_in_init,
+    estimator_checks.check_get_params_invariance,
+    estimator_checks.check_transformer_general,
+    estimator_checks.check_n_features_in,
+    estimator_checks.check_fit_check_is_fitted,
+], ids=lambda check: check.__name__)
+def test_scikit_learn_estimator_checks_of_the_scaler(check):
+    check("FeatureScaler", FeatureScaler())
+
+
+@pytest.mark.parametrize("spec", ["linear", "mlp:16", "logreg"])
+def test_a_feature_constant_on_the_training_images_does_not_explode_on_new_ones(blobs, spec):
     """Few images: a ReLU channel that stayed at 0, or barely moved, over them takes other values on new images."""
     X, y = blobs
     rng = np.random.default_rng(0)
@@ -81,7 +94,7 @@ def test_a_feature_constant_on_the_training_images_does_not_explode_on_new_ones(
     new = train.copy()
     new[:, -2:] = rng.uniform(0.5, 2.0, size=(len(X), 2))
 
-    head = make_head("linear", seed=0, max_epochs=30, lr=1e-2).fit(train, y)
+    head = make_head(spec, seed=0, max_epochs=30, lr=1e-2).fit(train, y)
 
     assert np.abs(head.predict_proba(new) - head.predict_proba(train)).max() < 0.2
     assert (head.predict(new) == y).mean() > 0.9

@@ -8,22 +8,14 @@ watches a validation set: the one ``fit`` is given (``X_val``, ``y_val``: the
 probe's own validation images), else a stratified ``validation_fraction`` of the
 training data, as sklearn's ``MLPClassifier(early_stopping=True)`` holds out.
 
-Inputs are scaled (``scaling``) with statistics of the training data:
-- ``standard``: each feature centred and divided by its standard deviation, but never
-  by less than the median feature's (``SCALE_FLOOR``). A feature (nearly) constant
-  over a few training images (a ReLU channel that stayed at 0) would otherwise be
-  divided by ~0 and explode on new images (``std + 1e-6``: Flowers-17, 2 images a
-  class, 0.175 against logistic regression's 0.575). sklearn's ``StandardScaler``
-  gives a constant feature scale 1, but a nearly constant one still explodes
-  (0.250 there); floors at 0.1 / 0.3 / 1 x the median gave 0.675 / 0.725 / 0.717
-  there and 0.911 / 0.922 / 0.937 on ants vs bees at 15 a class (3 seeds each).
-- ``global``: one mean and one scale for the whole matrix, for the temperature
-  experiment's ``softmax`` head: softmax(logits / T) features are probabilities of
-  about 1/1000 each, and a linear layer trained by Adam moves each logit by at most
-  lr x sum(features) = lr per step on them (loss 2.078 -> 1.850 in 200 epochs,
-  every T > 2 at chance). One scale keeps each vector's shape, which is what the
-  temperature changes, and gives the optimiser inputs of unit size.
-- ``none``: as given (behind a ``StandardScaler`` in a ``Pipeline``).
+Inputs are scaled (``scaling``, see ``heads.scaling``) with statistics of the training data:
+``standard`` per feature with a floor on the scale (a feature constant over a few training
+images cannot explode on new ones), ``global`` by one mean and one scale for the whole matrix,
+for the temperature experiment's ``softmax`` head: softmax(logits / T) features are
+probabilities of about 1/1000 each, and a linear layer trained by Adam moves each logit by at
+most lr x sum(features) = lr per step on them (loss 2.078 -> 1.850 in 200 epochs, every T > 2
+at chance); one scale keeps each vector's shape, which is what the temperature changes, and
+gives the optimiser inputs of unit size. ``none``: as given (behind a scaler in a ``Pipeline``).
 """
 
 from __future__ import annotations
@@ -42,10 +34,8 @@ from ..engine.callbacks import EarlyStopping, EpochHook
 from ..engine.inputs import TensorInputs
 from ..engine.loop import fit, predict_tensor
 from ..engine.runtime import CPU, Runtime
+from .scaling import SCALINGS, feature_scaling
 from .spec import HEAD_WEIGHT_DECAY
-
-SCALINGS = ("standard", "global", "none")
-SCALE_FLOOR = 1.0  # x the median feature scale: the smallest scale a feature is divided by (measured: README)
 
 
 def mlp_layers(in_dim: int, hidden: tuple[int, ...], num_classes: int, dropout: float) -> nn.Sequential:
@@ -57,20 +47,6 @@ def mlp_layers(in_dim: int, hidden: tuple[int, ...], num_classes: int, dropout: 
         width = size
     layers.append(nn.Linear(width, num_classes))
     return nn.Sequential(*layers)
-
-
-def feature_scaling(X: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, scale) of each feature for ``scaling``; no scale is below ``SCALE_FLOOR`` x the median one."""
-    X = np.asarray(X, dtype=np.float64)
-    if scaling == "none":
-        return np.zeros(X.shape[1]), np.ones(X.shape[1])
-    if scaling == "global":  # one mean and one scale for every feature: the vectors keep their shape
-        scale = X.std()
-        return np.full(X.shape[1], X.mean()), np.full(X.shape[1], scale if scale > 0 else 1.0)
-    scale = X.std(axis=0)
-    varying = scale[scale > 0]  # (sparse features: most may be constant at 0 over a few images)
-    floor = SCALE_FLOOR * np.median(varying) if varying.size else 1.0  # all constant: scale 1, as StandardScaler
-    return X.mean(axis=0), np.maximum(scale, floor)
 
 
 class MLPHead(ClassifierMixin, BaseEstimator):
