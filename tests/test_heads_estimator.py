@@ -150,12 +150,13 @@ def test_probe_head_options_reach_the_estimator_and_its_loop(class_folders, loop
     probe(class_folders, head="linear", val_per_class=5, head_epochs=3, head_lr=0.02, head_weight_decay=0.05,
           head_patience=2, head_batch_size=8, **TINY)
     probe(class_folders, head="mlp:8", val_per_class=5, head_epochs=2, **TINY)
+    probe(class_folders, head="softmax", val_per_class=5, head_epochs=1, **TINY)
 
-    linear, mlp_head = loop_inputs
+    linear, mlp_head, softmax = loop_inputs
     linear.pop("train")
     assert linear == {"val": 15, "epochs": 3, "batch_size": 8, "lr": 0.02, "weight_decay": 0.05, "patience": 2,
                       "monitor": "val_loss"}
-    assert mlp_head["weight_decay"] == ProbeConfig(data="x").head_weight_decay == 0.1
+    assert (mlp_head["weight_decay"], softmax["weight_decay"]) == (0.1, 1e-4)  # each head's own default
     assert (mlp_head["epochs"], mlp_head["lr"], mlp_head["batch_size"]) == (2, 1e-3, 64)
 
 

@@ -63,7 +63,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         hidden: tuple[int, ...] = (512, 256),
         dropout: float = 0.2,
         lr: float = 1e-3,
-        weight_decay: float = HEAD_WEIGHT_DECAY,
+        weight_decay: float = HEAD_WEIGHT_DECAY["linear"],
         batch_size: int = 64,
         max_epochs: int = 200,
         patience: int = 10,
