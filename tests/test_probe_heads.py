@@ -71,7 +71,7 @@ def test_softmax_head_learns_from_temperature_scaled_probabilities():
         logits[labels == c, c * 10:c * 10 + 5] += 3.0
     features = temperature_features(logits, 4.0)
 
-    head = MLPHead(hidden=(), dropout=0.0, standardize=False, max_epochs=30, patience=100)
+    head = MLPHead(hidden=(), dropout=0.0, scaling="global", max_epochs=30, patience=100)
     head.fit(features[:45], labels[:45], features[45:], labels[45:])
 
     assert head.history_[-1]["train_loss"] < 0.5 * head.history_[0]["train_loss"]

@@ -47,7 +47,7 @@ def pre_split(tmp_path, with_val: bool = False):
     return root
 
 
-def test_validation_is_carved_before_the_training_images_are_chosen(tmp_path):
+def test_validation_is_carved_beside_the_training_images_a_method_without_one_gets(tmp_path):
     root = pre_split(tmp_path)
 
     splits = load_dataset(root, per_class=4, val_per_class=3, validation=True)
@@ -56,6 +56,7 @@ def test_validation_is_carved_before_the_training_images_are_chosen(tmp_path):
     assert per_class(splits.train) == {0: 4, 1: 4} and per_class(splits.val) == {0: 3, 1: 3}
     assert not paths(splits.train) & paths(splits.val)
     assert per_class(default.train) == {0: 4, 1: 4} and len(default.val) > 0
+    assert paths(splits.train) == paths(default.train) == paths(load_dataset(root, per_class=4).train)
     assert any("carved" in note for note in default.notes)
 
 

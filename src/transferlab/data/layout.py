@@ -6,7 +6,8 @@ Two layouts are understood:
   sub-folder per class. With ``train/`` and ``val/`` only (the PyTorch tutorial's
   layout) results are reported on ``val/``; a validation split for early stopping
   is then carved from ``train/`` (by the validation share of the ratios, or
-  ``val_per_class`` images per class) *before* the training images are chosen.
+  ``val_per_class`` images per class) beside the training images, which are the
+  same ``per_class`` images a method without a validation set trains on.
 
 Sizes: ``per_class`` is the number of training images per class, for every method
 (validation is never carved out of it); ``val_per_class`` / ``test_per_class`` set the
@@ -363,19 +364,22 @@ def split_by_ratios(root: Path, classes: list[str], samples: list[Sample], ratio
 
 
 def carve_validation(splits: DatasetSplits, ratios: tuple[float, float, float] = DEFAULT_RATIOS, seed: int = 0,
-                     val_per_class: int | None = None) -> DatasetSplits:
+                     val_per_class: int | None = None, keep: list[Sample] | None = None) -> DatasetSplits:
     """Splits with a validation set: the given one, or one carved from the training pool (``val_per_class`` images
-    per class, else the validation share of the ratios), before any training images are chosen."""
+    per class, else the validation share of the ratios) around the training images ``keep`` (None: before any
+    are chosen)."""
     if splits.val is not None:
         return splits
     train_ratio, val_ratio, _ = ratios
+    kept = set(keep or [])
+    pool = [s for s in splits.train if s not in kept]
     if val_per_class is not None:
-        val, train = take_per_class(splits.train, val_per_class, seed + 1, "val_per_class", splits.classes)
+        val, train = take_per_class(pool, val_per_class, seed + 1, "val_per_class", splits.classes)
     else:
         fraction = val_ratio / (train_ratio + val_ratio) if val_ratio > 0 else 0.15
-        train, val = stratified_split(splits.train, fraction, seed)
+        train, val = stratified_split(pool, fraction * len(splits.train) / len(pool), seed)
     note = f"validation: {len(val)} images carved from the training images (not counted in per_class)"
-    return replace(splits, train=train, val=val, notes=[*splits.notes, note])
+    return replace(splits, train=train if keep is None else keep, val=val, notes=[*splits.notes, note])
 
 
 def _require_two_classes(classes: list[str], folder: Path, dropped: list[str] = ()) -> None:
@@ -452,7 +456,8 @@ def load_dataset(
     see ``data.folds``), and cut down to the classes and sizes asked for.
 
     ``validation``: the method needs a validation set (fine-tuning, trained heads): one is carved from the
-    training pool when the folder gives none, so that ``per_class`` stays the number of training images.
+    training pool when the folder gives none, so that ``per_class`` stays the number of training images; with
+    ``per_class`` they are the same training images a method without validation gets (the pool permitting).
     """
     splits = load_splits(data, ratios=ratios, seed=seed, val_per_class=val_per_class, test_per_class=test_per_class)
     splits = select_classes(splits, classes, num_classes)
@@ -463,6 +468,12 @@ def load_dataset(
             raise UserError(f"folds {folds} without a fold: run every fold with transferlab.crossval.run_folds "
                             f"(the command line's --folds), or one with fold=0..{folds - 1}")
         splits = cross_validation_fold(splits, folds, fold, seed)
-    if validation:
-        splits = carve_validation(splits, ratios, seed, val_per_class)
-    return limit_per_class(splits, per_class, seed)
+    chosen = limit_per_class(splits, per_class, seed)
+    if not validation or splits.val is not None:
+        return chosen
+    if per_class is None:
+        return carve_validation(splits, ratios, seed, val_per_class)
+    try:  # the training images every method gets, the validation set carved from the rest of the pool
+        return carve_validation(replace(chosen, train=splits.train), ratios, seed, val_per_class, keep=chosen.train)
+    except UserError:  # too few left beside them: carve first, train on what remains
+        return limit_per_class(carve_validation(splits, ratios, seed, val_per_class), per_class, seed)

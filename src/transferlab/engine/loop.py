@@ -14,12 +14,14 @@ processes, evaluation shards without padding.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,6 +55,30 @@ class FitState:
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch's shuffling and dropout: fixed by the run's seed, so a resumed run repeats it."""
     return seed * 100_003 + epoch
+
+
+@contextlib.contextmanager
+def epoch_random(seed: int, runtime: Runtime) -> Iterator[None]:
+    """The global random state one training epoch draws from, seeded with ``seed`` and the caller's restored after.
+
+    The shuffling has generators of its own (the sampler, the loader's workers), but dropout
+    draws from torch's global generator (the CPU's and the runtime's GPU's) and timm's mixup
+    from numpy's: both are forked, so ``fit`` leaves its caller's random state as it found it.
+    """
+    cuda = runtime.device_type == "cuda"
+    index = torch.device(runtime.device).index if cuda else None
+    devices = [torch.cuda.current_device() if index is None else index] if cuda else []
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=devices):
+        torch.random.default_generator.manual_seed(seed)
+        for device in devices:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
 
 
 def group_lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
@@ -106,11 +132,11 @@ def fit(
     for epoch in range(first_epoch, epochs):
         started = time.perf_counter()
         seed_here = epoch_seed(seed, epoch)
-        torch.manual_seed(seed_here)  # dropout and on-the-fly augmentation: the same on a resumed run
         record: dict[str, Any] = {"epoch": len(state.history) + 1, "stage": stage, **group_lrs(optimizer)}
-        order = runtime.train_order(len(train), epoch_seed(seed, 0), epoch)  # permutation seeded seed_here
-        record.update(_train_epoch(state, trained, forward, loss_fn, train, order, runtime, scaler, local_batch,
-                                   seed_here, callbacks, mix))
+        order = runtime.train_order(len(train), epoch_seed(seed, 0), epoch)  # the sampler's own generator
+        with epoch_random(seed_here, runtime):  # dropout, augmentation, mixup: the same on a resumed run
+            record.update(_train_epoch(state, trained, forward, loss_fn, train, order, runtime, scaler, local_batch,
+                                       seed_here, callbacks, mix))
         runtime.sync_buffers(model)  # one set of BatchNorm statistics for validation and checkpoints
         if val is not None and len(val):
             scores = evaluate(model, forward, val, runtime, local_batch)

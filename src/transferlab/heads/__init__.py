@@ -11,10 +11,12 @@ def make_head(spec: str | HeadSpec, *, C: float | None = None, k: int = 5, dropo
               runtime=None, **training):
     """A head from its spec: ``logreg``, ``svm``, ``knn``, ``mlp``, ``mlp:512,256``, ``linear`` or ``softmax``.
 
-    ``linear`` is a torch softmax layer on standardised features; ``softmax`` is the
-    same layer on features scaled as a whole (for temperature-scaled probabilities,
-    whose shape is the point of the experiment). ``training``: the torch heads'
-    ``max_epochs``, ``lr``, ``patience``, ``monitor``, ``batch_size``.
+    Every head is a scikit-learn classifier (``fit``, ``predict``, ``predict_proba`` where it has
+    probabilities). ``linear`` is a torch softmax layer on standardised features; ``softmax`` is the
+    same layer on features scaled as a whole (for temperature-scaled probabilities, whose shape is
+    the point of the experiment). ``training``: the torch heads' ``MLPHead`` parameters (``max_epochs``,
+    ``lr``, ``weight_decay`` (None: the head's default), ``patience``, ``monitor``, ``batch_size``,
+    ``on_epoch``); the scikit-learn heads have none of them.
     """
     head = spec if isinstance(spec, HeadSpec) else parse_head(spec)
     if head.kind in ("logreg", "svm", "knn"):
@@ -25,13 +27,15 @@ def make_head(spec: str | HeadSpec, *, C: float | None = None, k: int = 5, dropo
         if head.kind == "svm":
             return svm_head(C if C is not None else 1.0, seed)
         return knn_head(k)
-    from ..engine.runtime import CPU
     from .mlp import MLPHead
+    from .spec import HEAD_WEIGHT_DECAY
 
-    runtime = runtime or CPU
+    if training.get("weight_decay") is None:  # each trained head's own measured default
+        training["weight_decay"] = HEAD_WEIGHT_DECAY[head.kind]
     if head.kind == "mlp":
         return MLPHead(hidden=head.hidden, dropout=dropout, seed=seed, runtime=runtime, **training)
-    return MLPHead(hidden=(), dropout=0.0, standardize=head.kind == "linear", seed=seed, runtime=runtime, **training)
+    scaling = "standard" if head.kind == "linear" else "global"
+    return MLPHead(hidden=(), dropout=0.0, scaling=scaling, seed=seed, runtime=runtime, **training)
 
 
 __all__ = ["HEADS", "HeadSpec", "make_head", "parse_head"]

@@ -25,6 +25,8 @@ class ProbeConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     # training of the torch heads (mlp, linear, softmax and the temperature experiment's head)
     head_epochs: int = option(200, "Trained heads (mlp, linear, softmax): maximum epochs.", minimum=1)
     head_lr: float = option(1e-3, "Trained heads: Adam's learning rate.", above=0.0)
+    head_weight_decay: float | None = option(None, "Trained heads: L2 penalty on the weights (Adam's weight_decay; "
+                                             "default 0.1, softmax 1e-4).", minimum=0.0)
     head_patience: int | None = option(None, "Trained heads: epochs without improvement of the validation loss "
                                        "before stopping (default 10; without it, off when the validation set is "
                                        "too small to stop on).", minimum=1)

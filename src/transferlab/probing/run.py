@@ -25,7 +25,7 @@ from ..evaluation import inference_ms_per_image, score
 from ..features import FeatureExtractor, FeatureSet
 from ..heads import make_head
 from ..engine.callbacks import early_stopping_of
-from ..heads.spec import parse_head
+from ..heads.spec import takes_validation
 from ..options import result_fields, runtime_of
 from ..storage import text_digest
 from ..tracking import Tracker, final_metrics, open_tracker
@@ -35,7 +35,6 @@ from .result import ProbeResult
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
 UNREADABLE_EXAMPLES = 5
-TRAINED_HEADS = ("mlp", "linear", "softmax")  # torch heads trained by the engine, with a validation set
 log = logging.getLogger(__name__)
 
 
@@ -71,21 +70,10 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
                tracker: Tracker) -> ProbeResult | None:
     if not runtime.is_main:
         progress = None
-    needs_validation = parse_head(config.head).kind in TRAINED_HEADS
     splits, parts = probe_parts(config)
     if config.temperature is not None:
         config = replace(config, layer="logits")
-    training = {}
-    if needs_validation:
-        monitor, patience, note = early_stopping_of("val_loss", config.head_patience, splits.small_validation())
-        if note:
-            log.warning(note)
-            splits.notes.append(note)
-        training = {"max_epochs": config.head_epochs, "lr": config.head_lr, "patience": patience,
-                    "monitor": monitor, "batch_size": config.head_batch_size,
-                    "on_epoch": tracker.epoch if tracker else None}
-    head = make_head(config.head, C=config.C, dropout=config.dropout, seed=config.seed, runtime=runtime.alone(),
-                     **training)
+    head = probe_head(config, splits, parts["val"], runtime, tracker)
 
     started = time.perf_counter()
     extractor = feature_extractor(config, runtime)
@@ -101,10 +89,7 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
 
     with single_threaded_blas():
         fit_started = time.perf_counter()
-        if needs_validation:
-            head.fit(xs["train"], ys["train"], xs["val"], ys["val"])
-        else:
-            head.fit(xs["train"], ys["train"])
+        head.fit(xs["train"], ys["train"], **({"X_val": xs["val"], "y_val": ys["val"]} if len(ys["val"]) else {}))
         fit_seconds = time.perf_counter() - fit_started
         predict_started = time.perf_counter()
         predicted = head.predict(xs["test"])
@@ -162,6 +147,21 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
     )
 
 
+def probe_head(config: ProbeConfig, splits: DatasetSplits, validation: list[Sample], runtime: Runtime,
+               tracker: Tracker | None):
+    """The scikit-learn estimator ``config.head`` names, with every head option (each head takes its own);
+    early stopping is off by default on a validation set too small to stop on (a note says so)."""
+    monitor, patience, note = early_stopping_of("val_loss", config.head_patience,
+                                                splits.small_validation() if validation else None)
+    if note:
+        log.warning(note)
+        splits.notes.append(note)
+    return make_head(config.head, C=config.C, dropout=config.dropout, seed=config.seed, runtime=runtime.alone(),
+                     max_epochs=config.head_epochs, lr=config.head_lr, weight_decay=config.head_weight_decay,
+                     patience=patience, monitor=monitor, batch_size=config.head_batch_size,
+                     on_epoch=tracker.epoch if tracker else None)
+
+
 def single_threaded_blas():
     """BLAS on one thread for the heads: after the backbone ran, torch's OpenMP threads keep
     spinning and starve OpenBLAS's own threads (a 1088x1280, 17-class logistic regression took
@@ -210,8 +210,9 @@ def extraction_key(config: ProbeConfig) -> tuple:
 
 
 def probe_parts(config: ProbeConfig) -> tuple[DatasetSplits, dict[str, list[Sample]]]:
-    """The dataset a probe of ``config`` reads and its train, validation (trained heads only) and test images."""
-    needs_validation = parse_head(config.head).kind in TRAINED_HEADS
+    """The dataset a probe of ``config`` reads and its train, validation (for a head that takes one) and test
+    images; the training images are the same for every head."""
+    needs_validation = takes_validation(config.head)
     splits = load_dataset(config.data, ratios=tuple(config.ratios), seed=config.seed, classes=config.classes,
                           num_classes=config.num_classes, per_class=config.per_class,
                           val_per_class=config.val_per_class, test_per_class=config.test_per_class,
