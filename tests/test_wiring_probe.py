@@ -193,6 +193,13 @@ def test_head_epochs_rate_and_batch_are_the_engines(seen, rec, data):
         assert len(sizes) > 1 and sizes[:-1] == [5] * (len(sizes) - 1) and 0 < sizes[-1] <= 5
 
 
+@wires("ProbeConfig.head_weight_decay")
+def test_head_weight_decay_is_the_optimizers(seen, rec, data):
+    run(seen, data, head="linear", head_epochs=1, head_weight_decay=0.03)
+    groups = [g for s in rec.take().steps for g in s.groups]
+    assert groups and {g["weight_decay"] for g in groups} - {0.0} == {0.03}
+
+
 @wires("ProbeConfig.head_patience")
 def test_head_patience_is_what_the_engine_stops_on(seen, rec, data):
     from transferlab.engine.callbacks import EarlyStopping
