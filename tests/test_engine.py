@@ -161,3 +161,14 @@ def test_compile_runs_the_same_numbers_through_torch_compile():
     torch.testing.assert_close(compiled(x), eager, rtol=1e-4, atol=1e-5)
     assert counters["stats"]["unique_graphs"] == 1  # dynamo captured the model as one graph
     assert Runtime().compiled(model) is model
+
+
+def test_a_resumed_fit_names_its_epochs_from_where_it_goes_on():
+    from transferlab.engine.callbacks import BatchProgress
+
+    labels = []
+    model = nn.Linear(8, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    fit(model, lambda module, x, start: module(x), nn.CrossEntropyLoss(), optimizer, None, blobs(), epochs=3,
+        runtime=Runtime(), batch_size=30, first_epoch=1, callbacks=[BatchProgress(lambda label, *_: labels.append(label))])
+    assert labels == ["train epoch 2/3"] * 2 + ["train epoch 3/3"] * 2

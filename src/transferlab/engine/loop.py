@@ -123,7 +123,8 @@ def fit(
     process count.
     """
     local_batch = process_batch_size(batch_size, runtime.world_size)
-    state = FitState(model, optimizer, schedule, stage, epochs, history if history is not None else [])
+    state = FitState(model, optimizer, schedule, stage, epochs, history if history is not None else [],
+                     epoch=first_epoch - 1)  # a resumed fit's progress and messages count from where it goes on
     trained = runtime.parallel(model)  # after the caller froze what it freezes: DDP reduces the rest
     forward = runtime.compiled(forward)
     for callback in callbacks:
