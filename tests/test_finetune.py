@@ -134,8 +134,8 @@ def test_two_stage_gives_stage_two_the_lower_default_rates(class_folders, tmp_pa
     result = run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="two-stage", epochs=1, lr=1e-3))
     head, fine = stage(result.history, "head")[0], stage(result.history, "fine-tune")[0]
     assert head["lr"] == pytest.approx(1e-3) and "backbone_lr" not in head
-    assert fine["lr"] == pytest.approx(1e-4)  # the head at lr / 10 (the default recipe's)
-    assert fine["backbone_lr"] == pytest.approx(1e-4)  # the top unit too; the units below lower
+    assert fine["lr"] == pytest.approx(1e-5)  # the head at lr / 100
+    assert fine["backbone_lr"] == pytest.approx(1e-5)  # the top unit too; the units below lower
     assert result.stage2_start_epoch == 2
 
 

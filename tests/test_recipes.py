@@ -14,6 +14,7 @@ import pytest
 
 import transferlab.finetune.run as finetune_run
 from transferlab.backbones import load_backbone
+from transferlab.engine.callbacks import EarlyStopping
 from transferlab.finetune import FinetuneConfig
 from transferlab.finetune.freeze import plan_stages
 from transferlab.finetune.recipes import RECIPES
@@ -42,7 +43,8 @@ def stages(monkeypatch):
         seen.append({"stage": stage, "epochs": epochs, "head_lr": rates["head"],
                      "unit_lrs": [lr for name, lr in rates.items() if name != "head"],
                      "label_smoothing": loss_fn.label_smoothing, "train_bn": model.train_bn,
-                     "inputs": type(train).__name__})
+                     "inputs": type(train).__name__,
+                     "monitor": [c.monitor for c in kwargs["callbacks"] if isinstance(c, EarlyStopping)][0]})
         return real_fit(model, forward, loss_fn, optimizer, schedule, train, val, epochs=1, stage=stage, **kwargs)
 
     monkeypatch.setattr(finetune_run, "fit", spy)
@@ -51,7 +53,7 @@ def stages(monkeypatch):
 
 def tuned(data, output, weights, **options):
     return finetune(data, backbone="test_efficientnet", weights=weights, batch_size=8, num_workers=0,
-                        output=str(output), lr=1e-3, **options)
+                        output=str(output), lr=1e-3, patience=3, **options)  # patience: stop on 9 images
 
 
 @pytest.mark.parametrize("name", ["fast", "default", "best"])
@@ -68,6 +70,7 @@ def test_each_recipes_values_reach_the_loop(class_folders, tmp_path, weights, st
     assert fine["label_smoothing"] == recipe.label_smoothing
     assert fine["train_bn"] is False
     assert fine["inputs"] == ("DecodedInputs" if recipe.augment else "CachedInputs")
+    assert fine["monitor"] == recipe.early_stopping
     units = result.backbone_layers
     frozen = plan_stages(recipe.freeze, units)[-1].frozen_units  # fast: all but the top; default: half; best: none
     assert result.frozen_layers == frozen and len(fine["unit_lrs"]) == units - frozen
@@ -78,13 +81,14 @@ def test_each_recipes_values_reach_the_loop(class_folders, tmp_path, weights, st
 
 def test_explicit_options_beat_the_recipe(class_folders, tmp_path, weights, stages):
     result = tuned(class_folders, tmp_path / "m", weights, recipe="best", epochs=2, stage2_epochs=3,
-                   stage2_lr=3e-4, label_smoothing=0.0, augment=[], freeze="two-stage:top:2")
+                   stage2_lr=3e-4, label_smoothing=0.0, augment=[], freeze="two-stage:top:2", early_stopping="none")
 
     head, fine = stages
     assert (head["epochs"], fine["epochs"]) == (2, 3)
     assert fine["head_lr"] == pytest.approx(3e-4) and len(fine["unit_lrs"]) == 2
-    assert fine["label_smoothing"] == 0.0 and fine["inputs"] == "CachedInputs"
-    assert result.recipe.endswith("given: freeze, epochs, stage2_epochs, stage2_lr, label_smoothing, augment")
+    assert fine["label_smoothing"] == 0.0 and fine["inputs"] == "CachedInputs" and fine["monitor"] == "none"
+    assert result.recipe.endswith("given: freeze, epochs, stage2_epochs, stage2_lr, label_smoothing, augment, "
+                                  "early_stopping")
 
 
 def test_a_run_without_a_recipe_takes_the_defaults_values():
@@ -94,6 +98,7 @@ def test_a_run_without_a_recipe_takes_the_defaults_values():
         "default", default.freeze, default.epochs, default.stage2_epochs)
     assert config.stage2_lr == pytest.approx(config.lr * default.stage2_lr_ratio)
     assert config.label_smoothing == default.label_smoothing and config.augment == list(default.augment)
+    assert config.early_stopping == default.early_stopping
 
 
 def test_the_recipe_is_in_the_run_id():

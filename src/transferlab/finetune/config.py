@@ -44,7 +44,8 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     stage2_lr: float | None = option(None, "two-stage: learning rate of the head and the top unit after "
                                      "unfreezing (default: the recipe's, --lr / 10); units below train lower.",
                                      above=0.0)
-    early_stopping: str = option("val_loss", "Metric early stopping watches (best weights are restored).",
+    early_stopping: str | None = option(None, "Metric early stopping watches (best weights are restored; "
+                                        "default: the recipe's).",
                                  choices=("val_loss", "val_accuracy", "none"))
     patience: int | None = option(None, "Epochs without improvement before stopping (default 10; without it, "
                                   "early stopping is off when the validation set is too small to stop on).",
