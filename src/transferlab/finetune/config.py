@@ -19,7 +19,8 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     recipe: str = option("default", RECIPE_HELP, choices=RECIPE_NAMES)
     freeze: str | None = option(None, "all | none | half | first:N | top:K | first:50% | top:25% | "
                                 "from:MODULE | first:params:T | top:params:40% | two-stage | two-stage:POLICY "
-                                "(default: the recipe's, two-stage or two-stage:top:1 for fast; none from scratch; `transferlab layers NAME` lists the units).")
+                                "(default: the recipe's: two-stage, two-stage:top:1 for fast, two-stage:half for best; "
+                                "none from scratch; `transferlab layers NAME` lists the units).")
     head: str = option("linear", "linear (the model's own classifier, reset) or mlp:512,256.")
     dropout: float = option(0.2, "Dropout between the mlp head's hidden layers.", minimum=0.0, maximum=0.95)
     pooling: str = option("avg", "avg (the model's own pooling) or flatten.", choices=("avg", "flatten"))
@@ -42,16 +43,17 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                                        "given, else the recipe's).",
                                        minimum=1)
     stage2_lr: float | None = option(None, "two-stage: learning rate of the head and the top unit after "
-                                     "unfreezing (default: the recipe's, --lr / 10); units below train lower.",
+                                     "unfreezing (default: the recipe's: --lr / 100; --lr / 10 for fast "
+                                     "and best); units below train lower.",
                                      above=0.0)
     early_stopping: str | None = option(None, "Metric early stopping watches (best weights are restored; "
-                                        "default: the recipe's).",
+                                        "default: the recipe's: val_loss; val_accuracy for best).",
                                  choices=("val_loss", "val_accuracy", "none"))
     patience: int | None = option(None, "Epochs without improvement before stopping (default 10; without it, "
                                   "early stopping is off when the validation set is too small to stop on).",
                                   minimum=1)
     augment: list[str] | None = option(None, "Comma-separated: flip, rotate, zoom, crop, randaugment, "
-                                       "trivialaugment (default: the recipe's; none, or flip,crop for best).")
+                                       "trivialaugment (default: the recipe's: none).")
     rotation: float = option(10.0, "Largest rotation of the 'rotate' augmentation, in degrees either way.",
                              above=0.0, maximum=180.0)
     zoom: float = option(0.2, "Largest zoom of the 'zoom' augmentation, in or out, as a fraction (0.2: 80-120%).",
@@ -60,8 +62,8 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                                           "(default: --optimizer).")
     mixup: float = option(0.0, "Mixup alpha (0: off).", minimum=0.0)
     cutmix: float = option(0.0, "CutMix alpha (0: off).", minimum=0.0)
-    label_smoothing: float | None = option(None, "Label smoothing of the loss (default: the recipe's, 0.1; 0 for "
-                                           "fast).", minimum=0.0, maximum=0.5)
+    label_smoothing: float | None = option(None, "Label smoothing of the loss (default: the recipe's: 0; 0.1 for "
+                                           "best).", minimum=0.0, maximum=0.5)
     class_weights: bool = option(False, "Weight the loss by inverse class frequency.")
     prefix_cache: bool = option(True, "Reuse the frozen layers' outputs across epochs when possible.",
                                 speed_only=True, flag="--prefix-cache/--no-prefix-cache")
