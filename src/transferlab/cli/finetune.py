@@ -64,6 +64,7 @@ def finetune(as_json: bool, **options) -> None:
         return
     print_table(f"finetune: {result.backbone}, freeze {result.freeze}, head {result.head}", [
         ("evaluated on", f"{result.evaluated_on} ({result.test_images} images)"),
+        ("recipe", result.recipe),
         ("runs on", result.runs_on),
         ("test accuracy [95% interval]", result.accuracy_text()),
         ("macro F1", result.macro_f1),

@@ -9,15 +9,18 @@ from ..options import (BackboneOptions, DataOptions, LogOptions, RuntimeOptions,
                        check_ranges, check_ratios, check_types, option)
 from .augment_names import check_augment
 from .freeze import check_policy
+from .recipes import RECIPE_HELP, RECIPE_NAMES
 
 
 @dataclass
 class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     """Everything that defines a fine-tuning run (``transferlab finetune`` options)."""
 
+    recipe: str = option("default", RECIPE_HELP, choices=RECIPE_NAMES)
     freeze: str | None = option(None, "all | none | half | first:N | top:K | first:50% | top:25% | "
                                 "from:MODULE | first:params:T | top:params:40% | two-stage | two-stage:POLICY "
-                                "(default: two-stage; none from scratch; `transferlab layers NAME` lists the units).")
+                                "(default: the recipe's: two-stage, two-stage:top:1 for fast, two-stage:half for best; "
+                                "none from scratch; `transferlab layers NAME` lists the units).")
     head: str = option("linear", "linear (the model's own classifier, reset) or mlp:512,256.")
     dropout: float = option(0.2, "Dropout between the mlp head's hidden layers.", minimum=0.0, maximum=0.95)
     pooling: str = option("avg", "avg (the model's own pooling) or flatten.", choices=("avg", "flatten"))
@@ -26,26 +29,31 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     backbone_lr: float | None = option(None, "Learning rate of the top trainable backbone unit "
                                        "(default: --lr; in stage 2 of two-stage: --stage2-lr).", above=0.0)
     layer_decay: float | None = option(None, "Each backbone unit below the top trains at this times the rate "
-                                       "of the one above (default 1; in stage 2 of two-stage: spread the rates "
-                                       "over 100x, as fastai's fine_tune does).", above=0.0, maximum=1.0)
+                                       "of the one above (default 1; in stage 2 of two-stage: the recipe's "
+                                       "spread, 100x from the top unit to the stem).", above=0.0, maximum=1.0)
     train_bn: bool | None = option(None, "Update BatchNorm statistics of trainable units (default: yes, except in "
                                    "stage 2 of two-stage, with its low rates).", flag="--train-bn/--freeze-bn")
     weight_decay: float = option(0.0, "Weight decay (never on norms and biases).", minimum=0.0)
     schedule: str = option("constant", "Learning-rate schedule over each stage.",
                            choices=("constant", "cosine", "one-cycle"))
     warmup_epochs: int = option(0, "Epochs of linear warm-up at the start of each stage.", minimum=0)
-    epochs: int = option(10, "Maximum epochs (of each stage for two-stage).", minimum=1)
-    stage2_epochs: int | None = option(None, "two-stage: epochs after unfreezing (default: --epochs).", minimum=1)
+    epochs: int | None = option(None, "Maximum epochs (of stage 1 for two-stage; default: the recipe's, 10).",
+                                minimum=1)
+    stage2_epochs: int | None = option(None, "two-stage: maximum epochs after unfreezing (default: --epochs when "
+                                       "given, else the recipe's).",
+                                       minimum=1)
     stage2_lr: float | None = option(None, "two-stage: learning rate of the head and the top unit after "
-                                     "unfreezing (default: --lr / 100); units below train lower.",
+                                     "unfreezing (default: the recipe's: --lr / 100; --lr / 10 for fast "
+                                     "and best); units below train lower.",
                                      above=0.0)
-    early_stopping: str = option("val_loss", "Metric early stopping watches (best weights are restored).",
+    early_stopping: str | None = option(None, "Metric early stopping watches (best weights are restored; "
+                                        "default: the recipe's: val_loss; val_accuracy for best).",
                                  choices=("val_loss", "val_accuracy", "none"))
     patience: int | None = option(None, "Epochs without improvement before stopping (default 10; without it, "
                                   "early stopping is off when the validation set is too small to stop on).",
                                   minimum=1)
-    augment: list[str] = option(help="Comma-separated: flip, rotate, zoom, crop, randaugment, trivialaugment.",
-                                factory=list)
+    augment: list[str] | None = option(None, "Comma-separated: flip, rotate, zoom, crop, randaugment, "
+                                       "trivialaugment (default: the recipe's: none).")
     rotation: float = option(10.0, "Largest rotation of the 'rotate' augmentation, in degrees either way.",
                              above=0.0, maximum=180.0)
     zoom: float = option(0.2, "Largest zoom of the 'zoom' augmentation, in or out, as a fraction (0.2: 80-120%).",
@@ -54,7 +62,8 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                                           "(default: --optimizer).")
     mixup: float = option(0.0, "Mixup alpha (0: off).", minimum=0.0)
     cutmix: float = option(0.0, "CutMix alpha (0: off).", minimum=0.0)
-    label_smoothing: float = option(0.0, "Label smoothing of the loss.", minimum=0.0, maximum=0.5)
+    label_smoothing: float | None = option(None, "Label smoothing of the loss (default: the recipe's: 0; 0.1 for "
+                                           "best).", minimum=0.0, maximum=0.5)
     class_weights: bool = option(False, "Weight the loss by inverse class frequency.")
     prefix_cache: bool = option(True, "Reuse the frozen layers' outputs across epochs when possible.",
                                 speed_only=True, flag="--prefix-cache/--no-prefix-cache")
@@ -65,7 +74,8 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     def __post_init__(self) -> None:
         check_types(self, also={"augment": (str, type(None))})  # a comma-separated string, as on the command line
         self.ratios = check_ratios(self.ratios)
-        self.augment = check_augment(self.augment)
+        if self.augment is not None:
+            self.augment = check_augment(self.augment)
         parse_head(self.head, FINETUNE_HEADS)
         if self.freeze is not None:
             check_policy(self.freeze)

@@ -14,6 +14,7 @@ class FinetuneResult(RunResult):
     val_accuracy, seconds."""
 
     freeze: str
+    recipe: str = ""  # the recipe and the options given over it, e.g. "default (two-stage 10 + 10 ...); given: lr"
     epochs_run: int
     seconds_per_epoch: float
     training_seconds: float

@@ -35,12 +35,11 @@ from .freeze import Stage, check_on_backbone, plan_stages
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
+from .recipes import recipe_of, with_recipe
 from .result import FinetuneResult
 
 StageProgress = Callable[[str, int, int], None]
 EpochCallback = Callable[[dict], None]
-STAGE2_LR_DIVISOR = 100  # stage 2's head and top unit: lr / 100 (the TensorFlow tutorial's 1e-5 for lr 1e-3)
-STAGE2_SPREAD = 100  # below the top unit, rates fall 100x to the stem (fastai's slice(lr/100, lr))
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +48,21 @@ def from_scratch(config: FinetuneConfig) -> bool:
 
 
 def default_policy(config: FinetuneConfig) -> str:
-    return config.freeze or ("none" if from_scratch(config) else "two-stage")
+    return config.freeze or ("none" if from_scratch(config) else recipe_of(config.recipe).freeze)
+
+
+def resolved(config: FinetuneConfig) -> FinetuneConfig:
+    """``config`` with its freeze policy (from scratch: none) and every training option it leaves unset taken
+    from its recipe."""
+    return replace(with_recipe(config), freeze=default_policy(config))
+
+
+def recipe_text(config: FinetuneConfig) -> str:
+    """The recipe as results state it, with the options given explicitly over it."""
+    given = [name for name in ("freeze", "epochs", "stage2_epochs", "stage2_lr", "layer_decay", "train_bn",
+                               "label_smoothing", "augment", "early_stopping") if getattr(config, name) is not None]
+    text = recipe_of(config.recipe).describe()
+    return f"{text}; given: {', '.join(given)}" if given else text
 
 
 def config_id(config: FinetuneConfig) -> str:
@@ -101,7 +114,8 @@ class FinetuneRun:
 
     def __init__(self, config: FinetuneConfig, progress: StageProgress | None = None,
                  on_epoch: EpochCallback | None = None, runtime: Runtime | None = None):
-        self.config = replace(config, freeze=default_policy(config))
+        self.config = resolved(config)
+        self.recipe = recipe_text(config)
         self.runtime = runtime or runtime_of(config)
         self.progress = progress if self.runtime.is_main else None  # one progress bar, one table: rank 0's
         self.on_epoch = on_epoch if self.runtime.is_main else None
@@ -158,12 +172,12 @@ class FinetuneRun:
 
     def stage_rates(self, stage: Stage) -> StageRates:
         """Learning rates of a stage: stage 2 of two-stage trains the head and the top unit at stage2_lr and
-        each unit below lower, falling 100x towards the stem (discriminative rates)."""
+        each unit below lower, falling by the recipe's spread (100x) towards the stem (discriminative rates)."""
         c = self.config
         if stage.name == "fine-tune":
-            head = c.stage2_lr if c.stage2_lr is not None else c.lr / STAGE2_LR_DIVISOR
+            head = c.stage2_lr
             backbone = c.backbone_lr if c.backbone_lr is not None else head
-            spread = (1.0 / STAGE2_SPREAD) ** (1.0 / max(1, len(self.model.units) - 1))
+            spread = (1.0 / recipe_of(c.recipe).stage2_spread) ** (1.0 / max(1, len(self.model.units) - 1))
             return StageRates(head, backbone, c.layer_decay if c.layer_decay is not None else spread)
         backbone = c.backbone_lr if c.backbone_lr is not None else c.lr
         return StageRates(c.lr, backbone, c.layer_decay if c.layer_decay is not None else 1.0)
@@ -342,6 +356,7 @@ class FinetuneRun:
             backbone=c.backbone,
             timm_name=self.backbone.timm_name,
             freeze=c.freeze,
+            recipe=self.recipe,
             head=c.head,
             data=str(self.splits.root),
             evaluated_on=self.splits.evaluated_on,

@@ -1,0 +1,121 @@
+"""``--recipe fast|default|best``: each recipe's values reach the training loop, an explicit option beats them,
+and the recipe is part of a run's identity and its result.
+
+The backbone is timm's tiny ``test_efficientnet`` loaded from a weights file, so it counts as pretrained (the
+recipe's freeze policy applies, as it does to real backbones); a spy around the engine's ``fit`` records what
+each stage is asked to do and trains one epoch of it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import transferlab.finetune.run as finetune_run
+from transferlab.backbones import load_backbone
+from transferlab.engine.callbacks import EarlyStopping
+from transferlab.finetune import FinetuneConfig
+from transferlab.finetune.freeze import plan_stages
+from transferlab.finetune.recipes import RECIPES
+from transferlab.finetune.run import config_id, finetune, resolved
+from transferlab.study.identity import run_id
+
+
+@pytest.fixture
+def weights(tmp_path):
+    from safetensors.torch import save_file
+
+    source = load_backbone("test_efficientnet", random_init=True, seed=3)
+    path = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in source.model.state_dict().items()}, str(path))
+    return str(path)
+
+
+@pytest.fixture
+def stages(monkeypatch):
+    """What ``fit`` is asked per stage: epochs, head and top-unit rates, label smoothing, BatchNorm mode, inputs."""
+    seen: list[dict] = []
+    real_fit = finetune_run.fit
+
+    def spy(model, forward, loss_fn, optimizer, schedule, train, val, *, epochs, stage, **kwargs):
+        rates = {g["name"]: g["lr"] for g in optimizer.param_groups}
+        seen.append({"stage": stage, "epochs": epochs, "head_lr": rates["head"],
+                     "unit_lrs": [lr for name, lr in rates.items() if name != "head"],
+                     "label_smoothing": loss_fn.label_smoothing, "train_bn": model.train_bn,
+                     "inputs": type(train).__name__,
+                     "monitor": [c.monitor for c in kwargs["callbacks"] if isinstance(c, EarlyStopping)][0]})
+        return real_fit(model, forward, loss_fn, optimizer, schedule, train, val, epochs=1, stage=stage, **kwargs)
+
+    monkeypatch.setattr(finetune_run, "fit", spy)
+    return seen
+
+
+def tuned(data, output, weights, **options):
+    return finetune(data, backbone="test_efficientnet", weights=weights, batch_size=8, num_workers=0,
+                        output=str(output), lr=1e-3, patience=3, **options)  # patience: stop on 9 images
+
+
+@pytest.mark.parametrize("name", ["fast", "default", "best"])
+def test_each_recipes_values_reach_the_loop(class_folders, tmp_path, weights, stages, name):
+    recipe = RECIPES[name]
+    result = tuned(class_folders, tmp_path / name, weights, recipe=name)
+
+    head, fine = stages
+    assert (head["stage"], fine["stage"]) == ("head", "fine-tune")
+    assert (head["epochs"], fine["epochs"]) == (recipe.epochs, recipe.stage2_epochs)
+    assert head["head_lr"] == pytest.approx(1e-3) and head["unit_lrs"] == []
+    assert fine["head_lr"] == pytest.approx(1e-3 * recipe.stage2_lr_ratio)
+    assert fine["unit_lrs"][0] == pytest.approx(1e-3 * recipe.stage2_lr_ratio)
+    assert fine["label_smoothing"] == recipe.label_smoothing
+    assert fine["train_bn"] is False
+    assert fine["inputs"] == ("DecodedInputs" if recipe.augment else "CachedInputs")
+    assert fine["monitor"] == recipe.early_stopping
+    units = result.backbone_layers
+    frozen = plan_stages(recipe.freeze, units)[-1].frozen_units  # fast: all but the top; default: half; best: none
+    assert result.frozen_layers == frozen and len(fine["unit_lrs"]) == units - frozen
+    per_unit = (1 / recipe.stage2_spread) ** (1 / (units - 1))  # the stem `spread` times below the top unit
+    assert all(low / high == pytest.approx(per_unit) for high, low in zip(fine["unit_lrs"], fine["unit_lrs"][1:]))
+    assert result.recipe.startswith(f"{name} (") and "given" not in result.recipe
+
+
+def test_explicit_options_beat_the_recipe(class_folders, tmp_path, weights, stages):
+    result = tuned(class_folders, tmp_path / "m", weights, recipe="best", epochs=2, stage2_epochs=3,
+                   stage2_lr=3e-4, label_smoothing=0.0, augment=[], freeze="two-stage:top:2", early_stopping="none")
+
+    head, fine = stages
+    assert (head["epochs"], fine["epochs"]) == (2, 3)
+    assert fine["head_lr"] == pytest.approx(3e-4) and len(fine["unit_lrs"]) == 2
+    assert fine["label_smoothing"] == 0.0 and fine["inputs"] == "CachedInputs" and fine["monitor"] == "none"
+    assert result.recipe.endswith("given: freeze, epochs, stage2_epochs, stage2_lr, label_smoothing, augment, "
+                                  "early_stopping")
+
+
+def test_a_run_without_a_recipe_takes_the_defaults_values():
+    config = resolved(FinetuneConfig(data="digits", backbone="efficientnet_lite0"))
+    default = RECIPES["default"]
+    assert (config.recipe, config.freeze, config.epochs, config.stage2_epochs) == (
+        "default", default.freeze, default.epochs, default.stage2_epochs)
+    assert config.stage2_lr == pytest.approx(config.lr * default.stage2_lr_ratio)
+    assert config.label_smoothing == default.label_smoothing and config.augment == list(default.augment)
+    assert config.early_stopping == default.early_stopping
+
+
+def test_the_recipe_is_in_the_run_id():
+    ids = {name: FinetuneConfig(data="digits", recipe=name) for name in RECIPES}
+    assert len({config_id(c) for c in ids.values()}) == 3
+    assert len({run_id("finetune", c, "data") for c in ids.values()}) == 3
+
+
+def test_recipe_on_the_command_line_reaches_the_result(cli, class_folders, tmp_path, weights, stages):
+    out = cli("finetune", "--data", str(class_folders), "--backbone", "test_efficientnet", "--weights", weights,
+              "--recipe", "fast", "--stage2-epochs", "2", "--workers", "0", "--output", str(tmp_path / "m"), "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["recipe"].startswith("fast (") and result["recipe"].endswith("given: stage2_epochs")
+    assert [s["epochs"] for s in stages] == [RECIPES["fast"].epochs, 2]
+
+
+def test_an_unknown_recipe_is_one_error_line(cli):
+    out = cli("finetune", "--data", "digits", "--recipe", "slow")
+    assert out.returncode == 2 and "slow" in out.stderr and "Traceback" not in out.stderr
