@@ -20,6 +20,7 @@ from transferlab.finetune.freeze import plan_stages
 from transferlab.finetune.recipes import RECIPES
 from transferlab.finetune.run import config_id, finetune, resolved
 from transferlab.study.identity import run_id
+from wiring import wires
 
 
 @pytest.fixture
@@ -56,6 +57,7 @@ def tuned(data, output, weights, **options):
                         output=str(output), lr=1e-3, patience=3, **options)  # patience: stop on 9 images
 
 
+@wires("FinetuneConfig.recipe")
 @pytest.mark.parametrize("name", ["fast", "default", "best"])
 def test_each_recipes_values_reach_the_loop(class_folders, tmp_path, weights, stages, name):
     recipe = RECIPES[name]

@@ -19,7 +19,7 @@ from transferlab.options import speed_only_fields
 from transferlab.probing.config import ProbeConfig
 
 CONFIGS = (ProbeConfig, FinetuneConfig)
-WIRING_MODULES = ("test_wiring_finetune", "test_wiring_probe")
+WIRING_MODULES = ("test_wiring_finetune", "test_wiring_probe", "test_recipes")
 
 # The options that by contract only change how fast a run goes or where it writes (the records say so; this says
 # which ones may): a field moved in or out of this set changes which runs a study treats as the same experiment.
@@ -47,6 +47,7 @@ CHANGES: dict[str, tuple[dict, object]] = {
     # probing
     "layer": ({}, "logits"), "temperature": ({}, 2.0), "C": ({}, 0.5), "head_epochs": ({}, 5),
     "head_lr": ({}, 0.01), "head_patience": ({}, 3), "head_batch_size": ({}, 16), "cache": ({}, False),
+    "head_weight_decay": ({}, 0.01), "recipe": ({}, "best"),
 }
 HEAD_CHANGE = {ProbeConfig: "svm", FinetuneConfig: "mlp:8"}
 POOLING_CHANGE = {ProbeConfig: "max", FinetuneConfig: "flatten"}
