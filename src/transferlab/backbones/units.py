@@ -91,13 +91,18 @@ def feature_layers(model: nn.Module, input_size: tuple[int, int, int]) -> list[F
             for i, out in enumerate(outputs)]
 
 
-def units_of(name: str) -> list[Unit]:
-    """The freeze units of backbone ``name``, from its structure alone: built on the meta device (no weights,
-    no memory, milliseconds), so a freeze point is checked before any data or weights load."""
+def units_of(name: str, pooling: str = "pre_logits") -> list[Unit]:
+    """The freeze units of backbone ``name`` with a fine-tuning head on ``pooling``, from its structure alone:
+    built on the meta device (no weights, no memory, milliseconds), so a freeze point is checked before any
+    data or weights load."""
     import timm
 
     from .names import resolve_timm_name
 
     with torch.device("meta"):
         model = timm.create_model(resolve_timm_name(name), pretrained=False)
+        if pooling != "pre_logits":  # the head on the feature map drops the layers in between (VGG's fc6/fc7)
+            from ..finetune.model import drop_neck
+
+            drop_neck(model, tuple(model.pretrained_cfg["input_size"]))
     return freeze_units(model)

@@ -240,7 +240,7 @@ class FinetuneRun:
         return None
 
     def run(self) -> FinetuneResult:
-        check_on_backbone(self.config.freeze, self.config.backbone)  # a bad freeze point: before data and weights
+        check_on_backbone(self.config.freeze, self.config.backbone, self.config.pooling)  # a bad freeze point: before data and weights
         self.check_output()
         with open_tracker(self.config, "finetune", self.log_name(), self.runtime.is_main) as self.tracker:
             result = self.train_and_finish()

@@ -150,7 +150,7 @@ def _check_freeze(spec: StudySpec, method: MethodSpec, config: FinetuneConfig, c
     from ..finetune.run import default_policy
 
     try:
-        check_on_backbone(default_policy(config), config.backbone)
+        check_on_backbone(default_policy(config), config.backbone, config.pooling)
     except UserError as exc:
         raise _located(spec, method, combo, exc) from None
 
