@@ -80,3 +80,17 @@ def test_a_class_token_needs_a_vit(two_classes, tmp_path):
     config = FinetuneConfig(data=str(two_classes), output=str(tmp_path / "m"), pooling="token", **VGG)
     with pytest.raises(UserError, match="token"):
         run_finetune(config)
+
+
+def test_a_model_saved_in_bundle_format_2_loads_with_its_head_where_it_was(two_classes, tmp_path):
+    """Format 2 called the pre-logits input ``avg``: such a model loads on pre_logits, its weights fitting."""
+    config = FinetuneConfig(data=str(two_classes), output=str(tmp_path / "m"), backbone="test_efficientnet",
+                            random_init=True, epochs=1, freeze="all", num_workers=0, early_stopping="none")
+    run_finetune(config)
+    meta_path = tmp_path / "m" / "transferlab.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "format": "transferlab-bundle/2", "head": {**meta["head"], "pooling": "avg"}}))
+
+    bundle = load_bundle(tmp_path / "m")
+    assert bundle.meta["head"]["pooling"] == "pre_logits"
+    assert bundle.model.feature_dim == 256
