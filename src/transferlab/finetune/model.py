@@ -29,6 +29,7 @@ from ..backbones import Backbone
 from ..backbones.paths import UnitPath, build_path
 from ..backbones.units import Unit, freeze_units
 from ..errors import UserError
+from ..features.pooling import pool_features
 from ..heads.mlp import mlp_layers
 from ..heads.spec import FINETUNE_HEADS, HeadSpec, parse_head
 
@@ -143,21 +144,6 @@ def _pooled_head(net: nn.Module, pooling: str, prefix_tokens: int, x: torch.Tens
     """The head input ``pooling`` names from the last feature map, then (unless ``pre_logits``) the classifier."""
     features = pool_features(x, pooling, prefix_tokens, type(net).__name__)
     return features if pre_logits else net.get_classifier()(features)
-
-
-def pool_features(x: torch.Tensor, pooling: str, prefix_tokens: int = 0, model: str = "the model") -> torch.Tensor:
-    """A feature map (B, C, H, W), or a ViT's tokens (B, N, D), as vectors: pooled, flattened or the class token."""
-    if x.ndim == 3:
-        if pooling == "token":
-            if not prefix_tokens:
-                raise UserError(f"pooling 'token' takes a ViT's class token; {model} has none: use avg, max or flatten")
-            return x[:, 0]
-        x = x[:, prefix_tokens:]
-        return x.mean(1) if pooling == "avg" else x.amax(1) if pooling == "max" else x.flatten(1)
-    if x.ndim != 4 or pooling == "token":
-        raise UserError(f"pooling {pooling!r} does not apply to {model}'s features of shape {tuple(x.shape)}: "
-                        "use pre_logits")
-    return x.mean((2, 3)) if pooling == "avg" else x.amax((2, 3)) if pooling == "max" else x.flatten(1)
 
 
 def drop_neck(net: nn.Module, input_size: tuple[int, int, int]) -> torch.Tensor:

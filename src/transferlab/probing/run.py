@@ -18,6 +18,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from ..backbones import load_backbone
+from ..backbones.units import check_layer
 from ..data import DatasetSplits, Sample, load_dataset
 from ..engine.runtime import Runtime
 from ..errors import UserError
@@ -71,6 +72,8 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
                tracker: Tracker) -> ProbeResult | None:
     if not runtime.is_main:
         progress = None
+    if config.temperature is None:  # a misspelt layer fails before data and weights load
+        check_layer(config.backbone, config.layer, config.image_size)
     needs_validation = parse_head(config.head).kind in TRAINED_HEADS
     splits, parts = probe_parts(config)
     if config.temperature is not None:
