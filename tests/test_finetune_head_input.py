@@ -89,7 +89,8 @@ def test_a_model_saved_in_bundle_format_2_loads_with_its_head_where_it_was(two_c
     run_finetune(config)
     meta_path = tmp_path / "m" / "transferlab.json"
     meta = json.loads(meta_path.read_text())
-    meta_path.write_text(json.dumps({**meta, "format": "transferlab-bundle/2", "head": {**meta["head"], "pooling": "avg"}}))
+    old = {**meta, "format": "transferlab-bundle/2", "head": {**meta["head"], "pooling": "avg"}}
+    meta_path.write_text(json.dumps(old))
 
     bundle = load_bundle(tmp_path / "m")
     assert bundle.meta["head"]["pooling"] == "pre_logits"

@@ -22,6 +22,7 @@ from ..engine.loop import predict
 from ..engine.runtime import CPU, Runtime
 from ..errors import UserError
 from ..data.memory import content_digest
+from ..timing import Phases
 from .cache import FeatureCache
 from .pooling import pool_features
 
@@ -41,6 +42,13 @@ class FeatureSet:
     seconds: float = 0.0
     computed: int = 0  # images run through the backbone
     from_cache: int = 0
+    cache_seconds: float = 0.0  # looking images up in the feature cache and reading their features
+    decode_seconds: float = 0.0  # waiting for decoded batches
+
+    @property
+    def forward_seconds(self) -> float:
+        """The frozen forward pass (and writing its features to the cache): the rest of ``seconds``."""
+        return self.seconds - self.cache_seconds - self.decode_seconds
 
     @property
     def images_per_second(self) -> float:
@@ -193,6 +201,8 @@ class FeatureExtractor:
             seconds=time.perf_counter() - start,
             computed=sum(part[2] for part in parts),
             from_cache=sum(part[3] for part in parts),
+            cache_seconds=local.cache_seconds,  # this process's: the slices ran side by side
+            decode_seconds=local.decode_seconds,
         )
 
     def _extract(self, paths: Sequence[Path], progress: ProgressHook | None) -> FeatureSet:
@@ -214,13 +224,15 @@ class FeatureExtractor:
             else:
                 matrix[i], filled[i] = cached, True
         from_cache = total - len(missing)
+        cache_seconds = time.perf_counter() - start
+        waits = Phases()
         done = from_cache
         if progress:
             progress(done, total)
         unreadable: list[int] = []
         batches = image_batches([paths[i] for i in missing], self.transform, self.batch_size, self.num_workers,
                                 self.runtime.pin_memory, self.runtime.device)
-        for batch, out in predict(self.model, self.forward, batches, self.runtime):
+        for batch, out in predict(self.model, self.forward, waits.waiting(batches, "train_decode"), self.runtime):
             unreadable.extend(missing[j] for j in batch.unreadable)
             if out is not None:
                 for j, vector in zip(batch.indices, out.numpy()):
@@ -241,6 +253,8 @@ class FeatureExtractor:
             seconds=time.perf_counter() - start,
             computed=len(missing) - len(unreadable),
             from_cache=from_cache,
+            cache_seconds=cache_seconds,
+            decode_seconds=waits.seconds.get("train_decode", 0.0),
         )
 
 
