@@ -79,10 +79,8 @@ def phase_sum(phases: dict[str, float], group: tuple[str, ...]) -> float | None:
     return sum(values) if values else None
 
 
-def seconds_text(seconds: float) -> str:
-    return f"{seconds:.2f} s"
-
-
 def phases_text(phases: dict[str, float]) -> str:
-    """``load 1.20 s, train decode 0.80 s, ...``: a run's phases in the order they happen."""
-    return ", ".join(f"{name.replace('_', ' ')} {phases[name]:.2f} s" for name in PHASES if name in phases) or "n/a"
+    """``load 1.20 s, train decode 0.80 s, ...``: a run's phases in the order they happen (those under 5 ms
+    left out, for reading)."""
+    shown = [name for name in PHASES if name in phases and abs(phases[name]) >= 0.005]
+    return ", ".join(f"{name.replace('_', ' ')} {phases[name]:.2f} s" for name in shown) or "n/a"
