@@ -52,7 +52,7 @@ def test_feature_layers_come_from_forward_intermediates(backbone):
 
 
 def test_an_unknown_layer_names_the_ones_there_are(backbone):
-    with pytest.raises(UserError, match="use pre_logits, logits, or one of 0"):
+    with pytest.raises(UserError, match="use pre_logits, logits, a feature layer 0"):
         backbone.find_feature_layer(99)
 
 

@@ -58,7 +58,7 @@ def test_damaged_weights_are_one_user_error(saved, tmp_path, damage):
     (lambda m: m["backbone"].update(timm_name="no_such_net"), "does not have"),
     (lambda m: m["preprocessing"].update(input_size=[3, 100000, 100000]), "input_size"),
     (lambda m: m.update(format="transferlab-bundle/1"), "saved by transferlab 0.1"),
-    (lambda m: m.update(format="other"), "is not a transferlab-bundle/2"),
+    (lambda m: m.update(format="other"), "is not a transferlab-bundle/3"),
 ])
 def test_a_description_of_the_wrong_shape_is_one_user_error(saved, tmp_path, change, message):
     folder = copy_of(saved, tmp_path)

@@ -3,7 +3,6 @@ an image, one plot per axis the study swept, series that stay visible when they 
 
 from __future__ import annotations
 
-import pytest
 from PIL import Image
 
 from study_fixtures import CLASSES, finetune_result, probe_result

@@ -35,7 +35,7 @@ class RunResult:
     feature_dim: int
     inference_ms_per_image: float
     test_loss: float | None = None  # mean cross-entropy on the test images (None: the head gives no probabilities)
-    test_seconds: float | None = None  # predicting the whole test set, decoding included
+    test_seconds: float | None = None  # predicting the whole test set, decoding included (the test phases' sum)
     train_accuracy_final: float | None = None  # last epoch's (trained heads, fine-tuning), else of the fitted head
     val_accuracy_final: float | None = None  # last epoch's validation accuracy (None: no validation set used)
     confusion_matrix: list[list[int]] = field(default_factory=list)
@@ -46,6 +46,57 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     config: dict = field(default_factory=dict)
     runtime: dict = field(default_factory=dict)
+    phases: dict = field(default_factory=dict)  # wall-clock seconds per named phase (``timing``)
+
+    def phase_seconds(self) -> dict[str, float]:
+        """The run's phases; for a result stored before phases were recorded, rebuilt from its totals."""
+        return self.phases or self.legacy_phases()
+
+    def legacy_phases(self) -> dict[str, float]:
+        return {"test_other": self.test_seconds} if self.test_seconds is not None else {}
+
+    def training_total(self) -> float | None:
+        """Seconds of the whole training (the training phases' sum)."""
+        from .timing import TRAINING_PHASES, phase_sum
+
+        return phase_sum(self.phase_seconds(), TRAINING_PHASES)
+
+    def frozen_seconds(self) -> float | None:
+        """The frozen backbone's part of the training (None: the run has no frozen part)."""
+        from .timing import FROZEN_PHASES, phase_sum
+
+        return phase_sum(self.phase_seconds(), FROZEN_PHASES)
+
+    def test_total(self) -> float | None:
+        """Seconds of predicting the whole test set (the test phases' sum)."""
+        from .timing import TEST_PHASES, phase_sum
+
+        return phase_sum(self.phase_seconds(), TEST_PHASES)
+
+    def frozen_from_cache(self) -> bool:
+        """Whether the training's frozen features were all read from the feature cache."""
+        return False
+
+    def test_from_cache(self) -> bool:
+        """Whether the test images' features were all read from the feature cache (no image was run)."""
+        return False
+
+    def training_text(self) -> str:
+        """``4.17 s (frozen part 3.90 s)``, ``(frozen features from cache)``, or the total alone without a
+        frozen part."""
+        total, frozen = self.training_total(), self.frozen_seconds()
+        if total is None:
+            return "n/a"
+        if self.frozen_from_cache():
+            return f"{total:.2f} s (frozen features from cache)"
+        return f"{total:.2f} s" + (f" (frozen part {frozen:.2f} s)" if frozen is not None else "")
+
+    def test_text(self) -> str:
+        """``1.53`` seconds, or ``from cache`` when no test image ran through the backbone."""
+        total = self.test_total()
+        if total is None:
+            return "n/a"
+        return "from cache" if self.test_from_cache() else f"{total:.2f}"
 
     @property
     def runs_on(self) -> str:
@@ -85,13 +136,6 @@ class RunResult:
         """The record back from its JSON form (fields it does not know are ignored, missing ones default)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def training_text(total: float | None, cached: float | None) -> str:
-    """``4.17 s (frozen part 3.90 s)``: a run's whole training time with the part spent on frozen layers."""
-    if total is None:
-        return "n/a"
-    return f"{total:.2f} s" + (f" (frozen part {cached:.2f} s)" if cached is not None else "")
 
 
 def pair_text(first: float | None, second: float | None) -> str:

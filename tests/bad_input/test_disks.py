@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from bad_input_checks import assert_clean_success, assert_one_error, fill_disk, no_space, snapshot
+from bad_input_checks import assert_clean_success, assert_one_error, fill_disk, snapshot
 from helpers import make_class_folders
 
 from transferlab.errors import UserError

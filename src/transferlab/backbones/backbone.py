@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import UserError
 from ..storage import file_digest
 from .state_fit import load_exactly
-from .units import FeatureLayer, Unit, feature_layers, freeze_units
+from .units import FeatureLayer, Unit, feature_layers, freeze_units, module_outputs, resolve_layer
 from .names import DEFAULT_BACKBONE, FROM_SCRATCH, resolve_timm_name
 from .resolution import data_arguments, model_arguments, resample_state_dict
 from .weights import (
@@ -100,20 +100,19 @@ class Backbone:
         """Layers a probe can take features from (``forward_intermediates``), with their shapes."""
         return feature_layers(self.model, self.input_size)
 
+    @cached_property
+    def module_outputs(self) -> dict[str, tuple[int, ...]]:
+        """Every module ``forward_features`` runs, with its output shape: the layers read with a forward hook."""
+        return module_outputs(self.model, self.input_size)
+
     def find_feature_layer(self, layer: str | int) -> FeatureLayer:
-        """A feature layer by index (negative counts from the end) or by its module name."""
+        """A feature layer by index (negative counts from the end), by its feature_info name, or any module
+        ``forward_features`` runs (VGG's pool layers, e.g. ``features.23``), read by a forward hook."""
         layers = self.feature_layers
-        if not layers:
-            raise UserError(f"{self.timm_name} has no intermediate feature layers in timm "
-                            "(forward_intermediates); use its pooled features (layer pre_logits)")
-        text = str(layer)
-        if text.lstrip("-").isdigit() and -len(layers) <= int(text) < len(layers):
-            return layers[int(text)]
-        for candidate in layers:
-            if candidate.name == text:
+        for candidate in layers:  # the usual case needs no dry run of every module
+            if candidate.name == str(layer):
                 return candidate
-        names = ", ".join(f"{fl.index} ({fl.name})" for fl in layers)
-        raise UserError(f"unknown layer {layer!r} of {self.timm_name}: use pre_logits, logits, or one of {names}")
+        return resolve_layer(layer, layers, self.module_outputs, self.timm_name)
 
     def identity(self) -> dict[str, Any]:
         """Everything about the backbone that determines its features (a cache key part)."""

@@ -42,7 +42,8 @@ def finetune(as_json: bool, **options) -> None:
     require_data_folder(config.data)  # before torch loads: a typo costs no wait
     from ..finetune.run import run_finetune
     from ..options import runtime_of
-    from ..results import pair_text, print_table, to_json, training_text
+    from ..results import pair_text, print_table, to_json
+    from ..timing import phases_text
 
     runtime = runtime_of(config)  # under torchrun: joins the process group
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
@@ -70,15 +71,16 @@ def finetune(as_json: bool, **options) -> None:
         ("macro F1", result.macro_f1),
         ("epochs run", result.epochs_run),
         ("seconds per epoch", result.seconds_per_epoch),
-        ("training, total (frozen prefix)", training_text(result.training_seconds, result.prefix_cache_seconds)),
+        ("training, total (frozen prefix)", result.training_text()),
         ("final train / val accuracy", pair_text(result.train_accuracy_final, result.val_accuracy_final)),
         ("test loss", result.test_loss if result.test_loss is not None else "n/a"),
-        ("test set inference seconds", result.test_seconds if result.test_seconds is not None else "n/a"),
+        ("test set inference seconds", result.test_text()),
         ("stage 2 starts at epoch", result.stage2_start_epoch or "-"),
         ("layers (frozen at the end)", f"{result.backbone_layers} ({result.frozen_layers})"),
         ("trainable parameters", result.trainable_parameters),
         ("non-trainable parameters", result.frozen_parameters),
-        ("inference ms per image", result.inference_ms_per_image),
+        ("inference ms per image (batch of 16, warm)", result.inference_ms_per_image),
+        ("seconds by phase", phases_text(result.phase_seconds())),
         ("model saved in", result.model_path),
     ])
     for note in result.notes:

@@ -22,7 +22,9 @@ from ..engine.loop import predict
 from ..engine.runtime import CPU, Runtime
 from ..errors import UserError
 from ..data.memory import content_digest
+from ..timing import Phases
 from .cache import FeatureCache
+from .pooling import pool_features
 
 POOLINGS = ("avg", "max", "flatten", "token")
 SPECIAL_LAYERS = ("pre_logits", "logits")
@@ -40,6 +42,13 @@ class FeatureSet:
     seconds: float = 0.0
     computed: int = 0  # images run through the backbone
     from_cache: int = 0
+    cache_seconds: float = 0.0  # looking images up in the feature cache and reading their features
+    decode_seconds: float = 0.0  # waiting for decoded batches
+
+    @property
+    def forward_seconds(self) -> float:
+        """The frozen forward pass (and writing its features to the cache): the rest of ``seconds``."""
+        return self.seconds - self.cache_seconds - self.decode_seconds
 
     @property
     def images_per_second(self) -> float:
@@ -79,10 +88,16 @@ class FeatureExtractor:
         self.runtime = runtime
         self._index: int | None = None
         self._options: dict = {}
+        self._shape: tuple[int, ...] = ()
+        self._hooked: torch.nn.Module | None = None  # a module outside feature_info, read by a forward hook
         if self.layer not in SPECIAL_LAYERS:
             found = backbone.find_feature_layer(self.layer)
-            self.layer, self._index = found.name, found.index
-            self._options = self._intermediate_options()
+            self.layer, self._index, self._shape = found.name, found.index, found.shape
+            if found.index is None:
+                self._hooked = backbone.model.get_submodule(found.name)
+                self._hooked_dim = self._check_hooked_pooling()
+            else:
+                self._options = self._intermediate_options()
         self.model = runtime.prepare(backbone.model)
         self.transform = backbone.eval_transform()
         self.cache = FeatureCache(self.identity(), cache_root) if cache else None
@@ -99,8 +114,14 @@ class FeatureExtractor:
             options["return_prefix_tokens"] = True
         return options
 
+    def _check_hooked_pooling(self) -> int:
+        """The hooked module's vector size under ``pooling`` (a UserError where the pooling does not apply)."""
+        prefix = int(getattr(self.backbone.model, "num_prefix_tokens", 0) or 0)
+        blank = torch.zeros((1, *self._shape), device="meta")
+        return int(pool_features(blank, self.pooling, prefix, self.backbone.timm_name).shape[1])
+
     def identity(self) -> dict:
-        pooling = self.pooling if self._index is not None else None
+        pooling = self.pooling if self.layer not in SPECIAL_LAYERS else None
         return {**self.backbone.identity(), "layer": self.layer, "pooling": pooling,
                 "precision": {"fp32": "float32"}.get(self.runtime.precision, self.runtime.precision),
                 "decoding": decoding_identity(self.transform)}
@@ -111,7 +132,9 @@ class FeatureExtractor:
             return self.backbone.feature_dim
         if self.layer == "logits":
             return int(self.backbone.model.num_classes)
-        shape = self.backbone.feature_layers[self._index].shape
+        if self._hooked is not None:
+            return self._hooked_dim
+        shape = self._shape
         if self.pooling == "flatten":
             return int(np.prod(shape))
         return int(shape[0])
@@ -123,6 +146,8 @@ class FeatureExtractor:
             return model.forward_head(model.forward_features(x), pre_logits=True)
         if self.layer == "logits":
             return model(x)
+        if self._hooked is not None:
+            return self._hooked_forward(x)
         out = model.forward_intermediates(x, **self._options)[0]
         if self.pooling == "token":
             return out[1][:, 0]
@@ -131,6 +156,24 @@ class FeatureExtractor:
         if self.pooling == "max":
             return out.amax(dim=(2, 3))
         return out.flatten(1)
+
+    def _hooked_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The hooked module's output pooled: ``forward_features`` runs until that module has run, no further."""
+        captured: list[torch.Tensor] = []
+
+        def stop(_module, _inputs, output):
+            captured.append(output)
+            raise _LayerReached
+
+        handle = self._hooked.register_forward_hook(stop)
+        try:
+            self.model.forward_features(x)
+        except _LayerReached:
+            pass
+        finally:
+            handle.remove()
+        prefix = int(getattr(self.backbone.model, "num_prefix_tokens", 0) or 0)
+        return pool_features(captured[0], self.pooling, prefix, self.backbone.timm_name)
 
     def features(self, images: torch.Tensor) -> np.ndarray:
         """Feature vectors of a CPU batch of preprocessed images, as float32 numpy."""
@@ -158,6 +201,8 @@ class FeatureExtractor:
             seconds=time.perf_counter() - start,
             computed=sum(part[2] for part in parts),
             from_cache=sum(part[3] for part in parts),
+            cache_seconds=local.cache_seconds,  # this process's: the slices ran side by side
+            decode_seconds=local.decode_seconds,
         )
 
     def _extract(self, paths: Sequence[Path], progress: ProgressHook | None) -> FeatureSet:
@@ -179,13 +224,15 @@ class FeatureExtractor:
             else:
                 matrix[i], filled[i] = cached, True
         from_cache = total - len(missing)
+        cache_seconds = time.perf_counter() - start
+        waits = Phases()
         done = from_cache
         if progress:
             progress(done, total)
         unreadable: list[int] = []
         batches = image_batches([paths[i] for i in missing], self.transform, self.batch_size, self.num_workers,
                                 self.runtime.pin_memory, self.runtime.device)
-        for batch, out in predict(self.model, self.forward, batches, self.runtime):
+        for batch, out in predict(self.model, self.forward, waits.waiting(batches, "train_decode"), self.runtime):
             unreadable.extend(missing[j] for j in batch.unreadable)
             if out is not None:
                 for j, vector in zip(batch.indices, out.numpy()):
@@ -206,7 +253,13 @@ class FeatureExtractor:
             seconds=time.perf_counter() - start,
             computed=len(missing) - len(unreadable),
             from_cache=from_cache,
+            cache_seconds=cache_seconds,
+            decode_seconds=waits.seconds.get("train_decode", 0.0),
         )
+
+
+class _LayerReached(Exception):
+    """Raised by the hook on a probed module: the layers after it need not run."""
 
 
 def decoding_identity(transform) -> str:

@@ -38,8 +38,11 @@ from .model import TransferModel
 WEIGHTS_NAME = "model.safetensors"
 META_NAME = "transferlab.json"
 TIMM_CONFIG_NAME = "config.json"
-FORMAT = "transferlab-bundle/2"
+FORMAT = "transferlab-bundle/3"
 OLD_FORMATS = ("transferlab-bundle/1",)
+# bundle/2 named the head inputs differently: its "avg" was the model's own pre-logits features
+FORMAT2_POOLING = {"avg": "pre_logits", "flatten": "flatten"}
+HEAD_INPUTS = ("pre_logits", "avg", "max", "flatten", "token")
 MAX_META_BYTES = 16 * 1024 * 1024
 MAX_CLASSES = 100_000
 
@@ -107,6 +110,9 @@ def read_meta(folder: Path | str) -> dict[str, Any]:
         raise UserError(f"{meta_path.parent} was saved by transferlab 0.1, whose weights are not a timm state dict; "
                         "fine-tune it again with this version (the same `transferlab finetune` options give the "
                         "same model), or use transferlab 0.1 to export it to ONNX")
+    if meta.get("format") == "transferlab-bundle/2" and isinstance(meta.get("head"), dict):
+        meta["head"]["pooling"] = FORMAT2_POOLING.get(meta["head"].get("pooling"))
+        meta["format"] = FORMAT
     if meta.get("format") != FORMAT:
         raise UserError(f"{meta_path} is not a {FORMAT} bundle")
     _check_meta(meta, meta_path)
@@ -123,7 +129,7 @@ def _check_meta(meta: dict, where: Path) -> None:
     if not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES \
             or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
         raise bad(f"classes must be a list of 2 to {MAX_CLASSES} different names")
-    if not isinstance(head, dict) or not isinstance(head.get("spec"), str) or head.get("pooling") not in ("avg", "flatten") \
+    if not isinstance(head, dict) or not isinstance(head.get("spec"), str) or head.get("pooling") not in HEAD_INPUTS \
             or not isinstance(head.get("dropout"), (int, float)):
         raise bad("head must give spec, dropout and pooling")
     size = pre.get("input_size") if isinstance(pre, dict) else None

@@ -23,7 +23,10 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                                 "none from scratch; `transferlab layers NAME` lists the units).")
     head: str = option("linear", "linear (the model's own classifier, reset) or mlp:512,256.")
     dropout: float = option(0.2, "Dropout between the mlp head's hidden layers.", minimum=0.0, maximum=0.95)
-    pooling: str = option("avg", "avg (the model's own pooling) or flatten.", choices=("avg", "flatten"))
+    pooling: str = option("pre_logits", "What the new head sees: pre_logits (the model's own head input: VGG's "
+                          "fc7), or its last feature map pooled (avg, max), flattened (flatten) or a ViT's class "
+                          "token (token), the layers in between dropped (Keras' include_top=False).",
+                          choices=("pre_logits", "avg", "max", "flatten", "token"))
     optimizer: str = option("adam", "adam, adamw, sgd, rmsprop, or any optimizer name timm knows.")
     lr: float = option(1e-3, "Learning rate of the head (and of the backbone in single-stage runs).", above=0.0)
     backbone_lr: float | None = option(None, "Learning rate of the top trainable backbone unit "

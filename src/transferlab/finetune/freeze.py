@@ -200,9 +200,9 @@ def check_policy(policy: str) -> str:
     return policy
 
 
-def check_on_backbone(policy: str, backbone: str) -> list[Stage]:
-    """The stages of ``policy`` on backbone ``backbone``, checked against its units (imports torch and timm;
-    builds the model's structure only, without weights)."""
+def check_on_backbone(policy: str, backbone: str, pooling: str = "pre_logits") -> list[Stage]:
+    """The stages of ``policy`` on backbone ``backbone`` with its head on ``pooling``, checked against its units
+    (imports torch and timm; builds the model's structure only, without weights)."""
     from ..backbones.units import units_of
 
-    return plan_stages(policy, units_of(backbone), backbone)
+    return plan_stages(policy, units_of(backbone, pooling), backbone)

@@ -20,6 +20,8 @@ with fixed statistics where a plain loop reached 0.86).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -27,13 +29,14 @@ from ..backbones import Backbone
 from ..backbones.paths import UnitPath, build_path
 from ..backbones.units import Unit, freeze_units
 from ..errors import UserError
+from ..features.pooling import pool_features
 from ..heads.mlp import mlp_layers
 from ..heads.spec import FINETUNE_HEADS, HeadSpec, parse_head
 
 
 class TransferModel(nn.Module):
     def __init__(self, net: nn.Module, num_classes: int, head: HeadSpec | str = "linear", dropout: float = 0.2,
-                 pooling: str = "avg", input_size: tuple[int, int, int] | None = None):
+                 pooling: str = "pre_logits", input_size: tuple[int, int, int] | None = None):
         super().__init__()
         head = head if isinstance(head, HeadSpec) else parse_head(head, FINETUNE_HEADS)
         input_size = input_size or tuple(net.pretrained_cfg["input_size"])
@@ -47,7 +50,7 @@ class TransferModel(nn.Module):
 
     @classmethod
     def from_backbone(cls, backbone: Backbone, num_classes: int, head: HeadSpec | str = "linear",
-                      dropout: float = 0.2, pooling: str = "avg") -> "TransferModel":
+                      dropout: float = 0.2, pooling: str = "pre_logits") -> "TransferModel":
         """A model built on ``backbone.model`` itself (no copy: the backbone is not used for anything else after)."""
         return cls(backbone.model, num_classes, head, dropout, pooling, backbone.input_size)
 
@@ -107,30 +110,69 @@ class TransferModel(nn.Module):
         return trainable, frozen
 
 
+HEAD_INPUTS = ("pre_logits", "avg", "max", "flatten", "token")
+
+
 def install_head(net: nn.Module, num_classes: int, head: HeadSpec, dropout: float, pooling: str,
                  input_size: tuple[int, int, int]) -> int:
-    """Give ``net`` a new classifier for ``num_classes``; returns the dimension of its input."""
-    if pooling not in ("avg", "flatten"):
-        raise UserError(f"fine-tuning pooling must be avg or flatten, got {pooling!r}")
-    flatten = pooling == "flatten"
-    if flatten:
-        try:
-            net.reset_classifier(num_classes, global_pool="")
-            was_training = net.training
-            net.eval()
-            with torch.no_grad():
-                features = net.forward_head(net.forward_features(torch.zeros((1, *input_size))), pre_logits=True)
-            net.train(was_training)
-        except Exception:
-            raise UserError(f"flatten pooling does not apply to {type(net).__name__}: use --pooling avg") from None
-        dim = int(features[0].numel())
-    else:
-        net.reset_classifier(num_classes)
+    """Give ``net`` a new classifier for ``num_classes`` on the input ``pooling`` names; returns its dimension.
+
+    ``pre_logits``: what timm feeds its own classifier (VGG's fc7, 4,096-d); ``avg``, ``max``, ``flatten``,
+    ``token``: the last feature map (``forward_features``) pooled, flattened, or a ViT's class token, the
+    modules between it and the classifier (VGG's fc6/fc7, MobileNetV3's conv_head) dropped, as Keras'
+    ``include_top=False`` does. The net's own ``forward_head`` is then the pooling and the new classifier,
+    so everything that goes through timm's split (the prefix cache's path, Grad-CAM) sees the same model.
+    """
+    if pooling not in HEAD_INPUTS:
+        raise UserError(f"unknown fine-tuning pooling {pooling!r}: use one of {', '.join(HEAD_INPUTS)}")
+    net.reset_classifier(num_classes)
+    if pooling == "pre_logits":
         dim = int(getattr(net, "head_hidden_size", None) or net.num_features)
-    if head.kind == "mlp" or flatten:
-        classifier = mlp_layers(dim, head.hidden, num_classes, dropout)
-        replace_classifier(net, nn.Sequential(nn.Flatten(1), *classifier) if flatten else classifier)
+        if head.kind == "mlp":
+            replace_classifier(net, mlp_layers(dim, head.hidden, num_classes, dropout))
+        return dim
+    feature_map = drop_neck(net, input_size)
+    prefix_tokens = int(getattr(net, "num_prefix_tokens", 0) or 0)
+    net.forward_head = functools.partial(_pooled_head, net, pooling, prefix_tokens)
+    dim = int(pool_features(feature_map, pooling, prefix_tokens, type(net).__name__)[0].numel())
+    replace_classifier(net, nn.Sequential(nn.Flatten(1), *mlp_layers(dim, head.hidden, num_classes, dropout)))
     return dim
+
+
+def _pooled_head(net: nn.Module, pooling: str, prefix_tokens: int, x: torch.Tensor,
+                 pre_logits: bool = False) -> torch.Tensor:
+    """The head input ``pooling`` names from the last feature map, then (unless ``pre_logits``) the classifier."""
+    features = pool_features(x, pooling, prefix_tokens, type(net).__name__)
+    return features if pre_logits else net.get_classifier()(features)
+
+
+def drop_neck(net: nn.Module, input_size: tuple[int, int, int]) -> torch.Tensor:
+    """Replace the modules between ``forward_features`` and the classifier (those ``forward_features`` never
+    calls, classifier aside) by identities, as their weights would be trained for nothing and counted;
+    returns the last feature map of one blank image."""
+    called: set[int] = set()
+    hooks = [m.register_forward_pre_hook(lambda m, _: called.add(id(m))) for m in net.modules()]
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            feature_map = net.forward_features(torch.zeros((1, *input_size), device=next(net.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        net.train(was_training)
+    classifier = net.get_classifier()
+    keep = {id(m) for m in classifier.modules()} if isinstance(classifier, nn.Module) else set()
+    dropped: list[str] = []
+    for name, module in list(net.named_modules()):
+        if not name or id(module) in called or any(name.startswith(d + ".") for d in dropped):
+            continue
+        if any(id(m) in keep for m in module.modules()) or next(module.parameters(), None) is None:
+            continue
+        parent_name, _, attribute = name.rpartition(".")
+        setattr(net.get_submodule(parent_name) if parent_name else net, attribute, nn.Identity())
+        dropped.append(name)
+    return feature_map
 
 
 def replace_classifier(net: nn.Module, module: nn.Module) -> None:

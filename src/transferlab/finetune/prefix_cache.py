@@ -26,6 +26,7 @@ from ..data import image_batches
 from ..engine.loop import predict
 from ..engine.runtime import Runtime
 from ..storage import cache_root
+from ..timing import Phases
 from .model import TransferModel
 
 MEMORY_LIMIT_BYTES = 4 * 1024**3
@@ -50,17 +51,19 @@ class PrefixOutputs:
 
 def compute_prefix_outputs(model: TransferModel, steps: int, paths: list[Path], transform: Callable, runtime: Runtime,
                            batch_size: int = 32, num_workers: int | None = None,
-                           progress: Callable[[int, int], None] | None = None) -> PrefixOutputs:
+                           progress: Callable[[int, int], None] | None = None,
+                           phases: Phases | None = None) -> PrefixOutputs:
     """Run images through the model's first ``steps`` path steps once (eval mode, no gradients).
 
     Over several processes each computes its own slice of ``paths``; the slices are then gathered, so
     every process holds every image's outputs (training shuffles all of them over the processes).
+    ``phases``: the time spent waiting for decoded images is added to its ``train_decode``.
     """
     if runtime.world_size == 1:
-        return _prefix_outputs(model, steps, paths, transform, runtime, batch_size, num_workers, progress)
+        return _prefix_outputs(model, steps, paths, transform, runtime, batch_size, num_workers, progress, phases)
     mine = runtime.shard(len(paths))
     local = _prefix_outputs(model, steps, paths[mine.start : mine.stop], transform, runtime, batch_size,
-                            num_workers, progress)
+                            num_workers, progress, phases)
     parts = runtime.gather((tuple(local.values.shape[1:]) if local.kept else None,
                             [mine.start + i for i in local.kept], [mine.start + i for i in local.unreadable]))
     shape = next((part[0] for part in parts if part[0] is not None), None)
@@ -74,13 +77,15 @@ def compute_prefix_outputs(model: TransferModel, steps: int, paths: list[Path], 
 
 def _prefix_outputs(model: TransferModel, steps: int, paths: list[Path], transform: Callable, runtime: Runtime,
                     batch_size: int, num_workers: int | None,
-                    progress: Callable[[int, int], None] | None) -> PrefixOutputs:
+                    progress: Callable[[int, int], None] | None, phases: Phases | None = None) -> PrefixOutputs:
     store: torch.Tensor | None = None
     backing: Path | None = None
     kept: list[int] = []
     unreadable: list[int] = []
     row = done = 0
     batches = image_batches(paths, transform, batch_size, num_workers, runtime.pin_memory, runtime.device)
+    if phases is not None:
+        batches = phases.waiting(batches, "train_decode")
     for batch, out in predict(model, lambda x: model.prefix(x, steps), batches, runtime):
         unreadable.extend(batch.unreadable)
         if out is not None:

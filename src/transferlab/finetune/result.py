@@ -28,3 +28,19 @@ class FinetuneResult(RunResult):
     prefix_cache_used: bool
     model_path: str
     prefix_cache_seconds: float = 0.0  # computing the frozen layers' outputs once (part of training_seconds)
+
+    def legacy_phases(self) -> dict[str, float]:
+        """Phases of a result stored before they were recorded: the prefix computed once (a frozen part only
+        when the policy froze layers), the epochs, the rest of the training, and the test set."""
+        phases = super().legacy_phases()
+        prefix = "train_frozen_forward" if self.freeze != "none" else "train_decode"  # none: decoding only
+        if self.prefix_cache_seconds:
+            phases[prefix] = self.prefix_cache_seconds
+        phases["train_network"] = self.seconds_per_epoch * self.epochs_run
+        phases["train_other"] = self.training_seconds - phases["train_network"] - self.prefix_cache_seconds
+        return phases
+
+    def frozen_seconds(self) -> float | None:
+        """The frozen layers' part: their outputs computed once (None when nothing frozen was run ahead)."""
+        phases = self.phase_seconds()
+        return super().frozen_seconds() if "train_frozen_forward" in phases else None

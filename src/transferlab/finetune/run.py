@@ -27,6 +27,7 @@ from ..errors import UserError
 from ..evaluation import inference_ms_per_image, score
 from ..options import result_fields, runtime_of
 from ..storage import FolderLock, folder_problem, text_digest
+from ..timing import TEST_PHASES, TRAINING_PHASES, Phases
 from ..tracking import Tracker, final_metrics, open_tracker
 from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
@@ -151,6 +152,7 @@ class FinetuneRun:
         self.loss_fn, self.mix = self.make_loss()
         self.unreadable: set[Path] = set()
         self.prefix_seconds = 0.0
+        self.phases = Phases()
         self.kept: DecodedInputs | None = None  # training images decoded once, when augmentation needs them
 
     def make_loss(self):
@@ -196,9 +198,14 @@ class FinetuneRun:
             steps = self.model.cacheable_steps()
             started = time.perf_counter()
             hook = (lambda d, t: self.progress(f"frozen prefix ({name})", d, t)) if self.progress else None
+            decoded = self.phases.seconds.get("train_decode", 0.0)
             outputs = compute_prefix_outputs(self.model, steps, paths, self.eval_transform, self.runtime,
-                                             c.batch_size, c.num_workers, hook)
-            self.prefix_seconds += time.perf_counter() - started
+                                             c.batch_size, c.num_workers, hook, self.phases)
+            seconds = time.perf_counter() - started
+            self.prefix_seconds += seconds
+            forward = seconds - (self.phases.seconds.get("train_decode", 0.0) - decoded)
+            # with nothing frozen ahead the "prefix" is the decoded image: no frozen forward, all decoding
+            self.phases.add("train_frozen_forward" if steps else "train_decode", forward)
             self.unreadable.update(paths[i] for i in outputs.unreadable)
             kept = torch.tensor(outputs.kept, dtype=torch.long)
             return CachedInputs(outputs.values, labels[kept], steps, release=outputs.release)
@@ -221,8 +228,9 @@ class FinetuneRun:
                     log.info("training images (about %.1f GB decoded) do not fit in memory: decoded every epoch",
                              estimate / 1e9)
                     return None
-            self.kept = DecodedInputs.decode(paths, labels, self.train_transform.keeper(), self.train_transform,
-                                             self.config.num_workers, self.runtime.pin_memory, device)
+            with self.phases.measure("train_decode"):
+                self.kept = DecodedInputs.decode(paths, labels, self.train_transform.keeper(), self.train_transform,
+                                                 self.config.num_workers, self.runtime.pin_memory, device)
             self.unreadable.update(p for p, image in zip(paths, self.kept.images) if image is None)
         return self.kept
 
@@ -257,7 +265,8 @@ class FinetuneRun:
         return None
 
     def run(self) -> FinetuneResult:
-        check_on_backbone(self.config.freeze, self.config.backbone)  # a bad freeze point: before data and weights
+        # a bad freeze point fails before data and weights load
+        check_on_backbone(self.config.freeze, self.config.backbone, self.config.pooling)
         with self.lock:
             self.check_output()
             with open_tracker(self.config, "finetune", self.log_name(), self.runtime.is_main) as self.tracker:
@@ -271,7 +280,9 @@ class FinetuneRun:
         return self.output.parent.name if folded else self.output.name
 
     def train_and_finish(self) -> FinetuneResult:
+        loading = time.perf_counter()
         self.prepare()
+        self.phases.add("load", time.perf_counter() - loading)
         c = self.config
         state = load_checkpoint(self.output, self.id) if c.resume else None
         history: list[dict] = state["history"] if state else []
@@ -341,9 +352,12 @@ class FinetuneRun:
 
     def finish(self, history: list[dict], training_seconds: float, stage2_start: int | None) -> FinetuneResult:
         c = self.config
+        phases = self.phases
+        phases.add("train_network", sum(h["seconds"] for h in history))  # every epoch's, validation included
+        phases.close(TRAINING_PHASES, training_seconds)
         test_started = time.perf_counter()
         predicted, truth, kept_paths, test_loss = self.predict_test()
-        test_seconds = time.perf_counter() - test_started
+        test_seconds = phases.close(TEST_PHASES, time.perf_counter() - test_started)
         if not truth:
             raise UserError(f"no readable test images in {self.splits.root} ({self.splits.evaluated_on})")
         last_stage = self.stages[-1]
@@ -373,14 +387,16 @@ class FinetuneRun:
             backbone_layers=len(model.units),
             frozen_layers=last_stage.frozen_units,
             feature_dim=model.feature_dim,
-            inference_ms_per_image=inference_ms_per_image(model, model, kept_paths, self.eval_transform,
-                                                          self.runtime),
+            inference_ms_per_image=inference_ms_per_image(
+                model, model, kept_paths, self.eval_transform, self.runtime,
+                key=("finetune", self.backbone.timm_name, self.backbone.input_size, c.pooling, c.head, len(classes))),
             best_epoch=restored_epoch(history, self.early_stopping),
             stage2_start_epoch=stage2_start,
             prefix_cache_used=c.prefix_cache and not c.augment,
             prefix_cache_seconds=self.prefix_seconds,
             test_loss=test_loss,
             test_seconds=test_seconds,
+            phases=dict(phases.seconds),
             train_accuracy_final=history[-1]["train_accuracy"] if history else None,
             val_accuracy_final=history[-1].get("val_accuracy") if history else None,
             model_path=str(self.output),
@@ -417,7 +433,9 @@ class FinetuneRun:
         loss_sum = 0.0
         batches = image_batches([s.path for s in samples], self.eval_transform, self.config.batch_size,
                                 self.config.num_workers, self.runtime.pin_memory, self.runtime.device)
-        for batch, logits in predict(self.model, self.model, batches, self.runtime):
+        started = time.perf_counter()
+        decoded = self.phases.seconds.get("test_decode", 0.0)
+        for batch, logits in predict(self.model, self.model, self.phases.waiting(batches, "test_decode"), self.runtime):
             unreadable.extend(samples[i].path for i in batch.unreadable)
             if logits is None:
                 continue
@@ -426,6 +444,8 @@ class FinetuneRun:
             predicted.extend(logits.argmax(1).tolist())
             truth.extend(labels.tolist())
             paths.extend(samples[i].path for i in batch.indices)
+        self.phases.add("test_predict",
+                        time.perf_counter() - started - (self.phases.seconds.get("test_decode", 0.0) - decoded))
         parts = self.runtime.gather((predicted, truth, paths, unreadable, loss_sum))
         self.unreadable.update(p for part in parts for p in part[3])
         truth = [t for part in parts for t in part[1]]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
@@ -18,16 +17,18 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from ..backbones import load_backbone
+from ..backbones.units import check_layer
 from ..data import DatasetSplits, Sample, load_dataset
 from ..engine.runtime import Runtime
 from ..errors import UserError
-from ..evaluation import inference_ms_per_image, score
+from ..evaluation import INFERENCE_BATCH, full_batch, inference_ms_per_image, per_image_ms, score
 from ..features import FeatureExtractor, FeatureSet
 from ..heads import make_head
 from ..engine.callbacks import early_stopping_of
 from ..heads.spec import takes_validation
 from ..options import result_fields, runtime_of
 from ..storage import text_digest
+from ..timing import FROZEN_PHASES, TEST_PHASES, TRAINING_PHASES, Phases, phase_sum
 from ..tracking import Tracker, final_metrics, open_tracker
 from .config import ProbeConfig
 from .result import ProbeResult
@@ -70,15 +71,17 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
                tracker: Tracker) -> ProbeResult | None:
     if not runtime.is_main:
         progress = None
+    if config.temperature is None:  # a misspelt layer fails before data and weights load
+        check_layer(config.backbone, config.layer, config.image_size)
     splits, parts = probe_parts(config)
     if config.temperature is not None:
         config = replace(config, layer="logits")
     head = probe_head(config, splits, parts["val"], runtime, tracker)
 
-    started = time.perf_counter()
-    extractor = feature_extractor(config, runtime)
+    phases = Phases()
+    with phases.measure("load"):
+        extractor = feature_extractor(config, runtime)
     backbone = extractor.backbone
-    load_seconds = time.perf_counter() - started
 
     extracted = {name: _extract(extractor, samples, name, progress) for name, samples in parts.items()}
     if not runtime.is_main:
@@ -87,15 +90,19 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
     ys = {name: _labels(parts[name], fs) for name, fs in extracted.items()}
     _check_usable(ys, splits, head)
 
+    for name, fs in extracted.items():
+        split = "test" if name == "test" else "train"
+        phases.add(f"{split}_cache_read", fs.cache_seconds)
+        phases.add(f"{split}_decode", fs.decode_seconds)
+        phases.add(f"{split}_frozen_forward", fs.forward_seconds)
     with single_threaded_blas():
-        fit_started = time.perf_counter()
-        head.fit(xs["train"], ys["train"], **({"X_val": xs["val"], "y_val": ys["val"]} if len(ys["val"]) else {}))
-        fit_seconds = time.perf_counter() - fit_started
-        predict_started = time.perf_counter()
-        predicted = head.predict(xs["test"])
-        test_seconds = extracted["test"].seconds + time.perf_counter() - predict_started
+        with phases.measure("head_fit"):
+            head.fit(xs["train"], ys["train"], **({"X_val": xs["val"], "y_val": ys["val"]} if len(ys["val"]) else {}))
+        with phases.measure("test_predict"):
+            predicted = head.predict(xs["test"])
         test_loss = _log_loss(head, xs["test"], ys["test"])
         train_accuracy = float(np.mean(head.predict(xs["train"]) == ys["train"]))
+        head_ms = per_image_ms(lambda: head.predict(full_batch(xs["test"])), INFERENCE_BATCH)
 
     test_kept = [parts["test"][i] for i in extracted["test"].kept]
     unreadable = [str(p) for fs in extracted.values() for p in fs.unreadable]
@@ -120,15 +127,15 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
         feature_dim=int(xs["train"].shape[1]),
         backbone_layers=len(backbone.units),
         backbone_parameters=backbone.backbone_parameters(),
-        backbone_load_seconds=load_seconds,
+        backbone_load_seconds=phases.seconds["load"],
         extraction_seconds=seconds,
         images_per_second=(computed + cached) / seconds if seconds > 0 else 0.0,
         features_computed=computed,
         features_from_cache=cached,
-        head_fit_seconds=fit_seconds,
-        inference_ms_per_image=inference_ms_per_image(
-            extractor.model, lambda images: _head_on(head, extractor.forward(images), config.temperature),
-            [s.path for s in test_kept], extractor.transform, runtime),
+        head_fit_seconds=phases.seconds["head_fit"],
+        inference_ms_per_image=head_ms + inference_ms_per_image(
+            extractor.model, extractor.forward, [s.path for s in test_kept], extractor.transform, runtime,
+            key=("probe", backbone.timm_name, backbone.input_size, extractor.layer, extractor.pooling)),
         unreadable_count=len(unreadable),
         unreadable_examples=unreadable[:UNREADABLE_EXAMPLES],
         temperature=config.temperature,
@@ -136,10 +143,13 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
         val_accuracy_max=max((h["val_accuracy"] for h in history), default=None),
         val_accuracy_final=history[-1]["val_accuracy"] if history else None,
         train_accuracy_final=history[-1]["train_accuracy"] if history else train_accuracy,
-        training_seconds=extracted["train"].seconds + extracted["val"].seconds + fit_seconds,
-        train_features_seconds=extracted["train"].seconds + extracted["val"].seconds,
+        training_seconds=phase_sum(phases.seconds, TRAINING_PHASES),
+        train_features_seconds=phase_sum(phases.seconds, FROZEN_PHASES),
+        train_features_from_cache=extracted["train"].from_cache + extracted["val"].from_cache,
+        test_features_from_cache=extracted["test"].from_cache,
         test_loss=test_loss,
-        test_seconds=test_seconds,
+        test_seconds=phase_sum(phases.seconds, TEST_PHASES),
+        phases=dict(phases.seconds),
         notes=splits.notes,
         config=asdict(config),
         runtime=runtime.describe(),
@@ -242,11 +252,6 @@ def _check_usable(ys: dict[str, np.ndarray], splits: DatasetSplits, head=None) -
         )
     if len(ys["test"]) == 0:
         raise UserError(f"no readable test images in {splits.root} ({splits.evaluated_on})")
-
-
-def _head_on(head, features: torch.Tensor, temperature: float | None) -> torch.Tensor:
-    """The head's predictions on a batch of backbone features (for timing the whole inference path)."""
-    return torch.as_tensor(predict_features(head, features.float().cpu().numpy(), temperature))
 
 
 def predict_features(head, features: np.ndarray, temperature: float | None) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..finetune.result import FinetuneResult
-from ..results import RunResult, pair_text, training_text
+from ..results import RunResult, pair_text
 from ..stats import interval_text
 from .records import RunRecord
 
@@ -60,17 +60,17 @@ def parameter_counts(result: RunResult) -> tuple[int | None, int | None]:
 
 
 def training_cost(result: RunResult) -> tuple[int | None, float | None, str]:
-    """(epochs, seconds per epoch, text) for fine-tuning; a probe's head fit and feature extraction."""
+    """(epochs, seconds per epoch, text) of the network's or the head's training (the frozen features are the
+    training total's frozen part, not counted here)."""
     if isinstance(result, FinetuneResult):
         epochs, per_epoch = result.epochs_run, result.seconds_per_epoch
         return epochs, per_epoch, f"{epochs} x {per_epoch:.2f} s"
     fit = result.head_fit_seconds
     history = result.history
-    features = f"features {result.extraction_seconds:.1f} s"
     if history:
         per_epoch = fit / len(history)
-        return len(history), per_epoch, f"{len(history)} x {per_epoch:.3f} s + {features}"
-    return None, None, f"fit {fit:.2f} s + {features}"
+        return len(history), per_epoch, f"{len(history)} x {per_epoch:.3f} s"
+    return None, None, f"fit {fit:.2f} s"
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -105,8 +105,7 @@ def comparison_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
             training = f"{epochs:g} x {per_epoch:.2f} s (mean)"
         elif len(group) > 1:
             fit = np.mean([r.result.head_fit_seconds for r in group])
-            features = np.mean([r.result.extraction_seconds for r in group])
-            training = f"fit {fit:.2f} s + features {features:.1f} s (mean)"
+            training = f"fit {fit:.2f} s (mean)"
         trainable, total = parameter_counts(first)
         inference = float(np.nanmean([_number(r.result.inference_ms_per_image) for r in group]))
         rows.append({
@@ -124,19 +123,27 @@ def comparison_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
 
 def totals_of(results: list[RunResult]) -> dict[str, Any]:
     """Whole training time (and its frozen part), whole-test-set inference, test loss and final train / val
-    accuracy of a group of runs (means; blank where no run of the group recorded them)."""
-    def mean(name: str) -> float | None:
-        values = [getattr(r, name, None) for r in results]
+    accuracy of a group of runs (means; blank where no run of the group recorded them). The times are sums of
+    each run's phases (``timing``); features read from the cache are said to be, not shown as a time."""
+    def mean(values: list[float | None]) -> float | None:
         values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
         return float(np.mean(values)) if values else None
 
-    frozen = mean("prefix_cache_seconds") if isinstance(results[0], FinetuneResult) else mean("train_features_seconds")
-    total, test_seconds, loss = mean("training_seconds"), mean("test_seconds"), mean("test_loss")
-    train_acc, val_acc = mean("train_accuracy_final"), mean("val_accuracy_final")
+    total, frozen = mean([r.training_total() for r in results]), mean([r.frozen_seconds() for r in results])
+    test_seconds = mean([r.test_total() for r in results])
+    loss = mean([r.test_loss for r in results])
+    train_acc, val_acc = mean([r.train_accuracy_final for r in results]), mean([r.val_accuracy_final for r in results])
+    training = f"{total:.2f} s" if total is not None else ""
+    if total is not None and all(r.frozen_from_cache() for r in results):
+        training += " (frozen features from cache)"
+    elif total is not None and frozen is not None:
+        training += f" (frozen part {frozen:.2f} s)"
+    cached_test = all(r.test_from_cache() for r in results)
     return {
         "training_seconds": total, "frozen_seconds": frozen, "test_seconds_mean": test_seconds,
-        "training_total": training_text(total, frozen) if total is not None else "",
-        "test_seconds": f"{test_seconds:.2f}" if test_seconds is not None else "",
+        "training_total": training,
+        "test_seconds": "from cache" if cached_test and test_seconds is not None
+        else f"{test_seconds:.2f}" if test_seconds is not None else "",
         "test_loss": f"{loss:.3f}" if loss is not None else "",
         "final_accuracy": pair_text(train_acc, val_acc) if train_acc is not None or val_acc is not None else "",
     }

@@ -130,6 +130,8 @@ def _method_runs(spec: StudySpec, method: MethodSpec, backbones: list[BackboneSp
                 config = _config(spec, method, config_class, settings, combo)
                 if runner == "finetune":
                     _check_freeze(spec, method, config, combo)
+                else:
+                    _check_layer(spec, method, config, combo)
                 yield PlannedRun(run_id(runner, config, fingerprint), spec.name, method.name, method.kind, runner,
                                  backbone.name, combo, config)
 
@@ -150,7 +152,19 @@ def _check_freeze(spec: StudySpec, method: MethodSpec, config: FinetuneConfig, c
     from ..finetune.run import default_policy
 
     try:
-        check_on_backbone(default_policy(config), config.backbone)
+        check_on_backbone(default_policy(config), config.backbone, config.pooling)
+    except UserError as exc:
+        raise _located(spec, method, combo, exc) from None
+
+
+def _check_layer(spec: StudySpec, method: MethodSpec, config, combo: dict) -> None:
+    """The probe's feature layer against its backbone's modules (built without weights), at ``--dry-run``."""
+    from ..backbones.units import check_layer
+
+    if config.temperature is not None:
+        return
+    try:
+        check_layer(config.backbone, config.layer, config.image_size)
     except UserError as exc:
         raise _located(spec, method, combo, exc) from None
 
