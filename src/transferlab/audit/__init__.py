@@ -1,6 +1,14 @@
-"""Auditing a dataset before training: label issues (confident learning), near-duplicates, class overlap."""
+"""Auditing a dataset before training: label issues (confident learning), near-duplicates, class overlap.
 
-from .confident import LabelIssue, find_label_issues
-from .duplicates import DuplicatePair, find_duplicates
+Names are imported on first use, so the CLI's ``audit --help`` does not load torch.
+"""
 
-__all__ = ["DuplicatePair", "LabelIssue", "find_duplicates", "find_label_issues"]
+from __future__ import annotations
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {"LabelIssue": "confident", "find_label_issues": "confident",
+            "DuplicatePair": "duplicates", "find_duplicates": "duplicates"}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
