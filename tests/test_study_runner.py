@@ -94,12 +94,12 @@ def test_user_error_in_a_run_is_recorded_as_its_message(tmp_path, monkeypatch):
     path = write_study(tmp_path, f"""
         data: data
         backbones: [{TINY_BACKBONE}]
-        methods: [{{kind: probe, layer: no_such_layer, num_workers: 0}}]
+        methods: [{{kind: probe, num_classes: 9, num_workers: 0}}]
         """)
     store = RunStore(tmp_path / "runs.sqlite")
     outcome = run_study(plan_study(load_study(path)), store)
     assert outcome.count("failed") == 1
-    assert "unknown layer 'no_such_layer'" in store.runs()[0].error
+    assert store.runs()[0].error == "--num-classes must be between 2 and 3, got 9"
 
 
 def test_cli_runs_lists_and_reports(study, tmp_path, monkeypatch):
