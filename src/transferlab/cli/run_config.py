@@ -93,7 +93,6 @@ def config_yaml(config: Any) -> str:
     import yaml
 
     from ..options import settings_id
-
     from .common import cli_fields
 
     names = ["data", *(f.name for f in cli_fields(type(config)))]  # the order of --help
