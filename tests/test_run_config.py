@@ -143,6 +143,8 @@ def test_a_real_run_from_a_config_file_trains_with_its_values_under_the_printed_
     ("data: digits\naugment: flip,spin\n", 2, "unknown augmentation 'spin'"),
     ("data: digits\nfreeze: sometimes\n", 2, "freeze"),
     ("data: digits\nkind: probe\n", 2, "kind 'probe'"),
+    ("data: digits\nsplit: 0.6,0.2,0.2\n", 2, "the option --split is written ratios: VALUE"),
+    ("data: digits\nper-class: 5\n", 2, "the option --per-class is written per_class: VALUE"),
     ("data: digits\nlr: [1\n", 3, "expected"),
 ])
 def test_a_bad_config_file_is_one_located_error_line(cli, tmp_path, text, line, fragment):

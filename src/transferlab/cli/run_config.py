@@ -58,6 +58,10 @@ def file_values(path: str, config_class: type, command: str) -> dict[str, Any]:
                                           "or leave it out")
             continue
         if key not in fields:
+            named = _flag_fields(config_class).get(str(key).lstrip("-").replace("_", "-"))
+            if named is not None:
+                raise lines.error((key,), f"unknown key {key!r} in the config file: the option --"
+                                          f"{str(key).lstrip('-').replace('_', '-')} is written {named}: VALUE")
             raise unknown_key(lines, (key,), "the config file", fields)
         result[key] = coerce(item, fields[key], lines, (key,), key)
         if result[key] is None:
@@ -67,6 +71,15 @@ def file_values(path: str, config_class: type, command: str) -> dict[str, Any]:
         except UserError as exc:
             raise lines.error((key,), str(exc)) from None
     return result
+
+
+def _flag_fields(config_class: type) -> dict[str, str]:
+    """Each field's command-line flag (without dashes) to the field's name: ``split`` -> ``ratios``."""
+    names = {}
+    for f in dataclasses.fields(config_class):
+        flag = (f.metadata.get("flag") or "--" + f.name.replace("_", "-")).split("/")[0]
+        names[flag.lstrip("-")] = f.name
+    return names
 
 
 def merged_options(options: dict[str, Any], config_class: type, command: str) -> dict[str, Any]:
