@@ -21,7 +21,9 @@ from transferlab.probing.config import ProbeConfig
 
 CONFIGS = {"probe": ProbeConfig, "finetune": FinetuneConfig}
 # options of the commands that are not config fields (data is a field, set through the required --data)
-EXTRA_OPTIONS = {"probe": {"no_cache", "as_json", "predictions", "help"}, "finetune": {"as_json", "help"}}
+CONFIG_FILE_OPTIONS = {"config_file", "print_config"}  # --config and --print-config: tests/test_run_config.py
+EXTRA_OPTIONS = {"probe": {"no_cache", "as_json", "predictions", "help", *CONFIG_FILE_OPTIONS},
+                 "finetune": {"as_json", "help", *CONFIG_FILE_OPTIONS}}
 
 
 def field_default(field: dataclasses.Field):
@@ -113,7 +115,7 @@ def test_every_documented_flag_parses_to_its_field():
     assert parsed("finetune", "--freeze-bn")["train_bn"] is False
     assert parsed("finetune")["train_bn"] is None
 
-    config = FinetuneConfig(**{k: v for k, v in tune.items() if k != "as_json"})
+    config = FinetuneConfig(**{k: v for k, v in tune.items() if k not in EXTRA_OPTIONS["finetune"]})
     assert config.layer_decay == 0.7 and config.label_smoothing == 0.1
 
 

@@ -55,6 +55,16 @@ def result_fields(config: Any) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
 
 
+def settings_id(config: Any) -> str:
+    """16 hex digits naming the settings that decide a run's result (the default output folder's and log run's
+    suffix): equal configs, however given (flags, ``--config`` file, Python), have equal ids."""
+    import json
+
+    from .storage import text_digest
+
+    return text_digest(json.dumps(result_fields(config), sort_keys=True, default=str))[:16]
+
+
 def check_types(config: Any, also: dict[str, tuple[type, ...]] | None = None) -> None:
     """Every field of the declared type (``bool`` is not an integer; an integer is a number), or one UserError
     naming the field and what it takes: the Python API's door, as click's types are the command line's.
@@ -216,7 +226,8 @@ class RuntimeOptions:
 
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps (auto: a GPU when there is one).",
                          speed_only=True)
-    precision: str = option("auto", "auto, fp32, bf16 or fp16 (auto: bf16/fp16 on a GPU, fp32 on a CPU).",
+    precision: str = option("auto", "auto, fp32, bf16 or fp16 (auto: on CUDA bf16 where supported, else fp16; on a CPU "
+                            "bf16 where it computes bf16 natively, else fp32; fp32 on MPS).",
                             choices=("auto", "fp32", "bf16", "fp16"))
     compile: bool = option(False, "torch.compile the model (pays off on long runs: compiling takes seconds to "
                            "minutes).", speed_only=True)

@@ -13,6 +13,7 @@ import click
 from ..finetune.config import FinetuneConfig
 from ..options import RuntimeOptions
 from .common import config_from, config_options, print_folds, stage_progress
+from .run_config import config_file_options, config_yaml, merged_options, require_data
 
 # --device, --precision and --batch-size of the commands that use a saved model
 runtime_options = config_options(RuntimeOptions, exclude=("num_workers",))
@@ -31,14 +32,21 @@ def _epoch_line(record: dict) -> str:
 
 
 @click.command()
-@click.option("--data", "-d", required=True, help=FinetuneConfig.__dataclass_fields__["data"].metadata["help"])
+@click.option("--data", "-d", help=FinetuneConfig.__dataclass_fields__["data"].metadata["help"] + " Required, "
+              "here or in --config.")
 @config_options(FinetuneConfig, short={"backbone": "-b", "output": "-o"})
 @click.option("--json", "as_json", is_flag=True, help="Print the result (with history) as JSON.")
-def finetune(as_json: bool, **options) -> None:
+@config_file_options
+def finetune(as_json: bool, print_config: bool, **options) -> None:
     """Fine-tune a pretrained backbone with a new head, layers frozen by policy."""
     from ..data.builtin import require_data_folder
 
+    options = merged_options(options, FinetuneConfig, "finetune")
+    require_data(options)
     config = config_from(FinetuneConfig, options)
+    if print_config:
+        click.echo(config_yaml(config), nl=False)
+        return
     require_data_folder(config.data)  # before torch loads: a typo costs no wait
     from ..finetune.run import run_finetune
     from ..options import runtime_of

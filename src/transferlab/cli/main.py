@@ -22,6 +22,7 @@ from ..backbones.names import DEFAULT_BACKBONE
 from ..errors import UserError
 from ..probing.config import ProbeConfig
 from .common import config_from, config_options, log, print_folds, setup_logging, stage_progress, stderr
+from .run_config import config_file_options, config_yaml, merged_options, require_data
 from .finetune import COMMANDS as FINETUNE_COMMANDS
 from .rank import COMMANDS as RANK_COMMANDS
 from .study import COMMANDS as STUDY_COMMANDS
@@ -48,16 +49,23 @@ for _command in (*FINETUNE_COMMANDS, *STUDY_COMMANDS, *RANK_COMMANDS):
 
 
 @main.command()
-@click.option("--data", "-d", required=True, help=ProbeConfig.__dataclass_fields__["data"].metadata["help"])
+@click.option("--data", "-d", help=ProbeConfig.__dataclass_fields__["data"].metadata["help"] + " Required, here or "
+              "in --config.")
 @config_options(ProbeConfig, short={"backbone": "-b"})
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--predictions", is_flag=True, help="With --json: include every test image's prediction.")
-def probe(no_cache: bool, as_json: bool, predictions: bool, **options) -> None:
+@config_file_options
+def probe(no_cache: bool, as_json: bool, predictions: bool, print_config: bool, **options) -> None:
     """Frozen-backbone features + a head, evaluated on held-out images."""
     from ..data.builtin import require_data_folder
 
-    config = config_from(ProbeConfig, options, cache=not no_cache)
+    options = merged_options(options, ProbeConfig, "probe")
+    require_data(options)
+    config = config_from(ProbeConfig, options, **({"cache": False} if no_cache else {}))
+    if print_config:
+        click.echo(config_yaml(config), nl=False)
+        return
     require_data_folder(config.data)  # before torch loads: a typo costs no wait
     from ..probing.run import run_probe
     from ..results import print_table, to_json

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
@@ -25,8 +24,8 @@ from ..engine.loop import fit, predict
 from ..engine.runtime import Runtime
 from ..errors import UserError
 from ..evaluation import inference_ms_per_image, score
-from ..options import result_fields, runtime_of
-from ..storage import FolderLock, folder_problem, text_digest
+from ..options import runtime_of, settings_id
+from ..storage import FolderLock, folder_problem
 from ..timing import TEST_PHASES, TRAINING_PHASES, Phases
 from ..tracking import Tracker, final_metrics, open_tracker
 from .augment import BatchMix, train_transform
@@ -68,7 +67,7 @@ def recipe_text(config: FinetuneConfig) -> str:
 
 def config_id(config: FinetuneConfig) -> str:
     """Identity of the settings that determine the result (not how fast it runs or where it is saved)."""
-    return text_digest(json.dumps(result_fields(config), sort_keys=True, default=str))[:16]
+    return settings_id(config)
 
 
 def default_output(config: FinetuneConfig) -> Path:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -26,8 +25,7 @@ from ..features import FeatureExtractor, FeatureSet
 from ..heads import make_head
 from ..engine.callbacks import early_stopping_of
 from ..heads.spec import takes_validation
-from ..options import result_fields, runtime_of
-from ..storage import text_digest
+from ..options import runtime_of, settings_id
 from ..timing import FROZEN_PHASES, TEST_PHASES, TRAINING_PHASES, Phases, phase_sum
 from ..tracking import Tracker, final_metrics, open_tracker
 from .config import ProbeConfig
@@ -63,7 +61,7 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None,
 
 def probe_run_name(config: ProbeConfig) -> str:
     """``backbone-head-<settings id>``: the probe's default run name in the logs."""
-    digest = text_digest(json.dumps(result_fields(config), sort_keys=True, default=str))[:16]
+    digest = settings_id(config)
     return f"{config.backbone.replace('/', '_')}-{config.head.replace(':', '')}-{digest}"
 
 

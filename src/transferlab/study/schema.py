@@ -62,6 +62,8 @@ def _coerce(value: Any, annotation: Any) -> Any:
                     return result
         return _INVALID
     if origin in (list, tuple):
+        if isinstance(value, str):  # the command line's comma form: "flip,rotate", "0.7,0.15,0.15"
+            value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, list):
             return _INVALID
         args = typing.get_args(annotation)
