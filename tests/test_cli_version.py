@@ -29,6 +29,7 @@ def test_the_completion_script_is_produced(shell, marker):
 
 
 def test_completion_completes_a_command_name():
-    result = run_cli(env={"_TRANSFERLAB_COMPLETE": "bash_complete", "COMP_WORDS": "transferlab fine", "COMP_CWORD": "1"})
+    result = run_cli(env={"_TRANSFERLAB_COMPLETE": "bash_complete", "COMP_WORDS": "transferlab fine",
+                          "COMP_CWORD": "1"})
     assert result.returncode == 0, result.stderr
     assert "plain,finetune" in result.stdout.split()

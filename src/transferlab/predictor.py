@@ -75,7 +75,7 @@ class Predictor:
         (a class name or index; default: the predicted class) in one image, as ``predict --gradcam`` draws it."""
         from .finetune.gradcam import grad_cam
 
-        index, tensor = ImageFiles([_image_item(image, 0)], self.bundle.transform())[0]
+        _, tensor = ImageFiles([_image_item(image, 0)], self.bundle.transform())[0]
         if tensor is None:
             raise UserError(f"cannot read the image {image}")
         if label is None:
