@@ -68,3 +68,18 @@ sweep:
     again = transferlab.run_study_file(study, store=tmp_path / "runs.sqlite", progress=False)
     assert again.count("skipped") == 2
     assert not bars(capsys.readouterr().err, "study runs")
+
+
+def test_a_study_from_python_runs_into_the_store_its_file_names(data, tmp_path, monkeypatch):
+    monkeypatch.delenv("TRANSFERLAB_STORE", raising=False)
+    study = tmp_path / "studies" / "named.yaml"
+    study.parent.mkdir()
+    study.write_text(f"""name: named
+data: {data}
+store: stores/named.sqlite
+backbones: [test_efficientnet]
+methods:
+  - {{name: logreg, kind: probe, head: logreg, random_init: true, image_size: 32, batch_size: 4, num_workers: 0}}
+""")
+    assert transferlab.run_study_file(study, progress=False).count("done") == 1
+    assert (tmp_path / "studies" / "stores" / "named.sqlite").is_file()  # beside the study file, as `study run` puts it
