@@ -38,7 +38,12 @@ class Prediction:
 
 
 class Predictor:
-    """A fine-tuned model folder (``transferlab finetune``'s output) ready to classify images."""
+    """A fine-tuned model folder (``transferlab finetune``'s output) ready to classify images::
+
+        from transferlab import Predictor
+        model = Predictor.load("ants-bees")                 # the folder finetune saved
+        print(model.predict("val/bees/1032546534_06907fe3b3.jpg"))   # bees 0.675, ants 0.325
+    """
 
     def __init__(self, bundle: Bundle, runtime: Runtime, top_k: int = 3, batch_size: int = 32):
         self.bundle = bundle
