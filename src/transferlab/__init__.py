@@ -27,7 +27,10 @@ _EXPORTS = {
     "TransferModel": "finetune",
     "run_finetune": "finetune",
     "load_bundle": "finetune",
+    "Predictor": "predictor",
+    "Prediction": "predictor",
     "tune_allocator": "allocator",
+    "run_study_file": "study",
 }
 
 # Fine-tuning is the package ``transferlab.finetune`` (``finetune.finetune(...)``, ``run_finetune``):

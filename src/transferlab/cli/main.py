@@ -18,6 +18,7 @@ import sys
 
 import click
 
+from .. import __version__
 from ..backbones.names import DEFAULT_BACKBONE
 from ..errors import UserError
 from ..probing.config import ProbeConfig
@@ -32,6 +33,7 @@ from .study import COMMANDS as STUDY_COMMANDS
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Feature and dataset cache (default: $XDG_CACHE_HOME/transferlab).")
 @click.option("--verbose", "-v", count=True, help="Diagnostics on stderr: -v for INFO, -vv for DEBUG.")
+@click.version_option(__version__, "--version", "-V", prog_name="transferlab", message="%(prog)s %(version)s")
 def main(cache_dir: str | None, verbose: int) -> None:
     """Transfer learning for image classification: probe, fine-tune, compare."""
     from ..allocator import tune_allocator
@@ -244,7 +246,7 @@ def _reports_errors() -> bool:
 def run() -> None:
     """Entry point: one clear line and exit code 2 for bad input, never a traceback."""
     try:
-        main.main(standalone_mode=False)
+        main.main(prog_name="transferlab", standalone_mode=False)  # also under `python -m`: one completion var
     except UserError as exc:
         if _reports_errors():
             stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)

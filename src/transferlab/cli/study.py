@@ -24,13 +24,9 @@ def open_store(store: str | None, spec=None, reading: bool = False, maintaining:
     """The run store named by ``--store``, the environment or the study. Only ``study run`` creates one: a
     reading command opens it read-only, a maintenance one (``runs --release-stale``) writable, and neither
     makes a store that is not there."""
-    import os
+    from ..study.store import RunStore, study_store_location
 
-    from ..study.store import STORE_ENV, RunStore
-
-    if store is None and not os.environ.get(STORE_ENV) and spec is not None and spec.store:
-        store = str(spec.relative(spec.store)) if "://" not in spec.store else spec.store
-    return RunStore(store, create=not (reading or maintaining), read_only=reading)
+    return RunStore(study_store_location(store, spec), create=not (reading or maintaining), read_only=reading)
 
 
 def _duration(seconds: float | None) -> str:

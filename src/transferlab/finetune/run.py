@@ -35,10 +35,10 @@ from .freeze import Stage, check_on_backbone, plan_stages
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
+from ..progress_bars import StageProgress, stage_bars
 from .recipes import recipe_of, with_recipe
 from .result import FinetuneResult
 
-StageProgress = Callable[[str, int, int], None]
 EpochCallback = Callable[[dict], None]
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,18 @@ def default_output(config: FinetuneConfig) -> Path:
     return Path("runs") / f"{name}-{default_policy(config).replace(':', '')}-{config_id(config)}"
 
 
-def finetune(data: str | Path = "digits", progress: StageProgress | None = None, on_epoch: EpochCallback | None = None,
+def finetune(data: str | Path = "digits", progress: bool | StageProgress = True, on_epoch: EpochCallback | None = None,
              **options) -> FinetuneResult:
-    """Fine-tune a backbone with a new head on an image folder. Options: see ``FinetuneConfig``."""
+    """Fine-tune a backbone with a new head on an image folder. Options: see ``FinetuneConfig``.
+
+    ``progress``: a progress bar per stage and epoch on stderr (a widget in a notebook); False for none, or
+    your own ``(stage, done, total)`` function."""
     try:
         config = FinetuneConfig(data=str(data), **options)
     except TypeError as exc:
         raise UserError(str(exc).replace("FinetuneConfig.__init__()", "finetune()")) from None
-    return run_finetune(config, progress, on_epoch)
+    with stage_bars(progress) as hook:
+        return run_finetune(config, hook, on_epoch)
 
 
 def run_finetune(config: FinetuneConfig, progress: StageProgress | None = None, on_epoch: EpochCallback | None = None,

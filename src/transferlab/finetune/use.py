@@ -38,6 +38,22 @@ def _on(bundle: Bundle, runtime: Runtime) -> Bundle:
     return bundle
 
 
+def class_probabilities(bundle: Bundle, items: list, batch_size: int = 32,
+                        runtime: Runtime = CPU) -> list:
+    """Each item's class probabilities (a float32 tensor over ``bundle.classes``), None for an unreadable file.
+
+    ``items``: image files or in-memory images (``MemoryImage``), through the bundle's own preprocessing and the
+    engine's ``predict``, as ``transferlab predict`` classifies them."""
+    probabilities: list = [None] * len(items)
+    batches = image_batches(items, bundle.transform(), batch_size, None, runtime.pin_memory, runtime.device)
+    for batch, logits in predict(bundle.model, bundle.model, batches, runtime):
+        if logits is None:
+            continue
+        for i, row in zip(batch.indices, logits.softmax(dim=1)):
+            probabilities[i] = row
+    return probabilities
+
+
 def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32,
                    runtime: Runtime = CPU, gradcam: str | Path | None = None) -> list[dict]:
     """Top-k classes per image; unreadable files are listed with an error instead.
@@ -47,27 +63,25 @@ def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: 
     bundle = _on(model if isinstance(model, Bundle) else load_bundle(model), runtime)
     files = image_files(inputs)
     k = max(1, min(top_k, len(bundle.classes)))
-    results: list[dict | None] = [None] * len(files)
-    batches = image_batches(files, bundle.transform(), batch_size, None, runtime.pin_memory, runtime.device)
-    for batch, logits in predict(bundle.model, bundle.model, batches, runtime):
-        for i in batch.unreadable:
-            results[i] = {"image": str(files[i]), "error": "unreadable image"}
-        if logits is None:
+    results: list[dict] = []
+    for path, probabilities in zip(files, class_probabilities(bundle, files, batch_size, runtime)):
+        if probabilities is None:
+            results.append({"image": str(path), "error": "unreadable image"})
             continue
-        top = logits.softmax(dim=1).topk(k, dim=1)
-        for i, values, indices in zip(batch.indices, top.values, top.indices):
-            results[i] = {
-                "image": str(files[i]),
-                "top": [{"label": bundle.classes[int(c)], "probability": round(float(p), 4)} for p, c in zip(values, indices)],
-            }
+        top = probabilities.topk(k)
+        results.append({
+            "image": str(path),
+            "top": [{"label": bundle.classes[int(c)], "probability": round(float(p), 4)}
+                    for p, c in zip(top.values, top.indices)],
+        })
     if gradcam is not None:
         from .gradcam import write_gradcams
 
-        tops = [bundle.classes.index(r["top"][0]["label"]) if r and "top" in r else None for r in results]
+        tops = [bundle.classes.index(r["top"][0]["label"]) if "top" in r else None for r in results]
         for r, path in zip(results, write_gradcams(bundle, files, tops, Path(gradcam).expanduser())):
-            if r is not None and path is not None:
+            if path is not None:
                 r["gradcam"] = str(path)
-    return [r for r in results if r is not None]
+    return results
 
 
 def evaluation_samples(root: Path) -> tuple[Path, list[str], list]:

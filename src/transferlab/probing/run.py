@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -27,23 +26,27 @@ from ..engine.callbacks import early_stopping_of
 from ..heads.spec import takes_validation
 from ..options import runtime_of, settings_id
 from ..timing import FROZEN_PHASES, TEST_PHASES, TRAINING_PHASES, Phases, phase_sum
+from ..progress_bars import StageProgress, stage_bars
 from ..tracking import Tracker, final_metrics, open_tracker
 from .config import ProbeConfig
 from .result import ProbeResult
 
-StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
 UNREADABLE_EXAMPLES = 5
 log = logging.getLogger(__name__)
 
 
-def probe(data: str | Path = "digits", progress: StageProgress | None = None, **options) -> ProbeResult:
-    """Extract features with a frozen backbone, fit a head, evaluate. Options: see ``ProbeConfig``."""
+def probe(data: str | Path = "digits", progress: bool | StageProgress = True, **options) -> ProbeResult:
+    """Extract features with a frozen backbone, fit a head, evaluate. Options: see ``ProbeConfig``.
+
+    ``progress``: a progress bar per stage on stderr (a widget in a notebook); False for none, or your own
+    ``(stage, done, total)`` function."""
     try:
         config = ProbeConfig(data=str(data), **options)
     except TypeError as exc:
         raise UserError(str(exc).replace("ProbeConfig.__init__()", "probe()")) from None
-    return run_probe(config, progress)
+    with stage_bars(progress) as hook:
+        return run_probe(config, hook)
 
 
 def run_probe(config: ProbeConfig, progress: StageProgress | None = None,

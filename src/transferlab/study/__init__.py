@@ -14,6 +14,7 @@ _EXPORTS = {
     "RunOutcome": "runner",
     "StudyOutcome": "runner",
     "run_study": "runner",
+    "run_study_file": "runner",
     "StudySpec": "spec",
     "load_study": "spec",
     "parse_study": "spec",

@@ -26,9 +26,9 @@ from ..errors import UserError
 from ..results import RunResult
 from .environment import environment
 from .plan import PlannedRun, StudyPlan
+from ..progress_bars import StageProgress, stage_bars
 from .store import RunStore
 
-StageProgress = Callable[[str, int, int], None]
 MODELS_FOLDER = "transferlab-models"
 STUDY_STAGE = "study runs"
 
@@ -96,6 +96,24 @@ def execute(run: PlannedRun, models_dir: Path, progress: StageProgress | None) -
 
     config = replace(logged_as(run), output=str(models_dir / run.run_id), resume=True)
     return run_finetune(config, progress)
+
+
+def run_study_file(study_file: str | Path, data: str | Path | None = None, store: str | Path | None = None,
+                   progress: bool | StageProgress = True) -> StudyOutcome:
+    """``transferlab study run STUDY_FILE`` from Python: every run of the study not yet done in its store.
+
+    ``data`` replaces the study's ``data:``; ``store`` its store (as ``--store``); ``progress``: a bar for the
+    runs and one for each run's stages on stderr (a widget in a notebook), False for none, or your own
+    ``(stage, done, total)`` function. A failed run is in the outcome's ``failed``, as the command lists it."""
+    from .plan import plan_study
+    from .spec import load_study
+    from .store import study_store_location
+
+    spec = load_study(study_file)
+    plan = plan_study(spec, None if data is None else str(data))
+    with RunStore(study_store_location(None if store is None else str(store), spec)) as runs, \
+            stage_bars(progress) as hook:
+        return run_study(plan, runs, hook)
 
 
 def logged_as(run: PlannedRun):

@@ -121,6 +121,14 @@ RUN_ROW_FIELDS = {f.name for f in dataclasses.fields(RunRow)}
 JSON_COLUMNS = ("axes", "config", "environment")
 
 
+def study_store_location(store: str | None, spec=None) -> str | None:
+    """The store a study runs into: ``store`` if given, else the environment's, else the study file's ``store:``
+    (relative to the file), else None (the default store)."""
+    if store is None and not os.environ.get(STORE_ENV) and spec is not None and spec.store:
+        return str(spec.relative(spec.store)) if "://" not in spec.store else spec.store
+    return store
+
+
 class RunStore:
     """One store, whatever the database; ``create=False`` for reading commands (never makes a store)."""
 
