@@ -70,7 +70,8 @@ def help_of(command: str, name: str) -> str:
 def test_the_prose_defaults_are_what_the_code_does():
     from transferlab.data.loading import default_workers
     from transferlab.engine.callbacks import DEFAULT_PATIENCE
-    from transferlab.finetune.run import STAGE2_LR_DIVISOR, default_policy
+    from transferlab.finetune.recipes import RECIPES
+    from transferlab.finetune.run import default_policy
     from transferlab.heads import make_head
     from transferlab.heads.spec import HEAD_WEIGHT_DECAY
 
@@ -82,8 +83,13 @@ def test_the_prose_defaults_are_what_the_code_does():
     assert decay["linear"] == decay["mlp"]
     said = re.search(r"default ([\d.e-]+), softmax ([\d.e-]+)\)", help_of("probe", "head_weight_decay"))
     assert said and (float(said[1]), float(said[2])) == (decay["mlp"], decay["softmax"])
-    assert f"--lr / {STAGE2_LR_DIVISOR}" in help_of("finetune", "stage2_lr")
-    assert f"default: {default_policy(FinetuneConfig(data='x'))};" in help_of("finetune", "freeze")
+    ratios = {name: round(1 / recipe.stage2_lr_ratio) for name, recipe in RECIPES.items()}
+    assert ratios["fast"] == ratios["best"]
+    assert (f"the recipe's: --lr / {ratios['default']}; --lr / {ratios['fast']} for fast and best"
+            in help_of("finetune", "stage2_lr"))
+    policies = {name: default_policy(FinetuneConfig(data="x", recipe=name)) for name in RECIPES}
+    assert (f"default: the recipe's: {policies['default']}, {policies['fast']} for fast, {policies['best']} for best;"
+            in help_of("finetune", "freeze"))
     assert default_policy(FinetuneConfig(data="x", backbone="small-cnn")) == "none"
     assert "none from scratch" in help_of("finetune", "freeze")
     import os

@@ -6,16 +6,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
+from ..progress_bars import StageProgress
 from ..rank.config import AuditConfig
 from .confident import LabelIssue, find_label_issues
 from .duplicates import DuplicatePair, find_duplicates
-
-StageProgress = Callable[[str, int, int], None]
 
 
 @dataclass

@@ -11,16 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
+from ..progress_bars import StageProgress
 from .config import RankConfig
 from .scores import leep, logme, nce
 
 log = logging.getLogger(__name__)
-StageProgress = Callable[[str, int, int], None]
 SCORES = ("logme", "leep", "nce", "knn_accuracy", "logreg_accuracy")
 
 
