@@ -25,6 +25,7 @@ from ..engine.runtime import Runtime
 from ..errors import UserError
 from ..evaluation import inference_ms_per_image, score
 from ..options import runtime_of, settings_id
+from ..progress_bars import StageProgress, stage_bars
 from ..storage import FolderLock, folder_problem
 from ..timing import TEST_PHASES, TRAINING_PHASES, Phases
 from ..tracking import Tracker, final_metrics, open_tracker
@@ -35,7 +36,6 @@ from .freeze import Stage, check_on_backbone, plan_stages
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
-from ..progress_bars import StageProgress, stage_bars
 from .recipes import recipe_of, with_recipe
 from .result import FinetuneResult
 

@@ -25,8 +25,8 @@ from ..heads import make_head
 from ..engine.callbacks import early_stopping_of
 from ..heads.spec import takes_validation
 from ..options import runtime_of, settings_id
-from ..timing import FROZEN_PHASES, TEST_PHASES, TRAINING_PHASES, Phases, phase_sum
 from ..progress_bars import StageProgress, stage_bars
+from ..timing import FROZEN_PHASES, TEST_PHASES, TRAINING_PHASES, Phases, phase_sum
 from ..tracking import Tracker, final_metrics, open_tracker
 from .config import ProbeConfig
 from .result import ProbeResult
