@@ -61,7 +61,8 @@ def resolved(config: FinetuneConfig) -> FinetuneConfig:
 def recipe_text(config: FinetuneConfig) -> str:
     """The recipe as results state it, with the options given explicitly over it."""
     given = [name for name in ("freeze", "epochs", "stage2_epochs", "stage2_lr", "layer_decay", "train_bn",
-                               "label_smoothing", "augment", "early_stopping") if getattr(config, name) is not None]
+                               "label_smoothing", "augment", "early_stopping", "head_init")
+             if getattr(config, name) is not None]
     text = recipe_of(config.recipe).describe()
     return f"{text}; given: {', '.join(given)}" if given else text
 
