@@ -86,6 +86,12 @@ def _folder_shards(folder: Path) -> list[Path] | None:
     return tars if tars and not any(p.is_dir() for p in children) else None
 
 
+def absolute_spec(text: str, base: Path) -> str:
+    """A shard spec with each ``::`` part's relative path read from ``base`` (a study file's folder)."""
+    parts = [Path(part).expanduser() for part in text.split("::")]
+    return "::".join(str(p if p.is_absolute() or is_url(str(p)) else (base / p).absolute()) for p in parts)
+
+
 def shard_files(spec) -> list[Path]:
     """The shard files ``spec`` names, each checked to be a file (cheap: the CLI checks before torch loads)."""
     text = str(spec)
