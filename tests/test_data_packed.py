@@ -341,3 +341,13 @@ def test_a_study_on_shards_plans_and_its_fingerprint_follows_the_shards(folder, 
     assert plan.data.startswith(str(tmp_path)) and len(plan.runs) == 1
     tar_with(copy / "test-000002.tar", {"red/extra.png": png(), "red/extra.cls": b"red"})
     assert plan_study(load_study(study)).data_fingerprint != plan.data_fingerprint
+
+
+def test_a_stored_prediction_of_a_shard_member_finds_its_picture_for_the_report(folder, shards):
+    from transferlab.report.pictures import find_picture, picture_rgb
+
+    picture = find_picture(f"{shards}/test-000000.tar#" + ShardImage.__name__)  # no such member
+    assert picture is None
+    member = load_dataset(str(shards)).test[0].path
+    found = find_picture(str(member))
+    assert found == member and picture_rgb(found).size == (32, 32)

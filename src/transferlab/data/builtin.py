@@ -66,7 +66,7 @@ def require_data_folder(data: str | Path) -> None:
     path = Path(data).expanduser()
     if path.is_file() and path.suffix.lower() in LIST_SUFFIXES or path.is_dir():
         return
-    raise wrong_kind(path, "data folder", "a folder, a .csv/.tsv list of images, .tar shards or hf:PATH")
+    raise wrong_kind(path, "data folder", "a folder or a .csv/.tsv list of images (or .tar shards, hf:PATH)")
 
 
 def resolve_data_path(data: str | Path) -> Path:

@@ -179,6 +179,16 @@ def index_shard(path: Path) -> list[tuple[str, ShardImage]]:
     return samples
 
 
+def find_member(shard: Path, member: str) -> ShardImage | None:
+    """Member ``member`` of ``shard`` (a stored prediction names it ``shard.tar#member``), None if it is not there."""
+    try:
+        with tarfile.open(shard, "r:") as tar:
+            info = tar.getmember(member)
+    except (KeyError, tarfile.TarError, OSError):
+        return None
+    return ShardImage(str(shard), member, info.offset_data, info.size) if info.isfile() else None
+
+
 def read_shard_splits(spec, ratios: tuple[float, float, float], seed: int, val_per_class: int | None,
                       test_per_class: int | None):
     """The ``DatasetSplits`` of tar shards: their own splits when their names give them, else split by ratios."""
