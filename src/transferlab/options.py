@@ -188,7 +188,9 @@ def check_ratios(ratios: tuple[float, float, float]) -> tuple[float, float, floa
 class DataOptions:
     """Which images a run uses and how a folder without given splits is split."""
 
-    data: str = option("digits", "Image folder (one sub-folder per class, or train/ val/ test/), or 'digits'.",
+    data: str = option("digits", "Image folder (one sub-folder per class, or train/ val/ test/), a .csv/.tsv list, tar "
+                       "shards ('train-{000..009}.tar', a folder of train-*/test-*.tar), hf:PATH (a Hugging Face "
+                       "dataset saved to disk or parquet), or 'digits'.",
                        cli=False)
     seed: int = option(0, "Seed of the split, the sampling and the training.", minimum=0, maximum=SEED_MAX)
     per_class: int | None = option(None, "Train on N images per class, for every method (a validation set is "

@@ -55,14 +55,18 @@ LIST_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 
 
 def require_data_folder(data: str | Path) -> None:
-    """A built-in name, an existing folder or a .csv/.tsv list, else one clear error (cheap: the CLI checks
-    before torch loads)."""
+    """A built-in name, an existing folder, a .csv/.tsv list, tar shards or ``hf:PATH``, else one clear error
+    (cheap: the CLI checks before torch loads)."""
     if str(data) in BUILTIN_DATASETS:
         return
+    from .sources import check_packed, is_packed
+
+    if is_packed(data):
+        return check_packed(data)
     path = Path(data).expanduser()
     if path.is_file() and path.suffix.lower() in LIST_SUFFIXES or path.is_dir():
         return
-    raise wrong_kind(path, "data folder", "a folder or a .csv/.tsv list of images")
+    raise wrong_kind(path, "data folder", "a folder or a .csv/.tsv list of images (or .tar shards, hf:PATH)")
 
 
 def resolve_data_path(data: str | Path) -> Path:

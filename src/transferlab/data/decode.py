@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .packed import PackedImage, encoded_bytes
 from .images import JPEG_FORMATS, UNREADABLE_ERRORS, UnreadableImage, decode_opened, reducible
 
 # (kind, encoded bytes) -> 3 x H x W tensor with EXIF orientation applied; kind is "jpeg" or "png"
@@ -30,7 +31,7 @@ FastDecoder = Callable[[str, torch.Tensor], torch.Tensor]
 _TORCHVISION_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
 
 
-def decode_rgb(path: Path | str, min_size: int | None = None) -> torch.Tensor:
+def decode_rgb(path: Path | str | PackedImage, min_size: int | None = None) -> torch.Tensor:
     """``path`` as an upright RGB uint8 tensor (3 x H x W), or ``UnreadableImage``.
 
     With ``min_size``, a JPEG whose short side is at least twice ``min_size`` is decoded
@@ -39,7 +40,7 @@ def decode_rgb(path: Path | str, min_size: int | None = None) -> torch.Tensor:
     The result may be a channels-last view (strides of an H x W x 3 array).
     """
     try:
-        data = bytearray(Path(path).read_bytes())
+        data = bytearray(encoded_bytes(path))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # as open_rgb: the bomb warning below PIL's hard limit
             # The header only: Image.open applies PIL's decompression-bomb limit before any decoding.

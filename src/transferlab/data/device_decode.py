@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from .decode import decode_rgb
 from .images import JPEG_FORMATS, UNREADABLE_ERRORS, UnreadableImage
 from .loading import Batch
+from .packed import encoded_bytes
 
 EXIF_ORIENTATION = 0x0112
 
@@ -38,7 +39,7 @@ class EncodedFiles(Dataset):
     def __getitem__(self, index: int):
         path = self.paths[index]
         try:
-            data = Path(path).read_bytes()
+            data = encoded_bytes(path)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 with Image.open(io.BytesIO(data)) as image:  # the header only: PIL's bomb limit applies

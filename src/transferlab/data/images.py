@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from .packed import openable
+
 # What PIL raises for files that are not images, truncated or otherwise broken.
 # ``Image.open`` itself refuses decompression bombs (DecompressionBombError above
 # twice ``Image.MAX_IMAGE_PIXELS``) from the header, before anything is decoded.
@@ -31,7 +33,7 @@ def open_rgb(path: Path | str, min_size: int | None = None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # palette-transparency, EXIF and bomb warnings are not the user's problem
-            with Image.open(path) as image:
+            with Image.open(openable(path)) as image:
                 return decode_opened(image, min_size)
     except UNREADABLE_ERRORS as exc:
         raise UnreadableImage(f"{path}: {exc.__class__.__name__}") from None

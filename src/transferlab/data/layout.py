@@ -35,6 +35,7 @@ from ..errors import UserError
 from ..storage import file_digest
 from .builtin import require_data_folder, resolve_data_path
 from .images import UNREADABLE_ERRORS, UnreadableImage
+from .packed import sort_name
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,13 @@ SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "valid": "va
 
 @dataclass(frozen=True)
 class Sample:
-    path: Path  # an image file, or a ``memory.MemoryImage`` (a record of a dataset file)
+    path: Path  # an image file, a ``memory.MemoryImage`` (a record of a dataset file) or a ``packed.PackedImage``
     label: int
+
+
+def sample_order(sample: Sample) -> tuple[int, str]:
+    """Samples sort by class, then by path (a packed image by its name: data packed from a folder sorts as it)."""
+    return sample.label, sort_name(sample.path)
 
 
 @dataclass(frozen=True)
@@ -100,14 +106,13 @@ def take_per_class(samples: list[Sample], count: int, seed: int, what: str,
     rng = random.Random(seed)
     taken: list[Sample] = []
     for label in sorted(by_class):
-        pool = sorted(by_class[label], key=lambda s: str(s.path))
+        pool = sorted(by_class[label], key=sample_order)
         if len(pool) <= count:
             raise UserError(f"{what}: class {classes[label]} has {len(pool)} images, too few to take {count} and keep "
                             "some for training")
         taken.extend(rng.sample(pool, count))
     chosen = set(taken)
-    order = lambda s: (s.label, str(s.path))  # noqa: E731
-    return sorted(taken, key=order), sorted((s for s in samples if s not in chosen), key=order)
+    return sorted(taken, key=sample_order), sorted((s for s in samples if s not in chosen), key=sample_order)
 
 
 def cut_per_class(samples: list[Sample], count: int | None, seed: int) -> list[Sample]:
@@ -119,8 +124,8 @@ def cut_per_class(samples: list[Sample], count: int | None, seed: int) -> list[S
         by_class[sample.label].append(sample)
     rng = random.Random(seed)
     kept = [s for label in sorted(by_class)
-            for s in rng.sample(sorted(by_class[label], key=lambda s: str(s.path)), min(count, len(by_class[label])))]
-    return sorted(kept, key=lambda s: (s.label, str(s.path)))
+            for s in rng.sample(sorted(by_class[label], key=sample_order), min(count, len(by_class[label])))]
+    return sorted(kept, key=sample_order)
 
 
 def is_candidate_file(path: Path) -> bool:
@@ -292,8 +297,13 @@ def load_splits(
     val_per_class: int | None = None,
     test_per_class: int | None = None,
 ) -> DatasetSplits:
-    """Read the folder (or built-in dataset, list file, CIFAR binary folder) and split it (or take its given
-    splits, cut to the sizes asked)."""
+    """Read the folder (or built-in dataset, list file, CIFAR binary folder, tar shards, ``hf:`` dataset) and split it
+    (or take its given splits, cut to the sizes asked)."""
+    from .sources import read_packed
+
+    packed = read_packed(root, ratios, seed, val_per_class, test_per_class)
+    if packed is not None:
+        return packed
     require_data_folder(root)
     root = resolve_data_path(root)
     from .sources import read_source
@@ -327,6 +337,38 @@ def load_splits(
     _require_two_classes(scan.classes, root, scan.dropped)
     return split_by_ratios(root, scan.classes, scan.samples, ratios, seed, _dropped_note(scan.dropped),
                            val_per_class, test_per_class)
+
+
+def named_splits(root: Path, parts: dict[str, list[tuple[str, object]]], unit: str,
+                 ratios: tuple[float, float, float], seed: int, val_per_class: int | None,
+                 test_per_class: int | None) -> DatasetSplits:
+    """Splits of images named by class (``parts``: split -> (class name, image)), as a folder's: ``train`` with
+    ``val`` and/or ``test`` are given splits; ``train`` alone is one pool split by ratios. Classes sorted by name,
+    each split's samples by class and name, so that data packed from a folder gives the folder's splits."""
+    classes = sorted({name for name, _ in parts["train"]})
+    if len(classes) < 2:
+        found = f" ({classes[0]})" if classes else ""
+        raise UserError(f"{root} needs at least two classes, found {len(classes)}{found}")
+
+    def samples(role: str) -> list[Sample]:
+        extra = sorted({name for name, _ in parts[role]} - set(classes))
+        if extra:
+            raise UserError(f"the {role} {unit} of {root} have classes that training does not have: {', '.join(extra)}")
+        return sorted((Sample(image, classes.index(name)) for name, image in parts[role]), key=sample_order)
+
+    if set(parts) == {"train"}:
+        return split_by_ratios(root, classes, samples("train"), ratios, seed, [], val_per_class, test_per_class)
+    notes = []
+    val = samples("val") if "val" in parts else None
+    if tuple(ratios) != DEFAULT_RATIOS:
+        notes.append(f"split ratios {','.join(f'{r:g}' for r in ratios)}: {root} has its own splits (only their "
+                     "validation share applies, to the images carved from train for methods that need them)")
+    if "test" in parts:
+        test, evaluated_on = samples("test"), f"test {unit}"
+    else:
+        test, val, evaluated_on = val, None, f"val {unit}"
+    splits = DatasetSplits(root, classes, samples("train"), val, test, evaluated_on, notes)
+    return cut_given_splits(splits, val_per_class, test_per_class, seed)
 
 
 def cut_given_splits(splits: DatasetSplits, val_per_class: int | None, test_per_class: int | None,
@@ -435,7 +477,7 @@ def limit_per_class(splits: DatasetSplits, per_class: int | None, seed: int = 0)
     notes = list(splits.notes)
     if short:
         notes.append(f"fewer than {per_class} training images in: {', '.join(short)}")
-    return replace(splits, train=sorted(kept, key=lambda s: (s.label, str(s.path))), notes=notes)
+    return replace(splits, train=sorted(kept, key=sample_order), notes=notes)
 
 
 def load_dataset(

@@ -53,9 +53,12 @@ class MemoryImage:
         return digest.hexdigest()
 
 
-def content_digest(item: Path | MemoryImage) -> str:
-    """The content digest that keys an image's cached features (OSError for a file that cannot be read)."""
-    if isinstance(item, MemoryImage):
+def content_digest(item) -> str:
+    """The content digest that keys an image's cached features (OSError for a file that cannot be read): a file's
+    or a packed image's encoded bytes (the same for the same picture, wherever it is stored), a record's pixels."""
+    from .packed import PackedImage
+
+    if isinstance(item, (MemoryImage, PackedImage)):
         return item.digest()
     from ..storage import file_digest
 

@@ -1,8 +1,10 @@
 """Datasets that are not class folders: which reader a ``--data`` path goes to.
 
 A .csv/.tsv file is a list of images (``listfile``); a folder of CIFAR binary batches
-is read as raw records (``cifar``), the Python CIFAR version is refused; anything else
-is a folder of class folders (``layout``).
+is read as raw records (``cifar``), the Python CIFAR version is refused; tar shards
+(``shards``: a brace pattern, a .tar, a folder of .tar files) and ``hf:PATH`` (``hfdata``)
+are indexed, their images read where they are packed; anything else is a folder of
+class folders (``layout``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,52 @@ from pathlib import Path
 
 from .cifar import binary_layout, read_cifar_splits, refuse_python_version
 from .listfile import is_list_file, read_list, read_list_splits
+
+
+def is_packed(data) -> bool:
+    """Whether ``--data`` names tar shards or a Hugging Face dataset (cheap: nothing is read)."""
+    from .hfdata import is_hf_spec
+    from .shards import is_shard_spec
+
+    return is_hf_spec(data) or is_shard_spec(data)
+
+
+def check_packed(data) -> None:
+    """Tar shards' files or a Hugging Face dataset's path checked to exist, the extra to be installed (cheap)."""
+    from .hfdata import hf_path, is_hf_spec
+    from .shards import shard_files
+
+    hf_path(data) if is_hf_spec(data) else shard_files(data)
+
+
+def read_packed(data, ratios: tuple[float, float, float], seed: int, val_per_class: int | None,
+                test_per_class: int | None):
+    """The ``DatasetSplits`` of tar shards or an ``hf:`` dataset; None for other data."""
+    from .hfdata import is_hf_spec, read_hf_splits
+    from .shards import is_shard_spec, read_shard_splits
+
+    if is_hf_spec(data):
+        return read_hf_splits(data, ratios, seed, val_per_class, test_per_class)
+    if is_shard_spec(data):
+        return read_shard_splits(data, ratios, seed, val_per_class, test_per_class)
+    return None
+
+
+def packed_files(data) -> list[tuple[str, Path]] | None:
+    """(name, path) of the files tar shards or an ``hf:`` dataset are read from, for the data's fingerprint; None
+    for other data."""
+    from .hfdata import hf_path, is_hf_spec
+    from .shards import is_shard_spec, shard_files
+
+    if is_hf_spec(data):
+        path = hf_path(data)
+        if path.is_file():
+            return [(path.name, path)]
+        return sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*")
+                      if p.is_file() and not p.name.startswith("."))
+    if is_shard_spec(data):
+        return [(_relative(p, Path.cwd()), p) for p in shard_files(data)]
+    return None
 
 
 def read_source(root: Path, ratios: tuple[float, float, float], seed: int):

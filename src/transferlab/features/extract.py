@@ -7,6 +7,7 @@ matrix is kept; images whose features are cached are not decoded at all.
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,12 @@ from ..engine.loop import predict
 from ..engine.runtime import CPU, Runtime
 from ..errors import UserError
 from ..data.memory import content_digest
+from ..data.packed import PackedImage, rank_positions, shard_of
 from ..timing import Phases
 from .cache import FeatureCache
 from .pooling import pool_features
+
+log = logging.getLogger(__name__)
 
 POOLINGS = ("avg", "max", "flatten", "token")
 SPECIAL_LAYERS = ("pre_logits", "logits")
@@ -182,21 +186,29 @@ class FeatureExtractor:
     def extract(self, paths: Sequence[Path], progress: ProgressHook | None = None) -> FeatureSet:
         """Features of ``paths`` (cached ones read, the rest computed and cached).
 
-        Over several processes each extracts its contiguous slice of ``paths`` (reading and writing
-        the one cache for its own images only) and every process gets all the slices, in order: the
-        features one process would have computed.
+        Over several processes each extracts its contiguous slice of ``paths`` (tar-shard members: whole shards,
+        each shard read by one process), reading and writing the one cache for its own images only, and every
+        process gets all the features, in ``paths`` order: the features one process would have computed.
         """
         if self.runtime.world_size == 1:
             return self._extract(paths, progress)
         start = time.perf_counter()
-        mine = self.runtime.shard(len(paths))
-        local = self._extract(paths[mine.start : mine.stop], progress)
+        mine = rank_positions(paths, self.runtime.rank, self.runtime.world_size)
+        if mine is None:
+            mine = list(self.runtime.shard(len(paths)))
+        else:
+            shards = sorted({shard_of(paths[i]) for i in mine})
+            log.info("rank %d of %d reads %d images from %d shard(s): %s", self.runtime.rank,
+                     self.runtime.world_size, len(mine), len(shards), ", ".join(Path(s).name for s in shards))
+        local = self._extract([paths[i] for i in mine], progress)
         features = self.runtime.gather_rows(torch.from_numpy(local.features)).numpy()
-        parts = self.runtime.gather(([mine.start + i for i in local.kept], local.unreadable, local.computed,
+        parts = self.runtime.gather(([mine[i] for i in local.kept], local.unreadable, local.computed,
                                      local.from_cache))
+        kept = [i for part in parts for i in part[0]]
+        order = np.argsort(kept, kind="stable")  # back into ``paths`` order
         return FeatureSet(
-            features=features,
-            kept=[i for part in parts for i in part[0]],
+            features=features[order],
+            kept=[kept[i] for i in order],
             unreadable=[p for part in parts for p in part[1]],
             seconds=time.perf_counter() - start,
             computed=sum(part[2] for part in parts),
@@ -249,7 +261,7 @@ class FeatureExtractor:
         return FeatureSet(
             features=matrix,
             kept=kept,
-            unreadable=[Path(paths[i]) for i in sorted(unreadable)],
+            unreadable=[paths[i] if isinstance(paths[i], PackedImage) else Path(paths[i]) for i in sorted(unreadable)],
             seconds=time.perf_counter() - start,
             computed=len(missing) - len(unreadable),
             from_cache=from_cache,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..data.memory import MemoryImage
 
-Picture = Path | MemoryImage
+Picture = Path | MemoryImage  # or a ``data.packed.PackedImage`` (a tar shard's member)
 
 
 def find_picture(text: str) -> Picture | None:
@@ -21,6 +21,10 @@ def find_picture(text: str) -> Picture | None:
     if path.is_file():
         return path
     source, mark, index = text.rpartition("#")
+    if mark and source.lower().endswith(".tar") and Path(source).is_file():
+        from ..data.shards import find_member
+
+        return find_member(Path(source), index)
     if mark and index.isdigit():
         from ..data.cifar import read_record
 
@@ -31,7 +35,7 @@ def find_picture(text: str) -> Picture | None:
 def picture_rgb(picture: Picture):
     """An RGB PIL image (``UnreadableImage`` / ``OSError`` for a file that does not decode)."""
     if isinstance(picture, MemoryImage):
-        return picture.pil()
+        return picture.pil()  # a packed image opens as a file does
     from ..data import open_rgb
 
     return open_rgb(picture)

@@ -72,13 +72,14 @@ def data_fingerprint(data: str | Path) -> str:
     """
     from ..data.builtin import require_data_folder, resolve_data_path
 
+    from ..data.sources import packed_files, source_files
+
     require_data_folder(data)
-    root = resolve_data_path(data).resolve()
+    packed = packed_files(data)  # tar shards, an hf: dataset: the files they are read from
+    root = Path(str(data)) if packed is not None else resolve_data_path(data).resolve()
     cache = DigestCache(root)
     entries = []
-    from ..data.sources import source_files
-
-    files = source_files(root)
+    files = packed if packed is not None else source_files(root)
     for relative, path in files if files is not None else candidate_files(root):
         try:
             entries.append((relative, cache.digest(relative, path)))

@@ -62,13 +62,28 @@ class StudyPlan:
 
 def resolve_data(spec: StudySpec, override: str | None) -> str:
     """``--data`` (relative to the current folder) wins; else the study's ``data`` (relative to the file)."""
+    from ..data.shards import absolute_spec, is_shard_spec
+
+    if override and is_shard_spec(override):  # a brace pattern or '::' list names files, not one path
+        return absolute_spec(override, Path.cwd())
     if override:
-        return _absolute(Path(override).expanduser(), override)
+        return _packed_prefix(override) + _absolute(Path(_packed_path(override)).expanduser(), override)
     if spec.data is None:
         raise UserError(f"{spec.path or 'the study'} names no data: add 'data: FOLDER' or pass --data FOLDER")
-    path = spec.relative(spec.data)
+    if is_shard_spec(spec.relative(spec.data)):
+        return absolute_spec(spec.data, spec.folder)
+    path = spec.relative(_packed_path(spec.data))
     assert path is not None
-    return _absolute(path, spec.data)
+    return _packed_prefix(spec.data) + _absolute(path, spec.data)
+
+
+def _packed_prefix(text: str) -> str:
+    return "hf:" if text.startswith("hf:") else ""
+
+
+def _packed_path(text: str) -> str:
+    """The path in ``hf:PATH`` (relative to the study file or the current folder, as any data path)."""
+    return text[len(_packed_prefix(text)):]
 
 
 def _absolute(path: Path, text: str) -> str:
