@@ -138,11 +138,13 @@ class Learner:
 
 @dataclass
 class LRSweep:
-    """The rates tried and the smoothed training loss at each; ``suggestion`` the steepest descent's rate."""
+    """The rates tried and the smoothed training loss at each; ``suggestion`` fastai's valley, ``steepest`` the rate
+    of the steepest descent."""
 
     lrs: list[float]
     losses: list[float]
     suggestion: float | None
+    steepest: float | None = None
 
     def plot(self, path, title: str = "") -> None:
         """The loss against the rate (log scale), the suggestion marked: a PNG at ``path``."""

@@ -1,8 +1,8 @@
 """The learning-rate range test (Smith 2015; fastai's ``lr_find``, Lightning's ``Tuner.lr_find``).
 
 Training runs for a few steps with the rate rising exponentially; the loss (smoothed as fastai smooths it) first
-falls, then diverges. The suggestion is the rate where it falls fastest (the steepest descent), before its
-lowest point. The model's weights are restored afterwards: the sweep only measures.
+falls, then diverges. The suggestion is fastai's ``valley`` (a rate well inside the longest stretch over which it
+keeps falling); the steepest descent is given beside it. The model's weights are restored afterwards: the sweep only measures.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .learner import Learner, LRSweep
 
 SMOOTHING = 0.98  # fastai's exponential smoothing of the loss
-SKIP_START = 5  # the first steps' losses are noise around the starting weights
+SKIP_START = 5
 
 
 def sweep(learner: "Learner", stage: Any, start_lr: float, end_lr: float, steps: int, diverge: float) -> "LRSweep":
@@ -71,14 +71,40 @@ def sweep(learner: "Learner", stage: Any, start_lr: float, end_lr: float, steps:
         model.load_state_dict(saved)
         model.train(was_training)
         optimizer.zero_grad(set_to_none=True)
-    return LRSweep(lrs, losses, steepest(lrs, losses))
+    return LRSweep(lrs, losses, valley(lrs, losses), steepest(lrs, losses))
+
+
+def trimmed(lrs: list[float], losses: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """fastai's window: the first tenth of the sweep (noise around the start) and the last 5 steps (divergence) left
+    out."""
+    end = len(lrs) - 5 if len(lrs) > SKIP_START + 10 else len(lrs)
+    begin = len(lrs) // 10
+    return np.array(lrs[begin:end]), np.array(losses[begin:end])
+
+
+def valley(lrs: list[float], losses: list[float]) -> float | None:
+    """fastai's ``valley`` (its default suggestion): the longest stretch over which the loss keeps falling, and a
+    rate two-thirds of the way down it (robust to the noise that makes the single steepest point jump)."""
+    lr, loss = trimmed(lrs, losses)
+    n = len(loss)
+    if n < 3:
+        return None
+    longest = [1] * n
+    start, end = 0, 0
+    for i in range(1, n):
+        for j in range(i):
+            if loss[i] < loss[j] and longest[i] < longest[j] + 1:
+                longest[i] = longest[j] + 1
+        if longest[end] < longest[i]:
+            end, start = i, i - longest[i]
+    third = (end - start) / 3
+    return float(lr[min(n - 1, start + int(third) + int(third / 2))])
 
 
 def steepest(lrs: list[float], losses: list[float]) -> float | None:
-    """The rate where the loss falls fastest against log(rate), before its lowest point (fastai's ``steep``)."""
-    if len(lrs) < SKIP_START + 3:
+    """fastai's ``steep``: the rate where the loss falls fastest against log(rate)."""
+    lr, loss = trimmed(lrs, losses)
+    if len(lr) < 2:
         return None
-    lowest = int(np.argmin(losses))
-    span = slice(SKIP_START, max(lowest, SKIP_START + 2) + 1)
-    slopes = np.gradient(np.array(losses[span]), np.log(np.array(lrs[span])))
-    return float(lrs[span][int(np.argmin(slopes))])
+    slopes = np.diff(loss) / np.diff(np.log(lr))
+    return float(lr[int(np.argmin(slopes))])
