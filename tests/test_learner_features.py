@@ -181,3 +181,22 @@ def test_lr_find_plots_and_suggests_a_rate_for_each_stage_of_two_stage(data, tmp
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = CliRunner().invoke(main, args)
     assert isinstance(again.exception, UserError) and "already exists" in str(again.exception)  # exit 2 in main
+
+
+def test_a_resumed_ema_run_ends_like_an_uninterrupted_one(data, tmp_path):
+    """The checkpoint holds the average and the raw weights: training goes on from the raw ones."""
+    from transferlab.finetune.run import finetune as run
+
+    settings = {**FINETUNE, "freeze": "none", "epochs": 3, "ema": 0.5, "lr": 0.05, "progress": False}
+    whole = run(str(data), output=str(tmp_path / "whole"), **settings)
+
+    def interrupt(record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(str(data), output=str(tmp_path / "cut"), on_epoch=interrupt, **settings)
+    resumed = run(str(data), output=str(tmp_path / "cut"), resume=True, **settings)
+    for a, b in zip(resumed.history, whole.history, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
