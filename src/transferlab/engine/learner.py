@@ -120,6 +120,16 @@ class Learner:
             gc.collect()  # the DDP wrapper's gradient hooks go now, before the next stage wraps the model again
         return state
 
+    def evaluate(self, inputs: Any = None) -> dict[str, float]:
+        """Mean loss and accuracy of the model on ``inputs`` (default: ``val``)."""
+        inputs = self.val if inputs is None else inputs
+        return loop.evaluate(self.model, inputs, self.runtime, process_batch_size(self.batch_size,
+                                                                                  self.runtime.world_size))
+
+    def predict(self, batches) -> loop.Collected:
+        """The model's outputs on image batches (``data.image_batches``), collected in order."""
+        return loop.collect(self.model, batches, self.runtime)
+
     def epoch_order(self, n: int, seed: int, epoch: int) -> list[int]:
         """This process's rows of epoch ``epoch``, from the sampler's own generator (not the global one)."""
         if self.sampler is not None:
