@@ -55,16 +55,27 @@ class EarlyStopping(Callback):
         self.best_state: dict | None = None
         self.bad_epochs = 0
 
+    def start_from(self, record: dict, model: torch.nn.Module) -> None:
+        """Begin with ``record``'s score and ``model``'s current weights as the best so far (the stage before's
+        end): a later stage then keeps them unless it beats them on validation."""
+        if self.monitor in record:
+            self.best, self.best_epoch = record[self.monitor], -1
+            self.best_state = copy.deepcopy(model.state_dict())
+
     def improved(self, value: float) -> bool:
         if self.monitor == "val_loss":
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
+
+    baseline: dict | None = None  # a record to start from (``start_from``) at the next fit's start
 
     def on_fit_start(self, state: "FitState") -> None:
         if not hasattr(self, "_fresh"):
             self._fresh = copy.deepcopy(self.state_dict())  # as built: what every later stage starts from
         else:
             self.load_state_dict(copy.deepcopy(self._fresh))
+        if self.baseline is not None:
+            self.start_from(self.baseline, state.model)
 
     def on_epoch_end(self, state: "FitState", record: dict) -> None:
         if self.monitor == "none" or self.monitor not in record:

@@ -34,6 +34,7 @@ from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
 from .config import FinetuneConfig
 from .freeze import check_on_backbone
+from .head_init import final_linear, probe_stage
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
@@ -98,15 +99,19 @@ def run_finetune(config: FinetuneConfig, progress: StageProgress | None = None, 
 
 
 def restored_epoch(history: list[dict], monitor: str) -> int:
-    """The epoch whose weights the model ends with: the last stage's best by the monitored metric."""
+    """The epoch whose weights the model ends with: the last stage's best by the monitored metric, or the
+    stage before's last epoch when no epoch of the last stage beat it (``EarlyStopping.start_from``)."""
     if not history:
         return 0
-    last_stage = [h for h in history if h["stage"] == history[-1]["stage"]]
     if monitor == "none":
-        return last_stage[-1]["epoch"]
+        return history[-1]["epoch"]
+    first = next(i for i, h in enumerate(history) if h["stage"] == history[-1]["stage"])
+    candidates = [h for h in history[max(first - 1, 0):] if monitor in h]  # earliest first: ties keep the earlier
+    if not candidates:
+        return history[-1]["epoch"]
     if monitor == "val_loss":
-        return min(last_stage, key=lambda h: h["val_loss"])["epoch"]
-    return max(last_stage, key=lambda h: h["val_accuracy"])["epoch"]
+        return min(candidates, key=lambda h: h["val_loss"])["epoch"]
+    return max(candidates, key=lambda h: h["val_accuracy"])["epoch"]
 
 
 class FinetuneRun:
@@ -287,7 +292,8 @@ class FinetuneRun:
     def learner(self, history: list[dict] | None = None) -> Learner:
         """The run's ``Learner``: its model, loss, optimizer and schedule per stage, sampler and callbacks."""
         c = self.config
-        callbacks: list[Callback] = [EarlyStopping(self.early_stopping, self.patience)]
+        self.stopper = EarlyStopping(self.early_stopping, self.patience)
+        callbacks: list[Callback] = [self.stopper]
         if c.ema:
             callbacks.append(EMA(c.ema))
         if self.runtime.is_main:
@@ -320,8 +326,30 @@ class FinetuneRun:
         learner.train = self.stage_inputs(self.train_samples, "train", training=True)
         learner.val = self.stage_inputs(self.val_samples, "val", training=False)
 
+    def train_probe_stage(self, learner: Learner, stage: TrainStage) -> None:
+        """Stage 1 as the probe: the head set to the logistic regression on the frozen features, one record."""
+        c = self.config
+        train = self.stage_inputs(self.train_samples, "train", training=False)
+        val = self.stage_inputs(self.val_samples, "val", training=False)
+        try:
+            record = probe_stage(self.model, train, val, self.runtime, c.batch_size, c.seed, stage.name,
+                                 len(learner.history) + 1)
+        finally:
+            train.close()
+            val.close()
+        learner.history.append(record)
+        for hook in (self.on_epoch, self.tracker.epoch if self.tracker else None):
+            if hook:
+                hook(record)
+
     def train_stage(self, learner: Learner, index: int, stage: TrainStage, resumed: dict | None) -> None:
         self.stage_index = index
+        if stage.head_init == "probe" and final_linear(self.model.classifier) is not None:
+            stage.apply(self.model)
+            self.train_probe_stage(learner, stage)
+            return
+        # a later stage keeps the earlier one's end unless it beats it on validation
+        self.stopper.baseline = learner.history[-1] if stage.keeps_earlier_end and learner.history else None
         self.stage_data(learner, stage)
         first_epoch = 0
         if resumed:

@@ -25,6 +25,8 @@ class TrainStage:
     train_bn: bool  # whether trainable units update their BatchNorm statistics
     optimizer: str
     seed: int  # of the stage's shuffling and dropout
+    head_init: str = "sgd"  # "probe": the head fitted as the probe's logistic regression instead (a linear head)
+    keeps_earlier_end: bool = False  # early stopping starts from the stage before's end: kept unless beaten
 
     def apply(self, model) -> None:
         """Freeze the stage's prefix and set its BatchNorm mode on ``model`` (a ``TransferModel``)."""
@@ -39,7 +41,8 @@ def plan(config, units: int, scratch: bool) -> list[TrainStage]:
     head and top unit at ``stage2_lr``, each unit below lower by the recipe's spread (100x to the stem:
     discriminative rates), BatchNorm statistics kept (re-estimated from a few small batches they would undo
     what the head learned: the TensorFlow tutorial's advice) and ``stage2_optimizer`` when given. A single stage
-    trains at ``lr`` with BatchNorm statistics updating.
+    trains at ``lr`` with BatchNorm statistics updating. With ``head_init: probe`` two-stage's first stage is the
+    probe's logistic regression (LP-FT); every later stage keeps the one before's end unless it beats it.
     """
     c = config
     frozen = plan_stages(c.freeze, units, c.backbone)
@@ -57,6 +60,7 @@ def plan(config, units: int, scratch: bool) -> list[TrainStage]:
                 c.optimizer
         backbone = c.backbone_lr if c.backbone_lr is not None else head
         train_bn = c.train_bn if c.train_bn is not None else (scratch or not second)
+        head_init = c.head_init if len(frozen) > 1 and index == 0 and c.head_init else "sgd"
         stages.append(TrainStage(stage.name, stage.frozen_units, epochs, head, backbone, decay, train_bn, optimizer,
-                                 c.seed * 7919 + index * 101))
+                                 c.seed * 7919 + index * 101, head_init, index > 0))
     return stages
