@@ -64,7 +64,8 @@ def resolved(config: FinetuneConfig) -> FinetuneConfig:
 def recipe_text(config: FinetuneConfig) -> str:
     """The recipe as results state it, with the options given explicitly over it."""
     given = [name for name in ("freeze", "epochs", "stage2_epochs", "stage2_lr", "layer_decay", "train_bn",
-                               "label_smoothing", "augment", "early_stopping") if getattr(config, name) is not None]
+                               "label_smoothing", "augment", "early_stopping", "head_init")
+             if getattr(config, name) is not None]
     text = recipe_of(config.recipe).describe()
     return f"{text}; given: {', '.join(given)}" if given else text
 
@@ -280,12 +281,17 @@ class FinetuneRun:
             self.model.load_state_dict(state["model"])
         learner = self.learner(state["history"] if state else [])
         stage2_start = None
+        self.last_stage = self.stages[0]
         for index, stage in enumerate(self.stages):
-            if index > 0:  # where the unfreezing stage's epochs begin in the history
-                stage2_start = sum(1 for h in learner.history if h["stage"] != stage.name) + 1
             if state and index < state["stage"]:
                 continue  # finished before the interruption
+            if not state and self.cannot_improve(stage, learner.history):
+                self.skip_note(stage)
+                break
+            if index > 0:  # where the unfreezing stage's epochs begin in the history
+                stage2_start = sum(1 for h in learner.history if h["stage"] != stage.name) + 1
             self.train_stage(learner, index, stage, state if state and index == state["stage"] else None)
+            self.last_stage = stage
             state = None
         return self.finish(learner.history, time.perf_counter() - self.started, stage2_start)
 
@@ -325,6 +331,18 @@ class FinetuneRun:
         stage.apply(self.model)
         learner.train = self.stage_inputs(self.train_samples, "train", training=True)
         learner.val = self.stage_inputs(self.val_samples, "val", training=False)
+
+    def cannot_improve(self, stage: TrainStage, history: list[dict]) -> bool:
+        """Whether a later stage is bound to be thrown away: early stopping keeps the stage before's end unless
+        validation accuracy rises above it, and it is already 1."""
+        return (stage.keeps_earlier_end and bool(history) and self.early_stopping == "val_accuracy"
+                and history[-1].get("val_accuracy") == 1.0)
+
+    def skip_note(self, stage: TrainStage) -> None:
+        note = (f"the {stage.name} stage was skipped: the stage before classifies every validation image, and early "
+                "stopping on validation accuracy would have kept its weights anyway")
+        log.info(note)
+        self.splits.notes.append(note)
 
     def train_probe_stage(self, learner: Learner, stage: TrainStage) -> None:
         """Stage 1 as the probe: the head set to the logistic regression on the frozen features, one record."""
@@ -370,7 +388,7 @@ class FinetuneRun:
         test_seconds = phases.close(TEST_PHASES, time.perf_counter() - test_started)
         if not truth:
             raise UserError(f"no readable test images in {self.splits.root} ({self.splits.evaluated_on})")
-        last_stage = self.stages[-1]
+        last_stage = self.last_stage  # the last stage trained: a later one may have been skipped
         self.model.freeze(last_stage.frozen_units)
         trainable, frozen = self.model.parameter_counts()
         epoch_seconds = [h["seconds"] for h in history]
