@@ -29,7 +29,7 @@ def data(tmp_path_factory) -> Path:
 def finetune(data: Path, output: Path, **options):
     from transferlab.finetune.run import finetune as run
 
-    return run(str(data), output=str(output), progress=False, **{**FINETUNE, **options})
+    return run(str(data), output=str(output), progress=False, **{**FINETUNE, "augment": [], **options})
 
 
 @wires("FinetuneConfig.ema")
@@ -172,7 +172,7 @@ def test_lr_find_plots_and_suggests_a_rate_for_each_stage_of_two_stage(data, tmp
     out = tmp_path / "sweep"
     args = ["lr-find", "-d", str(data), "-b", "test_efficientnet", "--random-init", "--image-size", "32",
             "--batch-size", "4", "--workers", "0", "--precision", "fp32", "--freeze", "two-stage", "--epochs", "1",
-            "--steps", "12", "-o", str(out)]
+            "--steps", "12", "--head-init", "sgd", "-o", str(out)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("stage ")]
@@ -187,7 +187,7 @@ def test_a_resumed_ema_run_ends_like_an_uninterrupted_one(data, tmp_path):
     """The checkpoint holds the average and the raw weights: training goes on from the raw ones."""
     from transferlab.finetune.run import finetune as run
 
-    settings = {**FINETUNE, "freeze": "none", "epochs": 3, "ema": 0.5, "lr": 0.05, "progress": False}
+    settings = {**FINETUNE, "freeze": "none", "epochs": 3, "ema": 0.5, "lr": 0.05, "progress": False, "augment": []}
     whole = run(str(data), output=str(tmp_path / "whole"), **settings)
 
     def interrupt(record):

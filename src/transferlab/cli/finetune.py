@@ -202,6 +202,10 @@ def lr_find(start_lr: float, end_lr: float, steps: int, as_json: bool, print_con
         click.echo(json.dumps([asdict(s) for s in sweeps], indent=2))
         return
     for s in sweeps:
+        if not s.plot:
+            click.echo(f"stage {s.stage}: the head fitted as the probe's logistic regression (--head-init probe): "
+                       "no learning rate to find")
+            continue
         suggestion = f"{s.suggestion:.3g}" if s.suggestion is not None else "none (too few steps before divergence)"
         steepest = f", steepest descent {s.steepest:.3g}" if s.steepest is not None else ""
         click.echo(f"stage {s.stage}: suggested lr {suggestion}{steepest} (set now: {s.configured_lr:.3g}); "

@@ -15,6 +15,7 @@ from ..engine.callbacks import Checkpoint
 from ..errors import UserError
 from ..progress_bars import StageProgress
 from .config import FinetuneConfig
+from .head_init import final_linear
 from .run import FinetuneRun, config_id
 
 
@@ -40,7 +41,7 @@ def find_lr(config: FinetuneConfig, start_lr: float = 1e-7, end_lr: float = 10.0
     folder = Path(config.output) if config.output else default_folder(config)
     run = FinetuneRun(config, progress, runtime=runtime)
     run.prepare()
-    plots = [folder / f"lr-find-{i + 1}-{stage.name}.png" for i, stage in enumerate(run.stages)]
+    plots = [folder / f"lr-find-{i + 1}-{stage.name}.png" for i, stage in enumerate(run.stages)]  # (unused: probe)
     taken = [p for p in plots if p.exists()]
     if taken:
         raise UserError(f"{taken[0]} already exists: choose another --output")
@@ -50,6 +51,10 @@ def find_lr(config: FinetuneConfig, start_lr: float = 1e-7, end_lr: float = 10.0
     sweeps = []
     for index, (stage, plot) in enumerate(zip(run.stages, plots)):
         run.stage_index = index
+        if stage.head_init == "probe" and final_linear(run.model.classifier) is not None:
+            run.train_stage(learner, index, stage, None)  # the probe's regression: no learning rate to find
+            sweeps.append(StageSweep(stage.name, None, None, 0.0, "", 0))
+            continue
         run.stage_data(learner, stage)
         try:
             found = learner.lr_find(stage, start_lr, end_lr, steps)
