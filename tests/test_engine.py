@@ -8,7 +8,8 @@ from torch import nn
 
 from transferlab.engine.callbacks import EarlyStopping
 from transferlab.engine.inputs import TensorInputs
-from transferlab.engine.loop import FitState, evaluate, fit, predict
+from transferlab.engine.learner import Learner
+from transferlab.engine.loop import FitState, evaluate, predict
 from transferlab.engine.runtime import Runtime, resolve_runtime
 from transferlab.errors import UserError
 
@@ -25,10 +26,9 @@ def blobs(n=60, seed=0):
 def linear_fit(runtime=Runtime(), epochs=5, seed=0, callbacks=(), lr=0.1):
     torch.manual_seed(0)
     model = runtime.prepare(nn.Linear(8, 3))
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    state = fit(model, lambda module, x, start: module(x), nn.CrossEntropyLoss(), optimizer, None, blobs(),
-                blobs(seed=1), epochs=epochs, runtime=runtime, batch_size=16, seed=seed, callbacks=callbacks)
-    return model, state
+    learner = Learner(model, runtime, nn.CrossEntropyLoss(), lambda m, stage: torch.optim.SGD(m.parameters(), lr=lr),
+                      blobs(), blobs(seed=1), batch_size=16, seed=seed, callbacks=list(callbacks))
+    return model, learner.fit(epochs)
 
 
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
@@ -126,8 +126,8 @@ def test_evaluate_and_predict_run_in_eval_mode_and_leave_the_mode_as_it_was():
     model = nn.Sequential(nn.Linear(8, 3), nn.Dropout(0.9))
     model.train()
     data = blobs()
-    first = evaluate(model, lambda module, x, start: module(x), data, Runtime(), 16)
-    second = evaluate(model, lambda module, x, start: module(x), data, Runtime(), 16)
+    first = evaluate(model, data, Runtime(), 16)
+    second = evaluate(model, data, Runtime(), 16)
     assert first == second and model.training
     outputs = [out for _, out in predict(model, model, [data.values[:5], None], Runtime(), inputs_of=lambda x: x)]
     assert outputs[0].shape == (5, 3) and outputs[1] is None and model.training
@@ -168,7 +168,7 @@ def test_a_resumed_fit_names_its_epochs_from_where_it_goes_on():
 
     labels = []
     model = nn.Linear(8, 3)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    fit(model, lambda module, x, start: module(x), nn.CrossEntropyLoss(), optimizer, None, blobs(), epochs=3,
-        runtime=Runtime(), batch_size=30, first_epoch=1, callbacks=[BatchProgress(lambda label, *_: labels.append(label))])
+    learner = Learner(model, Runtime(), nn.CrossEntropyLoss(), lambda m, stage: torch.optim.SGD(m.parameters(), lr=0.1),
+                      blobs(), batch_size=30, callbacks=[BatchProgress(lambda label, *_: labels.append(label))])
+    learner.fit(3, first_epoch=1)
     assert labels == ["train epoch 2/3"] * 2 + ["train epoch 3/3"] * 2

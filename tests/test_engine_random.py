@@ -1,4 +1,4 @@
-"""``fit`` draws its randomness from states of its own: the caller's global random state is left as it was."""
+"""``Learner.fit`` draws its randomness from states of its own: the caller's global random state is left as it was."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from transferlab.engine.inputs import TensorInputs
-from transferlab.engine.loop import fit
+from transferlab.engine.learner import Learner
 from transferlab.engine.runtime import Runtime
 
 
@@ -19,9 +19,8 @@ def dropout_fit(epochs: int = 3, seed: int = 0) -> nn.Module:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    fit(model, lambda module, batch, start: module(batch), nn.CrossEntropyLoss(), optimizer, None, TensorInputs(x, y),
-        epochs=epochs, runtime=Runtime(), batch_size=16, seed=seed)
+    Learner(model, Runtime(), nn.CrossEntropyLoss(), lambda m, stage: torch.optim.SGD(m.parameters(), lr=0.1),
+            TensorInputs(x, y), batch_size=16, seed=seed).fit(epochs)
     return model
 
 

@@ -88,7 +88,7 @@ def test_frozen_batchnorm_keeps_its_running_statistics(class_folders, tmp_path):
     frozen_units = run.stages[0].frozen_units
     frozen = {n.rsplit(".", 1)[0] for u in run.model.units[:frozen_units] for n in u.parameter_names}
     before = {k: v.clone() for k, v in run.model.net.state_dict().items() if "running_mean" in k}
-    run.train_stage(0, run.stages[0], [], 0.0, None)
+    run.train_stage(run.learner(), 0, run.stages[0], None)
     after = run.model.net.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert not {k for k in changed if k.rsplit(".", 1)[0] in frozen}
@@ -96,14 +96,19 @@ def test_frozen_batchnorm_keeps_its_running_statistics(class_folders, tmp_path):
 
 
 def test_batchnorm_statistics_follow_the_weights_except_in_stage_two():
-    from transferlab.finetune.freeze import Stage
+    from transferlab.finetune.run import resolved
+    from transferlab.finetune.stages import plan
+
+    def train_bn(config, stage=-1):
+        return plan(resolved(config), 8, config.random_init)[stage].train_bn
 
     pretrained = FinetuneConfig(backbone="efficientnet_lite0", freeze="two-stage")
-    assert FinetuneRun(pretrained).stage_train_bn(Stage(0, "fine-tune")) is False
-    assert FinetuneRun(pretrained).stage_train_bn(Stage(8, "train")) is True
-    assert FinetuneRun(replace_config(pretrained, train_bn=True)).stage_train_bn(Stage(0, "fine-tune")) is True
-    assert FinetuneRun(replace_config(pretrained, train_bn=False)).stage_train_bn(Stage(8, "train")) is False
-    assert FinetuneRun(replace_config(pretrained, random_init=True)).stage_train_bn(Stage(0, "fine-tune")) is True
+    assert train_bn(pretrained) is False
+    assert train_bn(pretrained, 0) is True
+    assert train_bn(replace_config(pretrained, freeze="half")) is True
+    assert train_bn(replace_config(pretrained, train_bn=True)) is True
+    assert train_bn(replace_config(pretrained, freeze="half", train_bn=False)) is False
+    assert train_bn(replace_config(pretrained, random_init=True)) is True
 
 
 @pytest.mark.parametrize("freeze, updated", [("top:1", True), ("two-stage:top:1", False)])
@@ -123,7 +128,7 @@ def test_pretrained_batchnorm_statistics_stay_fixed_by_default(class_folders, tm
     run = prepared(tiny_config(class_folders, tmp_path / "run", prefix_cache=False, train_bn=False, freeze="none",
                                epochs=1))
     before = {k: v.clone() for k, v in run.model.net.state_dict().items() if "running_" in k}
-    run.train_stage(0, run.stages[0], [], 0.0, None)
+    run.train_stage(run.learner(), 0, run.stages[0], None)
     after = run.model.net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -147,8 +152,7 @@ def test_stage2_lr_sets_the_heads_rate_after_unfreezing(class_folders, tmp_path)
 
 def test_stage2_rates_fall_unit_by_unit_towards_the_stem(class_folders, tmp_path):
     run = prepared(tiny_config(class_folders, tmp_path / "m", freeze="two-stage"))
-    rates = run.stage_rates(run.stages[1])
-    assert rates.layer_decay ** (len(run.model.units) - 1) == pytest.approx(0.01)  # 100x from top to stem
+    assert run.stages[1].layer_decay ** (len(run.model.units) - 1) == pytest.approx(0.01)  # 100x from top to stem
 
 
 def test_backbone_lr_is_the_rate_the_backbone_trains_at(class_folders, tmp_path):
@@ -252,7 +256,7 @@ def test_early_stopping_restores_the_best_epochs_weights(noisy_run):
     best = losses.index(min(losses))
     assert best != len(losses) - 1, "the test needs a run whose last epoch is not its best"
     val = run.stage_inputs(run.val_samples, "val", training=False)
-    ended = evaluate(run.model, lambda module, x, start: module(x, start=start), val, run.runtime, 8)
+    ended = evaluate(run.model, val, run.runtime, 8)
     assert ended["loss"] == pytest.approx(min(losses), rel=1e-4)
 
 

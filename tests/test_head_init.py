@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-import transferlab.finetune.run as finetune_run
+from transferlab.engine.learner import Learner
 from transferlab.backbones import load_backbone
 from transferlab.engine.inputs import TensorInputs
 from transferlab.engine.runtime import Runtime
@@ -37,13 +37,13 @@ def weights(tmp_path):
 def fitted_stages(monkeypatch):
     """The stage names that went through the engine's ``fit`` (a probe-fitted stage does not)."""
     seen: list[str] = []
-    real_fit = finetune_run.fit
+    real_fit = Learner.fit
 
-    def spy(*args, stage, **kwargs):
-        seen.append(stage)
-        return real_fit(*args, stage=stage, **kwargs)
+    def spy(learner, epochs, stage, *args):
+        seen.append(stage.name)
+        return real_fit(learner, epochs, stage, *args)
 
-    monkeypatch.setattr(finetune_run, "fit", spy)
+    monkeypatch.setattr(Learner, "fit", spy)
     return seen
 
 

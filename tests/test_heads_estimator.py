@@ -12,7 +12,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import estimator_checks
 
-from transferlab.heads import make_head, mlp
+from transferlab.engine.learner import Learner
+from transferlab.heads import make_head
 from transferlab.heads.mlp import MLPHead
 from transferlab.heads.scaling import FeatureScaler, feature_scaling
 from transferlab.probing.config import ProbeConfig
@@ -115,17 +116,18 @@ def test_no_feature_is_divided_by_less_than_the_median_scale():
 def loop_inputs(monkeypatch):
     """What each head fit handed the engine's loop: sizes of the training and validation sets, and its settings."""
     seen: list[dict] = []
-    engine_fit = mlp.fit
+    engine_fit = Learner.fit
 
-    def spy(model, forward, loss_fn, optimizer, schedule, train, val=None, **kw):
-        stopper = kw["callbacks"][0]
-        seen.append({"train": len(train), "val": None if val is None else len(val), "epochs": kw["epochs"],
-                     "batch_size": kw["batch_size"], "lr": optimizer.param_groups[0]["lr"],
+    def spy(learner, epochs, *args, **kw):
+        stopper = learner.callbacks[0]
+        optimizer = learner.opt_func(learner.model, "head")
+        seen.append({"train": len(learner.train), "val": None if learner.val is None else len(learner.val),
+                     "epochs": epochs, "batch_size": learner.batch_size, "lr": optimizer.param_groups[0]["lr"],
                      "weight_decay": optimizer.param_groups[0]["weight_decay"], "patience": stopper.patience,
                      "monitor": stopper.monitor})
-        return engine_fit(model, forward, loss_fn, optimizer, schedule, train, val, **kw)
+        return engine_fit(learner, epochs, *args, **kw)
 
-    monkeypatch.setattr(mlp, "fit", spy)
+    monkeypatch.setattr(Learner, "fit", spy)
     return seen
 
 

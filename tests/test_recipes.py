@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-import transferlab.finetune.run as finetune_run
+from transferlab.engine.learner import Learner
 from transferlab.backbones import load_backbone
 from transferlab.engine.callbacks import EarlyStopping
 from transferlab.finetune import FinetuneConfig
@@ -38,18 +38,19 @@ def weights(tmp_path):
 def stages(monkeypatch):
     """What ``fit`` is asked per stage: epochs, head and top-unit rates, label smoothing, BatchNorm mode, inputs."""
     seen: list[dict] = []
-    real_fit = finetune_run.fit
+    real_fit = Learner.fit
 
-    def spy(model, forward, loss_fn, optimizer, schedule, train, val, *, epochs, stage, **kwargs):
+    def spy(learner, epochs, stage, *args):
+        optimizer = learner.opt_func(learner.model, stage)
         rates = {g["name"]: g["lr"] for g in optimizer.param_groups}
-        seen.append({"stage": stage, "epochs": epochs, "head_lr": rates["head"],
+        seen.append({"stage": stage.name, "epochs": epochs, "head_lr": rates["head"],
                      "unit_lrs": [lr for name, lr in rates.items() if name != "head"],
-                     "label_smoothing": loss_fn.label_smoothing, "train_bn": model.train_bn,
-                     "inputs": type(train).__name__,
-                     "monitor": [c.monitor for c in kwargs["callbacks"] if isinstance(c, EarlyStopping)][0]})
-        return real_fit(model, forward, loss_fn, optimizer, schedule, train, val, epochs=1, stage=stage, **kwargs)
+                     "label_smoothing": learner.loss_fn.label_smoothing, "train_bn": learner.model.train_bn,
+                     "inputs": type(learner.train).__name__,
+                     "monitor": [c.monitor for c in learner.callbacks if isinstance(c, EarlyStopping)][0]})
+        return real_fit(learner, 1, stage, *args)
 
-    monkeypatch.setattr(finetune_run, "fit", spy)
+    monkeypatch.setattr(Learner, "fit", spy)
     return seen
 
 

@@ -19,7 +19,7 @@ from transferlab.options import speed_only_fields
 from transferlab.probing.config import ProbeConfig
 
 CONFIGS = (ProbeConfig, FinetuneConfig)
-WIRING_MODULES = ("test_wiring_finetune", "test_wiring_probe", "test_recipes")
+WIRING_MODULES = ("test_wiring_finetune", "test_wiring_probe", "test_recipes", "test_learner_features")
 
 # The options that by contract only change how fast a run goes or where it writes (the records say so; this says
 # which ones may): a field moved in or out of this set changes which runs a study treats as the same experiment.
@@ -43,7 +43,8 @@ CHANGES: dict[str, tuple[dict, object]] = {
     "stage2_lr": ({}, 1e-5), "early_stopping": ({}, "val_accuracy"), "patience": ({}, 3), "augment": ({}, ["flip"]),
     "rotation": ({}, 20.0), "zoom": ({}, 0.3), "stage2_optimizer": ({}, "sgd"), "mixup": ({}, 0.2),
     "cutmix": ({}, 0.2), "label_smoothing": ({}, 0.1), "class_weights": ({}, True), "prefix_cache": ({}, False),
-    "output": ({}, "elsewhere"), "resume": ({}, True),
+    "output": ({}, "elsewhere"), "resume": ({}, True), "ema": ({}, 0.99), "accumulate": ({}, 2),
+    "sampler": ({}, "balanced"),
     # probing
     "layer": ({}, "logits"), "temperature": ({}, 2.0), "C": ({}, 0.5), "head_epochs": ({}, 5),
     "head_lr": ({}, 0.01), "head_patience": ({}, 3), "head_batch_size": ({}, 16), "cache": ({}, False),

@@ -11,20 +11,20 @@ from pathlib import Path
 
 import torch
 
-from transferlab.finetune import run as finetune_run
+from transferlab.engine.learner import Learner
 
 
 def main() -> None:
     folder = Path(sys.argv[1])
-    fit = finetune_run.fit
+    fit = Learner.fit
 
-    def recording_fit(model, *args, **kwargs):
-        state = fit(model, *args, **kwargs)
-        buffers = {name: buffer.detach().cpu().clone() for name, buffer in model.named_buffers()}
+    def recording_fit(learner, *args, **kwargs):
+        state = fit(learner, *args, **kwargs)
+        buffers = {name: buffer.detach().cpu().clone() for name, buffer in learner.model.named_buffers()}
         torch.save(buffers, folder / f"buffers-{os.environ['RANK']}-{state.stage}.pt")
         return state
 
-    finetune_run.fit = recording_fit
+    Learner.fit = recording_fit
     sys.argv = ["transferlab", *sys.argv[2:]]
     from transferlab.cli.main import run
 

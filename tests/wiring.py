@@ -142,8 +142,10 @@ class Recorder:
                 pending["raw"], pending["labels"] = x.detach().clone(), y.detach().clone()
                 return mix(x, y)
 
-            def recording_forward(module, x, start):
-                logits = forward(module, x, start)
+            start = a["train"].start
+
+            def recording_forward(module, x):
+                logits = forward(module, x)
                 groups = [{"name": g.get("name"), "lr": g["lr"], "weight_decay": g["weight_decay"],
                            "shapes": [tuple(p.shape) for p in g["params"]]} for g in state.optimizer.param_groups]
                 bn = [m.training for m in state.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -163,15 +165,16 @@ class Recorder:
                 a["mix"] = mixing
             return real_train(*bound.args, **bound.kwargs)
 
-        def evaluate(model, forward, inputs, runtime, batch_size, *args, **kwargs):
+        def evaluate(model, inputs, runtime, batch_size, forward=None):
             seen = Evaluation(recorder.seen.epochs[-1].stage if recorder.seen.epochs else "", [], inputs.start)
             recorder.seen.evaluations.append(seen)
+            forward = forward or inputs.forward
 
-            def recording_forward(module, x, start):
+            def recording_forward(module, x):
                 seen.inputs.append(x.detach().clone())
-                return forward(module, x, start)
+                return forward(module, x)
 
-            return real_evaluate(model, recording_forward, inputs, runtime, batch_size, *args, **kwargs)
+            return real_evaluate(model, inputs, runtime, batch_size, recording_forward)
 
         monkeypatch.setattr(loop, "_train_epoch", train_epoch)
         monkeypatch.setattr(loop, "evaluate", evaluate)

@@ -164,4 +164,52 @@ def export(model, fmt, output):
     click.echo(f"wrote {result['path']} ({result['format']}); max probability difference from PyTorch {result['max_abs_difference']:.2e}")
 
 
-COMMANDS = (finetune, predict, evaluate, export)
+
+
+@click.command("lr-find")
+@click.option("--data", "-d", help=FinetuneConfig.__dataclass_fields__["data"].metadata["help"] + " Required, "
+              "here or in --config.")
+@config_options(FinetuneConfig, short={"backbone": "-b", "output": "-o"})
+@click.option("--start-lr", type=float, default=1e-7, show_default=True, help="Lowest rate of the sweep.")
+@click.option("--end-lr", type=float, default=10.0, show_default=True, help="Highest rate of the sweep.")
+@click.option("--steps", type=click.IntRange(min=8), default=100, show_default=True,
+              help="Optimizer steps of each stage's sweep (it stops early once the loss diverges).")
+@click.option("--json", "as_json", is_flag=True, help="Print the suggestions as JSON.")
+@config_file_options
+def lr_find(start_lr: float, end_lr: float, steps: int, as_json: bool, print_config: bool, **options) -> None:
+    """Learning-rate range test of each stage of a finetune run: a loss-against-rate plot (PNG in --output, default
+    runs/lr-find-...) and a suggested rate (fastai's valley); two-stage sweeps stage 2 after training stage 1."""
+    from ..data.builtin import require_data_folder
+
+    options = merged_options(options, FinetuneConfig, "finetune")
+    require_data(options)
+    config = config_from(FinetuneConfig, options)
+    if print_config:
+        click.echo(config_yaml(config), nl=False)
+        return
+    require_data_folder(config.data)
+    from dataclasses import asdict
+
+    from ..finetune.lr_find import find_lr
+    from ..options import runtime_of
+
+    runtime = runtime_of(config)
+    with stage_progress(sys.stderr.isatty() and runtime.is_main) as hook:
+        sweeps = find_lr(config, start_lr, end_lr, steps, hook, runtime)
+    if not runtime.is_main:
+        return
+    if as_json:
+        click.echo(json.dumps([asdict(s) for s in sweeps], indent=2))
+        return
+    for s in sweeps:
+        if not s.plot:
+            click.echo(f"stage {s.stage}: the head fitted as the probe's logistic regression (--head-init probe): "
+                       "no learning rate to find")
+            continue
+        suggestion = f"{s.suggestion:.3g}" if s.suggestion is not None else "none (too few steps before divergence)"
+        steepest = f", steepest descent {s.steepest:.3g}" if s.steepest is not None else ""
+        click.echo(f"stage {s.stage}: suggested lr {suggestion}{steepest} (set now: {s.configured_lr:.3g}); "
+                   f"{s.steps} steps; plot {s.plot}")
+
+
+COMMANDS = (finetune, predict, evaluate, export, lr_find)

@@ -1,7 +1,8 @@
-"""What happens around the epochs of ``fit``: early stopping, checkpoints, progress, per-epoch hooks.
+"""What happens around the epochs of ``Learner.fit``: early stopping, checkpoints, progress, per-epoch hooks, EMA.
 
 Each is a ``Callback``; ``fit`` calls them in the order given, so early stopping
-(which may set ``state.stop``) comes before the checkpoint that records it.
+(which may set ``state.stop``) comes before the checkpoint that records it. A
+callback with a ``key`` has state that a checkpoint keeps and a resumed fit restores.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 class Callback:
+    key: str | None = None  # the name its ``state_dict()`` has in a checkpoint (None: nothing to keep)
+
     def on_fit_start(self, state: "FitState") -> None: ...
+    def on_step_end(self, state: "FitState") -> None: ...  # after each optimizer step, its gradients still there
     def on_batch_end(self, state: "FitState", step: int, steps: int) -> None: ...
+    def on_validate_start(self, state: "FitState") -> None: ...
     def on_epoch_end(self, state: "FitState", record: dict) -> None: ...
+    def after_epoch(self, state: "FitState") -> None: ...  # after every callback's on_epoch_end
     def on_fit_end(self, state: "FitState") -> None: ...
 
 
@@ -33,8 +39,10 @@ class EarlyStopping(Callback):
     """Stop after ``patience`` epochs without improvement; restore the best weights when the fit ends.
 
     ``monitor`` is ``"val_loss"`` (lower is better), ``"val_accuracy"`` (higher is
-    better) or ``"none"`` (never stop, keep the last weights).
+    better) or ``"none"`` (never stop, keep the last weights). Each fit (stage) starts it afresh.
     """
+
+    key = "stopper"
 
     def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0):
         if monitor not in ("val_loss", "val_accuracy", "none"):
@@ -58,6 +66,16 @@ class EarlyStopping(Callback):
         if self.monitor == "val_loss":
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
+
+    baseline: dict | None = None  # a record to start from (``start_from``) at the next fit's start
+
+    def on_fit_start(self, state: "FitState") -> None:
+        if not hasattr(self, "_fresh"):
+            self._fresh = copy.deepcopy(self.state_dict())  # as built: what every later stage starts from
+        else:
+            self.load_state_dict(copy.deepcopy(self._fresh))
+        if self.baseline is not None:
+            self.start_from(self.baseline, state.model)
 
     def on_epoch_end(self, state: "FitState", record: dict) -> None:
         if self.monitor == "none" or self.monitor not in record:
@@ -86,7 +104,7 @@ class EarlyStopping(Callback):
 class Checkpoint(Callback):
     """After every epoch, everything needed to continue: written atomically, read without unpickling code.
 
-    ``extra()`` adds the caller's state (stage index, the early stopper, timings).
+    ``extra()`` adds the caller's state (stage index, timings); each keyed callback's state goes in under its key.
     """
 
     def __init__(self, folder: Path, run_id: str, extra: Callable[["FitState"], dict[str, Any]]):
@@ -101,6 +119,7 @@ class Checkpoint(Callback):
             "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
             "schedule": state.schedule.state_dict() if state.schedule is not None else None,
             "history": state.history, **self.extra(state),
+            **{c.key: c.state_dict() for c in state.callbacks if c.key},  # type: ignore[attr-defined]
         })
 
 
@@ -122,6 +141,53 @@ class BatchProgress(Callback):
 
     def on_batch_end(self, state: "FitState", step: int, steps: int) -> None:
         self.progress(f"{state.stage} epoch {state.epoch + 2}/{state.epochs}", step, steps)
+
+
+class EMA(Callback):
+    """An exponential moving average of the weights (timm's ``ModelEmaV3``), updated after every optimizer step.
+
+    The average is what is validated, what early stopping keeps, what a checkpoint and the saved model hold: at
+    each epoch's end the model takes the averaged weights, and gets its raw ones back if training goes on. Each
+    fit (stage) starts the average from the weights it begins with.
+    """
+
+    key = "ema"
+
+    def __init__(self, decay: float, warmup: bool = False):
+        self.decay = decay
+        self.warmup = warmup
+        self.ema = None
+        self.raw: dict | None = None  # the raw weights while the model holds the average
+
+    def on_fit_start(self, state: "FitState") -> None:
+        from timm.utils import ModelEmaV3
+
+        self.ema = ModelEmaV3(state.model, decay=self.decay, use_warmup=self.warmup)
+        self.raw = None
+        self.state = state
+
+    def on_step_end(self, state: "FitState") -> None:
+        self.ema.update(state.model)
+
+    def on_validate_start(self, state: "FitState") -> None:
+        self.raw = copy.deepcopy(state.model.state_dict())
+        state.model.load_state_dict(self.ema.module.state_dict())
+
+    def after_epoch(self, state: "FitState") -> None:
+        if not state.stop and state.epoch < state.epochs - 1 and self.raw is not None:
+            state.model.load_state_dict(self.raw)  # training goes on from the raw weights
+            self.raw = None
+
+    def state_dict(self) -> dict:
+        return {"ema": self.ema.module.state_dict() if self.ema is not None else None, "raw": self.raw}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("ema") is not None:
+            self.ema.module.load_state_dict(state["ema"])
+        self.raw = state.get("raw")
+        if self.raw is not None and self.state.epoch < self.state.epochs - 1:  # a resumed stage goes on: raw weights
+            self.state.model.load_state_dict(self.raw)
+            self.raw = None
 
 
 def save_checkpoint(folder: Path, state: dict) -> None:

@@ -3,8 +3,9 @@ augmented every epoch, or images decoded every epoch.
 
 Every source yields the rows ``order`` lists (the loop draws it from one seeded
 permutation), so a run with the frozen-prefix cache sees the same batches as one
-without it, and a process of a distributed run its share of them. ``start`` tells
-the model where in its forward pass the batches enter (0: images).
+without it, and a process of a distributed run its share of them. A source knows
+where in the model's forward pass its batches enter (``start``, 0: images) and
+calls the model accordingly (``forward``): the loop never needs to know.
 """
 
 from __future__ import annotations
@@ -23,8 +24,19 @@ from ..data.loading import ImageFiles, collate_batch, default_workers
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # (inputs, labels, row indices)
 
 
+class EntersModel:
+    """Mixin: a source whose batches enter the model at ``start`` (0: images; more: a cached frozen prefix's
+    outputs, which a ``TransferModel`` takes as ``model(x, start=start)``)."""
+
+    start: int = 0
+
+    def forward(self, module, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch of this source through ``module`` (the model, or its DDP wrapper)."""
+        return module(x) if self.start == 0 else module(x, start=self.start)
+
+
 @dataclass
-class TensorInputs:
+class TensorInputs(EntersModel):
     """Rows of a tensor with their labels (features, or a frozen prefix's outputs)."""
 
     values: torch.Tensor
@@ -73,7 +85,7 @@ def loaded_batches(dataset, labels: torch.Tensor, batch_size: int, order: Sequen
 
 
 @dataclass
-class ImageInputs:
+class ImageInputs(EntersModel):
     """Images decoded every epoch (with augmentation, or without a frozen-prefix cache)."""
 
     paths: list[Path]
@@ -145,7 +157,7 @@ class _KeptImages(Dataset):
 
 
 @dataclass
-class DecodedInputs:
+class DecodedInputs(EntersModel):
     """Training images decoded once, kept as uint8 tensors (``keep``: e.g. resized to the evaluation resize), and
     augmented by ``transform`` every epoch: with augmentation no epoch decodes a JPEG again.
 

@@ -1,11 +1,12 @@
-"""The one loop: ``fit`` (epochs with callbacks), ``evaluate`` and ``predict``, for every model transferlab runs.
+"""The one loop's parts: a training epoch, ``evaluate``, ``predict`` and ``collect``, for every model transferlab runs.
 
-Fine-tuning, the probe's torch heads, the from-scratch baseline, feature
-extraction, the frozen-prefix cache, predict and evaluate all run through here.
+``Learner.fit`` (``engine/learner.py``) runs the epochs. Fine-tuning, the probe's
+torch heads, the from-scratch baseline, feature extraction, the frozen-prefix cache,
+predict, evaluate, Grad-CAM and the report's re-scoring all run through here.
 Device, precision and memory format come from the ``Runtime``; what a run does
-around the epochs (early stopping, checkpoints, progress, logging) are callbacks.
+around the epochs (early stopping, checkpoints, progress, logging, EMA) are callbacks.
 
-Over several processes (torchrun) ``fit`` trains the model under
+Over several processes (torchrun) ``Learner.fit`` trains the model under
 ``DistributedDataParallel``: ``batch_size`` is the global batch, each process
 taking ``batch_size / world_size`` rows of it, so an epoch goes through the same
 batches of the same permutation as on one process; metrics are summed over the
@@ -15,9 +16,7 @@ processes, evaluation shards without padding.
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -31,8 +30,8 @@ from .callbacks import Callback
 from .runtime import Runtime
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-# (the module to call: the model, or its DDP wrapper in training; batch; where the batch enters the model) -> logits
-StartForward = Callable[[nn.Module, torch.Tensor, int], torch.Tensor]
+# (the module to call: the model, or its DDP wrapper in training; batch) -> logits: the inputs' own ``forward``
+ModuleForward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Mix = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 B = TypeVar("B")
@@ -50,6 +49,7 @@ class FitState:
     history: list[dict] = field(default_factory=list)
     epoch: int = -1  # the last completed epoch of this fit, 0-based
     stop: bool = False
+    callbacks: Sequence[Callback] = ()
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -91,72 +91,6 @@ def group_lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
     return rates
 
 
-def fit(
-    model: nn.Module,
-    forward: StartForward,
-    loss_fn: LossFn,
-    optimizer: torch.optim.Optimizer,
-    schedule: Any,
-    train,
-    val=None,
-    *,
-    epochs: int,
-    runtime: Runtime,
-    batch_size: int,
-    seed: int = 0,
-    stage: str = "train",
-    history: list[dict] | None = None,
-    first_epoch: int = 0,
-    callbacks: Sequence[Callback] = (),
-    mix: Mix | None = None,
-) -> FitState:
-    """Train ``model`` for ``epochs`` epochs (from ``first_epoch``), validating after each.
-
-    ``forward(module, x, start)`` maps a batch of ``train``/``val`` to logits through ``module``
-    (``model``, or in training over several processes its DDP wrapper), ``start`` being where
-    the inputs enter the model (``inputs.start``: 0 for images, more for a cached frozen
-    prefix's outputs); ``mix`` turns a batch and its labels into mixed inputs
-    and soft targets (mixup, cutmix); ``loss_fn`` must accept what ``mix`` returns.
-    A loss that is not finite stops the run with a UserError: no model is saved from it.
-    ``batch_size`` is the global batch (split over the processes). Each epoch's record
-    has ``samples``: a digest of which samples each step trained on, the same for any
-    process count.
-    """
-    local_batch = process_batch_size(batch_size, runtime.world_size)
-    state = FitState(model, optimizer, schedule, stage, epochs, history if history is not None else [],
-                     epoch=first_epoch - 1)  # a resumed fit's progress and messages count from where it goes on
-    trained = runtime.parallel(model)  # after the caller froze what it freezes: DDP reduces the rest
-    forward = runtime.compiled(forward)
-    for callback in callbacks:
-        callback.on_fit_start(state)
-    scaler = runtime.grad_scaler()
-    for epoch in range(first_epoch, epochs):
-        started = time.perf_counter()
-        seed_here = epoch_seed(seed, epoch)
-        record: dict[str, Any] = {"epoch": len(state.history) + 1, "stage": stage, **group_lrs(optimizer)}
-        order = runtime.train_order(len(train), epoch_seed(seed, 0), epoch)  # the sampler's own generator
-        with epoch_random(seed_here, runtime):  # dropout, augmentation, mixup: the same on a resumed run
-            record.update(_train_epoch(state, trained, forward, loss_fn, train, order, runtime, scaler, local_batch,
-                                       seed_here, callbacks, mix))
-        runtime.sync_buffers(model)  # one set of BatchNorm statistics for validation and checkpoints
-        if val is not None and len(val):
-            scores = evaluate(model, forward, val, runtime, local_batch)
-            record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
-        record["seconds"] = time.perf_counter() - started
-        state.history.append(record)
-        state.epoch = epoch
-        for callback in callbacks:
-            callback.on_epoch_end(state, record)
-        if state.stop:
-            break
-    for callback in callbacks:
-        callback.on_fit_end(state)
-    if trained is not model:
-        del trained
-        gc.collect()  # the DDP wrapper's gradient hooks go now, before the next stage wraps the model again
-    return state
-
-
 def process_batch_size(batch_size: int, world_size: int) -> int:
     """Each process's share of the global batch; a batch that does not split evenly is refused (the
     processes' gradients are averaged with equal weights)."""
@@ -178,35 +112,46 @@ def steps_digest(steps_per_rank: list[list[list[int]]]) -> str:
     return distributed.digest(steps)
 
 
-def _train_epoch(state: FitState, trained: nn.Module, forward: StartForward, loss_fn: LossFn, train,
+def _train_epoch(state: FitState, trained: nn.Module, forward: ModuleForward, loss_fn: LossFn, train,
                  order: list[int], runtime: Runtime, scaler: torch.amp.GradScaler, batch_size: int, seed: int,
-                 callbacks: Sequence[Callback], mix: Mix | None) -> dict[str, Any]:
+                 callbacks: Sequence[Callback], mix: Mix | None, accumulate: int = 1) -> dict[str, Any]:
+    """One epoch over ``order``; with ``accumulate`` N the gradients of N batches are summed before each optimizer
+    step, each batch's loss weighted by its share of the N batches' rows: one step of an N-times larger batch."""
     model, optimizer = state.model, state.optimizer
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     steps: list[list[int]] = []
     n_batches = math.ceil(len(order) / batch_size)
+    optimizer.zero_grad(set_to_none=True)
     for step, (x, y, index) in enumerate(train.batches(batch_size, order, seed)):
         steps.append(index.tolist())
         x, y = runtime.inputs(x), runtime.targets(y)
         targets = y
         if mix is not None:
             x, targets = mix(x, y)
-        with runtime.autocast():
-            logits = forward(trained, x, train.start)
-        loss = loss_fn(logits.float(), targets)
-        finite = bool(torch.isfinite(loss))
-        if runtime.world_size > 1:
-            finite = runtime.sum([0.0 if finite else 1.0])[0] == 0  # every process stops together
-        if not finite:
-            raise UserError(f"the training loss became {float(loss.detach())} in {state.stage} epoch {state.epoch + 2}: "
-                            "lower the learning rate (--lr); no model was saved")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        if state.schedule is not None:
-            state.schedule.step()
+        group = step // accumulate  # the optimizer step this batch's gradients go into
+        last_of_group = (step + 1) % accumulate == 0 or step + 1 == n_batches
+        group_rows = min(batch_size * accumulate, len(order) - group * batch_size * accumulate)
+        # over several processes the gradients are reduced once, at the group's last batch
+        with contextlib.nullcontext() if last_of_group or trained is model else trained.no_sync():
+            with runtime.autocast():
+                logits = forward(trained, x)
+            loss = loss_fn(logits.float(), targets)
+            finite = bool(torch.isfinite(loss))
+            if runtime.world_size > 1:
+                finite = runtime.sum([0.0 if finite else 1.0])[0] == 0  # every process stops together
+            if not finite:
+                raise UserError(f"the training loss became {float(loss.detach())} in {state.stage} epoch "
+                                f"{state.epoch + 2}: lower the learning rate (--lr); no model was saved")
+            scaler.scale(loss * (len(y) / group_rows) if accumulate > 1 else loss).backward()
+        if last_of_group:
+            scaler.step(optimizer)
+            scaler.update()
+            for callback in callbacks:
+                callback.on_step_end(state)  # the gradients of this step are still there
+            optimizer.zero_grad(set_to_none=True)
+            if state.schedule is not None:
+                state.schedule.step()
         total_loss += float(loss.detach()) * len(y)
         correct += int((logits.detach().argmax(1) == y).sum())
         seen += len(y)
@@ -217,12 +162,15 @@ def _train_epoch(state: FitState, trained: nn.Module, forward: StartForward, los
             "samples": steps_digest(runtime.gather(steps))}
 
 
-def evaluate(model: nn.Module, forward: StartForward, inputs, runtime: Runtime, batch_size: int) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of ``model`` on labelled ``inputs`` (eval mode, no gradients).
+def evaluate(model: nn.Module, inputs, runtime: Runtime, batch_size: int,
+             forward: ModuleForward | None = None) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of ``model`` on labelled ``inputs`` (eval mode, no gradients), each batch
+    through ``inputs.forward`` unless ``forward`` is given.
 
     Over several processes each takes its contiguous slice (no sample dropped or repeated) and the
     sums are added up, so the figures are those of one process.
     """
+    forward = forward or inputs.forward
     was_training = model.training
     model.eval()
     total_loss, correct, seen = 0.0, 0, 0
@@ -231,7 +179,7 @@ def evaluate(model: nn.Module, forward: StartForward, inputs, runtime: Runtime, 
             for x, y, _ in inputs.batches(batch_size, runtime.shard(len(inputs))):
                 x, y = runtime.inputs(x), runtime.targets(y)
                 with runtime.autocast():
-                    logits = forward(model, x, inputs.start)
+                    logits = forward(model, x)
                 logits = logits.float()
                 total_loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())
@@ -271,3 +219,26 @@ def predict_tensor(model: nn.Module, forward: Forward, x: torch.Tensor, runtime:
     chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
     outs = [out for _, out in predict(model, forward, chunks, runtime, inputs_of=lambda chunk: chunk)]
     return torch.cat(outs) if outs else torch.empty(0)
+
+
+@dataclass
+class Collected:
+    """What ``collect`` gathered: the outputs of the readable items in order, their indices, the unreadable ones."""
+
+    outputs: torch.Tensor  # (readable items, ...) float32 on the CPU
+    indices: list[int]
+    unreadable: list[int]
+
+
+def collect(model: nn.Module, batches: Iterable, runtime: Runtime, forward: Forward | None = None) -> Collected:
+    """Every batch of ``batches`` (``data.image_batches``: ``.images``, ``.indices``, ``.unreadable``) through
+    ``predict``, the outputs concatenated: the one predict-and-collect loop of test scoring, ``predict``,
+    ``evaluate`` and the report's re-scoring."""
+    outputs, indices, unreadable = [], [], []
+    for batch, out in predict(model, forward or model, batches, runtime):
+        unreadable.extend(batch.unreadable)
+        if out is None:
+            continue
+        outputs.append(out)
+        indices.extend(int(i) for i in batch.indices)
+    return Collected(torch.cat(outputs) if outputs else torch.empty(0), indices, unreadable)

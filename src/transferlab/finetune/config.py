@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import UserError
 from ..heads.spec import FINETUNE_HEADS, parse_head
 from ..options import (BackboneOptions, DataOptions, LogOptions, RuntimeOptions, check_folds, check_logging,
                        check_ranges, check_ratios, check_types, option)
@@ -74,6 +75,14 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     label_smoothing: float | None = option(None, "Label smoothing of the loss (default: the recipe's: 0; 0.1 for "
                                            "best).", minimum=0.0, maximum=0.5)
     class_weights: bool = option(False, "Weight the loss by inverse class frequency.")
+    sampler: str = option("shuffle", "How an epoch draws its training images: shuffle (each once) or balanced "
+                          "(as many as the training set holds, with replacement, every class about equally often: "
+                          "an alternative to --class-weights).", choices=("shuffle", "balanced"))
+    ema: float | None = option(None, "Keep an exponential moving average of the weights with this decay, e.g. "
+                               "0.999 (timm's ModelEmaV3): the average is what is validated, early-stopped on and "
+                               "saved (default: off).", above=0.0, maximum=0.999999)
+    accumulate: int = option(1, "Sum the gradients of N batches before each optimizer step: the updates of an "
+                             "N-times larger batch in the memory of one.", minimum=1)
     prefix_cache: bool = option(True, "Reuse the frozen layers' outputs across epochs when possible.",
                                 speed_only=True, flag="--prefix-cache/--no-prefix-cache")
     output: str | None = option(None, "Model folder (default: runs/<backbone>-<policy>-<settings id>).",
@@ -89,5 +98,7 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
         if self.freeze is not None:
             check_policy(self.freeze)
         check_ranges(self)
+        if self.class_weights and self.sampler == "balanced":
+            raise UserError("--class-weights and --sampler balanced both correct for class imbalance: choose one")
         check_folds(self)
         check_logging(self)

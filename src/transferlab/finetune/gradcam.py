@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,12 @@ def feature_map_grid(net: torch.nn.Module, features: torch.Tensor) -> torch.Tens
 def grad_cam(net: torch.nn.Module, image: torch.Tensor, class_index: int) -> np.ndarray:
     """Heat map (H, W) in [0, 1] for ``class_index`` of a preprocessed image (3, H, W) or (1, 3, H, W)."""
     x = image.unsqueeze(0) if image.ndim == 3 else image
+    return grad_cams(net, x, torch.tensor([class_index]))[0].numpy()
+
+
+def grad_cams(net: torch.nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Heat maps (B, H, W) in [0, 1] of a batch of preprocessed images, each for its class in ``classes``: one
+    forward and one backward pass (in eval mode the images do not interact, so each map is its own image's)."""
     was_training = net.training
     net.eval()
     try:
@@ -49,7 +56,8 @@ def grad_cam(net: torch.nn.Module, image: torch.Tensor, class_index: int) -> np.
             x = x.detach().float().requires_grad_(True)  # gradients flow even through frozen weights
             features = net.forward_features(x)
             features.retain_grad()
-            score = net.forward_head(features)[0, class_index]
+            logits = net.forward_head(features)
+            score = logits.gather(1, classes.to(logits.device).view(-1, 1)).sum()
             (gradient,) = torch.autograd.grad(score, features)
     finally:
         net.train(was_training)
@@ -57,9 +65,9 @@ def grad_cam(net: torch.nn.Module, image: torch.Tensor, class_index: int) -> np.
     grads = feature_map_grid(net, gradient)
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * fmap).sum(dim=1, keepdim=True))
-    cam = F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[0, 0]
-    top = cam.max()
-    return (cam / top if top > 0 else cam).float().cpu().numpy()
+    cam = F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
+    top = cam.flatten(1).max(dim=1).values.view(-1, 1, 1)
+    return torch.where(top > 0, cam / top.clamp_min(1e-30), cam).float().cpu()
 
 
 def overlay(image: torch.Tensor, heat: np.ndarray, mean, std) -> Image.Image:
@@ -94,19 +102,31 @@ def write_gradcams(bundle: Bundle, files: list[Path], classes: list[int | None],
 
 
 def _write_gradcams(bundle: Bundle, files: list[Path], classes: list[int | None], out_dir: Path) -> list[Path | None]:
+    """The heat maps through the engine's ``predict``, a batch at a time (each image for its class)."""
+    from ..engine.loop import predict
+    from ..engine.runtime import CPU
+
     pre = bundle.meta["preprocessing"]
     net = bundle.net
-    device = next(net.parameters()).device
+    device = str(next(net.parameters()).device)
+    runtime = CPU if device == "cpu" else replace(CPU, device=device)
     written: list[Path | None] = [None] * len(files)
     wanted = [i for i, c in enumerate(classes) if c is not None]
-    for batch in image_batches([files[i] for i in wanted], bundle.transform(), 16, 0, device=None):
-        if batch.images is None:
+    batch_classes: dict[str, torch.Tensor] = {}
+
+    def images(batch):  # the batch's classes go with its images into the forward below
+        batch_classes["now"] = torch.tensor([int(classes[wanted[j]]) for j in batch.indices])  # type: ignore[arg-type]
+        return batch.images
+
+    batches = image_batches([files[i] for i in wanted], bundle.transform(), 16, 0, device=None)
+    for batch, heats in predict(net, lambda x: grad_cams(net, x, batch_classes["now"]), batches, runtime,
+                                inputs_of=images):
+        if heats is None:
             continue
-        for j, image in zip(batch.indices, batch.images):
+        for j, image, heat in zip(batch.indices, batch.images, heats):
             i = wanted[j]
-            heat = grad_cam(net, image.to(device), int(classes[i]))  # type: ignore[arg-type]
             label = re.sub(r"[^\w.-]+", "_", bundle.classes[int(classes[i])])  # type: ignore[arg-type]
             path = out_dir / f"{i:04d}-{files[i].stem}-{label}.png"
-            overlay(image, heat, pre["mean"], pre["std"]).save(path)
+            overlay(image, heat.numpy(), pre["mean"], pre["std"]).save(path)
             written[i] = path
     return written

@@ -39,7 +39,7 @@ def head_inputs(model: nn.Module, linear: nn.Linear, inputs, runtime: Runtime, b
         with torch.no_grad():
             for x, y, _ in inputs.batches(batch_size, range(len(inputs))):
                 with runtime.autocast():
-                    model(runtime.inputs(x), start=inputs.start)
+                    inputs.forward(model, runtime.inputs(x))
                 labels.append(y)
     finally:
         hook.remove()
@@ -73,12 +73,11 @@ def probe_stage(model: nn.Module, train, val, runtime: Runtime, batch_size: int,
     linear = final_linear(model.classifier)
     assert linear is not None, "the probe's head initialisation needs a linear head"
     fit_probe_head(model, linear, train, runtime, batch_size, seed)
-    forward = lambda module, x, start: module(x, start=start)  # noqa: E731
-    trained = evaluate(model, forward, train, runtime, batch_size)
+    trained = evaluate(model, train, runtime, batch_size)
     record = {"epoch": epoch, "stage": stage, "head_fit": "logreg", "lr": 0.0,
               "train_loss": trained["loss"], "train_accuracy": trained["accuracy"]}
     if val is not None and len(val):
-        scores = evaluate(model, forward, val, runtime, batch_size)
+        scores = evaluate(model, val, runtime, batch_size)
         record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
     record["seconds"] = time.perf_counter() - started
     return record

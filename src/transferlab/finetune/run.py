@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -16,11 +16,12 @@ from timm.loss import SoftTargetCrossEntropy
 from .. import __version__
 from ..backbones import FROM_SCRATCH, Backbone, load_backbone
 from ..data import Sample, image_batches, load_dataset
-from ..engine.callbacks import BatchProgress, Callback, Checkpoint, EarlyStopping, EpochHook
+from ..engine.callbacks import EMA, BatchProgress, Callback, Checkpoint, EarlyStopping, EpochHook
 from ..engine.callbacks import early_stopping_of
 from ..engine.callbacks import CHECKPOINT_NAME, load_checkpoint, remove_checkpoint
 from ..engine.inputs import CachedInputs, DecodedInputs, ImageInputs, kept_image_bytes, memory_budget
-from ..engine.loop import fit, predict
+from ..engine.learner import Learner
+from ..engine.loop import collect
 from ..engine.runtime import Runtime
 from ..errors import UserError
 from ..evaluation import inference_ms_per_image, score
@@ -32,13 +33,15 @@ from ..tracking import Tracker, final_metrics, open_tracker
 from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
 from .config import FinetuneConfig
-from .freeze import Stage, check_on_backbone, plan_stages
+from .freeze import check_on_backbone
 from .head_init import final_linear, probe_stage
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
 from .recipes import recipe_of, with_recipe
 from .result import FinetuneResult
+from .sampling import balanced_sampler
+from .stages import TrainStage, plan
 
 EpochCallback = Callable[[dict], None]
 log = logging.getLogger(__name__)
@@ -96,13 +99,6 @@ def run_finetune(config: FinetuneConfig, progress: StageProgress | None = None, 
     return FinetuneRun(config, progress, on_epoch, runtime).run()
 
 
-@dataclass(frozen=True)
-class StageRates:
-    head_lr: float
-    backbone_lr: float  # of the top trainable unit
-    layer_decay: float  # each unit below: this times the one above
-
-
 def restored_epoch(history: list[dict], monitor: str) -> int:
     """The epoch whose weights the model ends with: the last stage's best by the monitored metric, or the
     stage before's last epoch when no epoch of the last stage beat it (``EarlyStopping.start_from``)."""
@@ -154,7 +150,7 @@ class FinetuneRun:
             self.model = TransferModel.from_backbone(self.backbone, len(self.splits.classes), c.head, c.dropout,
                                                      c.pooling)
         self.runtime.prepare(self.model)
-        self.stages = plan_stages(c.freeze, self.model.units, c.backbone)
+        self.stages: list[TrainStage] = plan(c, len(self.model.units), scratch)
         self.eval_transform = self.backbone.eval_transform()
         self.train_transform = (train_transform(self.backbone.data_config, c.augment, c.rotation, c.zoom)
                                 or self.eval_transform)
@@ -163,6 +159,8 @@ class FinetuneRun:
         self.prefix_seconds = 0.0
         self.phases = Phases()
         self.kept: DecodedInputs | None = None  # training images decoded once, when augmentation needs them
+        self.started = time.perf_counter()  # of training (a resumed run's: earlier, by the time it already took)
+        self.stage_index = 0
 
     def make_loss(self):
         c = self.config
@@ -180,22 +178,6 @@ class FinetuneRun:
                                             dtype=torch.float32)
             weights = weights.to(self.runtime.device)
         return torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=c.label_smoothing), None
-
-    def stage_rates(self, stage: Stage) -> StageRates:
-        """Learning rates of a stage: stage 2 of two-stage trains the head and the top unit at stage2_lr and
-        each unit below lower, falling by the recipe's spread (100x) towards the stem (discriminative rates)."""
-        c = self.config
-        if stage.name == "fine-tune":
-            head = c.stage2_lr
-            backbone = c.backbone_lr if c.backbone_lr is not None else head
-            spread = (1.0 / recipe_of(c.recipe).stage2_spread) ** (1.0 / max(1, len(self.model.units) - 1))
-            return StageRates(head, backbone, c.layer_decay if c.layer_decay is not None else spread)
-        backbone = c.backbone_lr if c.backbone_lr is not None else c.lr
-        return StageRates(c.lr, backbone, c.layer_decay if c.layer_decay is not None else 1.0)
-
-    def stage_epochs(self, stage: Stage) -> int:
-        c = self.config
-        return c.stage2_epochs if stage.name == "fine-tune" and c.stage2_epochs is not None else c.epochs
 
     def stage_inputs(self, samples: list[Sample], name: str, training: bool):
         """Cached prefix outputs when the frozen prefix is fixed; with augmentation the training images decoded once
@@ -294,113 +276,107 @@ class FinetuneRun:
         self.phases.add("load", time.perf_counter() - loading)
         c = self.config
         state = load_checkpoint(self.output, self.id) if c.resume else None
-        history: list[dict] = state["history"] if state else []
-        started = time.perf_counter() - (state["training_seconds"] if state else 0.0)
+        self.started = time.perf_counter() - (state["training_seconds"] if state else 0.0)
         if state:
             self.model.load_state_dict(state["model"])
+        learner = self.learner(state["history"] if state else [])
         stage2_start = None
         self.last_stage = self.stages[0]
         for index, stage in enumerate(self.stages):
             if state and index < state["stage"]:
                 continue  # finished before the interruption
-            if not state and self.cannot_improve(index, history):
+            if not state and self.cannot_improve(stage, learner.history):
                 self.skip_note(stage)
                 break
-            if stage.name == "fine-tune":
-                stage2_start = sum(1 for h in history if h["stage"] != "fine-tune") + 1
-            self.train_stage(index, stage, history, started, state if state and index == state["stage"] else None)
+            if index > 0:  # where the unfreezing stage's epochs begin in the history
+                stage2_start = sum(1 for h in learner.history if h["stage"] != stage.name) + 1
+            self.train_stage(learner, index, stage, state if state and index == state["stage"] else None)
             self.last_stage = stage
             state = None
-        return self.finish(history, time.perf_counter() - started, stage2_start)
+        return self.finish(learner.history, time.perf_counter() - self.started, stage2_start)
 
-    def stage_train_bn(self, stage: Stage) -> bool:
-        """Whether trainable units update their BatchNorm statistics: yes when training from scratch or at the
-        full rate (a single stage), no in stage 2 of two-stage, whose low rates would be undone by statistics
-        re-estimated from a few small batches (the TensorFlow tutorial's advice)."""
-        if self.config.train_bn is not None:
-            return self.config.train_bn
-        return from_scratch(self.config) or stage.name != "fine-tune"
-
-    def stage_optimizer(self, stage: Stage) -> str:
-        """The optimizer's name for ``stage``: ``stage2_optimizer`` after unfreezing when given."""
+    def learner(self, history: list[dict] | None = None) -> Learner:
+        """The run's ``Learner``: its model, loss, optimizer and schedule per stage, sampler and callbacks."""
         c = self.config
-        return c.stage2_optimizer if stage.name == "fine-tune" and c.stage2_optimizer else c.optimizer
-
-    def cannot_improve(self, index: int, history: list[dict]) -> bool:
-        """Whether a later stage is bound to be thrown away: early stopping keeps the stage before's end unless
-        validation accuracy rises above it, and it is already 1."""
-        return (index > 0 and bool(history) and self.early_stopping == "val_accuracy"
-                and history[-1].get("val_accuracy") == 1.0)
-
-    def skip_note(self, stage: Stage) -> None:
-        note = (f"the {stage.name} stage was skipped: the stage before classifies every validation image, and early "
-                "stopping on validation accuracy would have kept its weights anyway")
-        log.info(note)
-        self.splits.notes.append(note)
-
-    def fits_probe_head(self, index: int) -> bool:
-        """Whether this stage is two-stage's first done as the probe (``head_init: probe``, a linear head)."""
-        return (self.config.head_init == "probe" and index == 0 and len(self.stages) > 1
-                and final_linear(self.model.classifier) is not None)
-
-    def train_probe_stage(self, stage: Stage, history: list[dict]) -> None:
-        """Stage 1 as the probe: the head set to the logistic regression on the frozen features, one record."""
-        c = self.config
-        train = self.stage_inputs(self.train_samples, "train", training=False)
-        val = self.stage_inputs(self.val_samples, "val", training=False)
-        try:
-            record = probe_stage(self.model, train, val, self.runtime, c.batch_size, c.seed, stage.name,
-                                 len(history) + 1)
-        finally:
-            train.close()
-            val.close()
-        history.append(record)
-        for hook in (self.on_epoch, self.tracker.epoch if self.tracker else None):
-            if hook:
-                hook(record)
-
-    def train_stage(self, index: int, stage: Stage, history: list[dict], started: float, resumed: dict | None) -> None:
-        c = self.config
-        self.model.train_bn = self.stage_train_bn(stage)
-        self.model.freeze(stage.frozen_units)
-        if self.fits_probe_head(index):
-            self.train_probe_stage(stage, history)
-            return
-        rates = self.stage_rates(stage)
-        optimizer = build_optimizer(self.model, self.stage_optimizer(stage), rates.head_lr, rates.backbone_lr,
-                                    rates.layer_decay, c.weight_decay)
-        train = self.stage_inputs(self.train_samples, "train", training=True)
-        val = self.stage_inputs(self.val_samples, "val", training=False)
-        epochs = self.stage_epochs(stage)
-        steps_per_epoch = -(-len(train) // c.batch_size)
-        schedule = build_schedule(optimizer, c.schedule, epochs * steps_per_epoch, c.warmup_epochs * steps_per_epoch)
-        stopper = EarlyStopping(self.early_stopping, self.patience)
-        if index > 0 and history:  # a later stage keeps the earlier one's end unless it beats it on validation
-            stopper.start_from(history[-1], self.model)
-        first_epoch = 0
-        if resumed:
-            optimizer.load_state_dict(resumed["optimizer"])
-            schedule.load_state_dict(resumed["schedule"])
-            stopper.load_state_dict(resumed["stopper"])
-            first_epoch = epochs if resumed["stage_done"] else resumed["epoch"] + 1
-        callbacks: list[Callback] = [stopper]
+        self.stopper = EarlyStopping(self.early_stopping, self.patience)
+        callbacks: list[Callback] = [self.stopper]
+        if c.ema:
+            callbacks.append(EMA(c.ema))
         if self.runtime.is_main:
             callbacks.append(Checkpoint(self.output, self.id, lambda s: {
-                "stage": index, "stopper": stopper.state_dict(), "training_seconds": time.perf_counter() - started}))
+                "stage": self.stage_index, "training_seconds": time.perf_counter() - self.started}))
         if self.on_epoch:
             callbacks.append(EpochHook(self.on_epoch))
         if self.tracker:
             callbacks.append(EpochHook(self.tracker.epoch))
         if self.progress:
             callbacks.append(BatchProgress(self.progress))
-        model = self.model
+        sampler = None
+        if c.sampler == "balanced":
+            sampler = balanced_sampler([s.label for s in self.train_samples], self.runtime)
+        return Learner(self.model, self.runtime, self.loss_fn, self.stage_optimizer, batch_size=c.batch_size,
+                       seed=c.seed, callbacks=callbacks, mix=self.mix, schedule_func=self.stage_schedule,
+                       accumulate=c.accumulate, sampler=sampler, history=history or [])
+
+    def stage_optimizer(self, model: TransferModel, stage: TrainStage) -> torch.optim.Optimizer:
+        return build_optimizer(model, stage.optimizer, stage.head_lr, stage.backbone_lr, stage.layer_decay,
+                               self.config.weight_decay)
+
+    def stage_schedule(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int):
+        c = self.config
+        return build_schedule(optimizer, c.schedule, epochs * steps_per_epoch, c.warmup_epochs * steps_per_epoch)
+
+    def stage_data(self, learner: Learner, stage: TrainStage) -> None:
+        """Set ``stage`` on the model and the learner's data for it (a cached prefix starts where it ends)."""
+        stage.apply(self.model)
+        learner.train = self.stage_inputs(self.train_samples, "train", training=True)
+        learner.val = self.stage_inputs(self.val_samples, "val", training=False)
+
+    def cannot_improve(self, stage: TrainStage, history: list[dict]) -> bool:
+        """Whether a later stage is bound to be thrown away: early stopping keeps the stage before's end unless
+        validation accuracy rises above it, and it is already 1."""
+        return (stage.keeps_earlier_end and bool(history) and self.early_stopping == "val_accuracy"
+                and history[-1].get("val_accuracy") == 1.0)
+
+    def skip_note(self, stage: TrainStage) -> None:
+        note = (f"the {stage.name} stage was skipped: the stage before classifies every validation image, and early "
+                "stopping on validation accuracy would have kept its weights anyway")
+        log.info(note)
+        self.splits.notes.append(note)
+
+    def train_probe_stage(self, learner: Learner, stage: TrainStage) -> None:
+        """Stage 1 as the probe: the head set to the logistic regression on the frozen features, one record."""
+        c = self.config
+        train = self.stage_inputs(self.train_samples, "train", training=False)
+        val = self.stage_inputs(self.val_samples, "val", training=False)
         try:
-            fit(model, lambda module, x, start: module(x, start=start), self.loss_fn, optimizer, schedule, train, val,
-                epochs=epochs, runtime=self.runtime, batch_size=c.batch_size, seed=c.seed * 7919 + index * 101,
-                stage=stage.name, history=history, first_epoch=first_epoch, callbacks=callbacks, mix=self.mix)
+            record = probe_stage(self.model, train, val, self.runtime, c.batch_size, c.seed, stage.name,
+                                 len(learner.history) + 1)
         finally:
             train.close()
             val.close()
+        learner.history.append(record)
+        for hook in (self.on_epoch, self.tracker.epoch if self.tracker else None):
+            if hook:
+                hook(record)
+
+    def train_stage(self, learner: Learner, index: int, stage: TrainStage, resumed: dict | None) -> None:
+        self.stage_index = index
+        if stage.head_init == "probe" and final_linear(self.model.classifier) is not None:
+            stage.apply(self.model)
+            self.train_probe_stage(learner, stage)
+            return
+        # a later stage keeps the earlier one's end unless it beats it on validation
+        self.stopper.baseline = learner.history[-1] if stage.keeps_earlier_end and learner.history else None
+        self.stage_data(learner, stage)
+        first_epoch = 0
+        if resumed:
+            first_epoch = stage.epochs if resumed["stage_done"] else resumed["epoch"] + 1
+        try:
+            learner.fit(stage.epochs, stage, first_epoch, resumed)
+        finally:
+            learner.train.close()
+            learner.val.close()
 
     def finish(self, history: list[dict], training_seconds: float, stage2_start: int | None) -> FinetuneResult:
         c = self.config
@@ -481,21 +457,17 @@ class FinetuneRun:
         process predicts its slice; the slices are gathered in order)."""
         mine = self.runtime.shard(len(self.splits.test))
         samples = self.splits.test[mine.start : mine.stop]
-        predicted, truth, paths, unreadable = [], [], [], []
-        loss_sum = 0.0
         batches = image_batches([s.path for s in samples], self.eval_transform, self.config.batch_size,
                                 self.config.num_workers, self.runtime.pin_memory, self.runtime.device)
         started = time.perf_counter()
         decoded = self.phases.seconds.get("test_decode", 0.0)
-        for batch, logits in predict(self.model, self.model, self.phases.waiting(batches, "test_decode"), self.runtime):
-            unreadable.extend(samples[i].path for i in batch.unreadable)
-            if logits is None:
-                continue
-            labels = torch.tensor([samples[i].label for i in batch.indices])
-            loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
-            predicted.extend(logits.argmax(1).tolist())
-            truth.extend(labels.tolist())
-            paths.extend(samples[i].path for i in batch.indices)
+        found = collect(self.model, self.phases.waiting(batches, "test_decode"), self.runtime)
+        labels = torch.tensor([samples[i].label for i in found.indices], dtype=torch.long)
+        loss_sum = float(torch.nn.functional.cross_entropy(found.outputs, labels, reduction="sum")) if found.indices \
+            else 0.0
+        predicted = found.outputs.argmax(1).tolist() if found.indices else []
+        truth, paths = labels.tolist(), [samples[i].path for i in found.indices]
+        unreadable = [samples[i].path for i in found.unreadable]
         self.phases.add("test_predict",
                         time.perf_counter() - started - (self.phases.seconds.get("test_decode", 0.0) - decoded))
         parts = self.runtime.gather((predicted, truth, paths, unreadable, loss_sum))

@@ -9,7 +9,7 @@ from ..data.builtin import resolve_data_path
 from ..data.cifar import binary_layout, read_cifar_splits, refuse_python_version
 from ..data.layout import Sample, find_splits, read_class_folders
 from ..data.listfile import is_list_file, read_list
-from ..engine.loop import predict
+from ..engine.loop import collect
 from ..engine.runtime import CPU, Runtime
 from ..errors import UserError
 from ..pathkinds import wrong_kind
@@ -46,11 +46,9 @@ def class_probabilities(bundle: Bundle, items: list, batch_size: int = 32,
     engine's ``predict``, as ``transferlab predict`` classifies them."""
     probabilities: list = [None] * len(items)
     batches = image_batches(items, bundle.transform(), batch_size, None, runtime.pin_memory, runtime.device)
-    for batch, logits in predict(bundle.model, bundle.model, batches, runtime):
-        if logits is None:
-            continue
-        for i, row in zip(batch.indices, logits.softmax(dim=1)):
-            probabilities[i] = row
+    found = collect(bundle.model, batches, runtime)
+    for i, row in zip(found.indices, found.outputs.softmax(dim=1)):
+        probabilities[i] = row
     return probabilities
 
 
@@ -123,15 +121,12 @@ def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: in
     if unknown:
         raise UserError(f"class {unknown[0]!r} of {folder} is not one the model knows: {', '.join(bundle.classes)}")
     labels = [bundle.classes.index(names[s.label]) for s in samples]
-    truth, predicted, unreadable = [], [], []
     batches = image_batches([s.path for s in samples], bundle.transform(), batch_size, None, runtime.pin_memory,
                             runtime.device)
-    for batch, logits in predict(bundle.model, bundle.model, batches, runtime):
-        unreadable.extend(str(samples[i].path) for i in batch.unreadable)
-        if logits is None:
-            continue
-        predicted.extend(logits.argmax(1).tolist())
-        truth.extend(labels[i] for i in batch.indices)
+    found = collect(bundle.model, batches, runtime)
+    unreadable = [str(samples[i].path) for i in found.unreadable]
+    predicted = found.outputs.argmax(1).tolist() if found.indices else []
+    truth = [labels[i] for i in found.indices]
     if not truth:
         raise UserError(f"no readable images in {folder}")
     return {

@@ -32,7 +32,8 @@ from torch import nn
 
 from ..engine.callbacks import EarlyStopping, EpochHook
 from ..engine.inputs import TensorInputs
-from ..engine.loop import fit, predict_tensor
+from ..engine.learner import Learner
+from ..engine.loop import predict_tensor
 from ..engine.runtime import CPU, Runtime
 from .scaling import SCALINGS, feature_scaling
 from .spec import HEAD_WEIGHT_DECAY
@@ -50,7 +51,7 @@ def mlp_layers(in_dim: int, hidden: tuple[int, ...], num_classes: int, dropout: 
 
 
 class MLPHead(ClassifierMixin, BaseEstimator):
-    """Softmax classifier (``hidden=()``) or MLP on feature vectors, trained by ``engine.loop.fit`` with Adam.
+    """Softmax classifier (``hidden=()``) or MLP on feature vectors, trained by the engine's ``Learner`` with Adam.
 
     ``validation_fraction``: the stratified share of the training data held out for early
     stopping when ``fit`` gets no validation set (0: none, train ``max_epochs`` epochs and keep
@@ -129,17 +130,19 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         train = TensorInputs(self._inputs(X), torch.as_tensor(np.searchsorted(self.classes_, y)))
         val = None if y_val is None else TensorInputs(self._inputs(X_val),
                                                       torch.as_tensor(np.searchsorted(self.classes_, y_val)))
-        optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         stopper = EarlyStopping(self.monitor if val is not None else "none", self.patience)
         hooks = [EpochHook(self.on_epoch)] if self.on_epoch else []
-        state = fit(self.model_, lambda module, x, start: module(x), nn.CrossEntropyLoss(), optimizer, None, train,
-                    val, epochs=self.max_epochs, runtime=runtime, batch_size=self.batch_size, seed=self.seed,
-                    stage="head", callbacks=[stopper, *hooks])
+        learner = Learner(self.model_, runtime, nn.CrossEntropyLoss(), self._optimizer, train, val,
+                          batch_size=self.batch_size, seed=self.seed, callbacks=[stopper, *hooks])
+        state = learner.fit(self.max_epochs, "head")
         dropped = ("stage", "samples")  # the probe head keeps lr and seconds per epoch, like fine-tuning
         self.history_ = [{k: v for k, v in h.items() if k not in dropped} for h in state.history]
         self.best_epoch_ = stopper.best_epoch + 1
         self.model_.eval()
         return self
+
+    def _optimizer(self, model: nn.Module, stage: str) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
     def _inputs(self, X: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(((np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_).astype(np.float32))

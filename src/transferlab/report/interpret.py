@@ -10,7 +10,7 @@ a Grad-CAM heat map of the evidence the model used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -51,22 +51,25 @@ def score_images(bundle, items: list[dict]) -> list[ScoredImage]:
     from ..data import image_batches
     from .pictures import find_picture
 
+    from ..engine.loop import collect
+    from ..engine.runtime import CPU
+
     index = {name: i for i, name in enumerate(bundle.classes)}
     targets = torch.tensor([index[item["true"]] for item in items], dtype=torch.long)
-    device = next(bundle.model.parameters()).device
+    device = str(next(bundle.model.parameters()).device)
+    runtime = CPU if device == "cpu" else replace(CPU, device=device)
+    batches = image_batches([find_picture(item["path"]) for item in items], bundle.transform(), BATCH, 0)
+    found = collect(bundle.model, batches, runtime)
+    if not found.indices:
+        return []
+    truth = targets[found.indices]
+    losses = F.cross_entropy(found.outputs, truth, reduction="none")
+    probabilities = found.outputs.softmax(dim=1)
     scored: list[ScoredImage] = []
-    with torch.inference_mode():
-        for batch in image_batches([find_picture(item["path"]) for item in items], bundle.transform(), BATCH, 0):
-            if batch.images is None:
-                continue
-            logits = bundle.model(batch.images.to(device)).float().cpu()
-            truth = targets[batch.indices]
-            losses = F.cross_entropy(logits, truth, reduction="none")
-            probabilities = logits.softmax(dim=1)
-            for row, i, target, loss in zip(probabilities, batch.indices, truth, losses):
-                predicted = int(row.argmax())
-                scored.append(ScoredImage(items[i]["path"], items[i]["true"], bundle.classes[predicted],
-                                          float(row[predicted]), float(row[int(target)]), float(loss)))
+    for row, i, target, loss in zip(probabilities, found.indices, truth, losses):
+        predicted = int(row.argmax())
+        scored.append(ScoredImage(items[i]["path"], items[i]["true"], bundle.classes[predicted],
+                                  float(row[predicted]), float(row[int(target)]), float(loss)))
     return scored
 
 
