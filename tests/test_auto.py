@@ -52,13 +52,32 @@ def test_auto_prunes_by_successive_halving_and_saves_the_winner_as_a_bundle(data
 
 
 def test_auto_starts_a_trial_only_when_its_estimated_cost_fits_the_budget(data, tmp_path, cli):
-    trail = auto(cli, data, tmp_path, "--budget", "45s")
-    events = next(iter(trail["workers"].values()))
+    """A worker joining a study whose costs are known stops on its budget: each trial it started fitted the time
+    left by its estimate, and it stopped because the next would not (or cut a running one before an epoch)."""
+    one = ("--backbones", "test_efficientnet", "--max-epochs", "2")
+    auto(cli, data, tmp_path, "--budget", "10m", *one, "--max-trials", "1", output="first")
+    trail = auto(cli, data, tmp_path, "--budget", "20s", *one)
+    events = trail["workers"][trail["worker"]]
     started = [e for e in events if e["step"] == "trial"]
-    assert started and all(e["left"] >= e["estimate"] for e in started)
+    assert all(e["left"] >= e["estimate"] > 0 for e in started)
     assert trail["stop_reason"].startswith("budget")
-    assert trail["budget_seconds"] == 45
-    assert trail["winner"] is not None
+    assert events[-2]["step"] == "stop" and events[-2]["what"] == trail["stop_reason"]
+    assert trail["budget_seconds"] == 20 and trail["winner"] is not None
+
+
+def test_a_budget_spent_while_ranking_leaves_out_the_rest_and_says_so(data, tmp_path, cli):
+    """The first backbone is always scored and probed; the next is left out when the budget is gone, no trial
+    starts, and the command ends with one error line after writing the trail."""
+    result = cli("auto", "--data", str(data), *TINY, "--budget", "1s", "--store", str(tmp_path / "runs.sqlite"),
+                 "--output", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stderr.startswith("error: no fine-tuning trial finished within the "
+                                                               "budget (1s)")
+    trail = json.loads((tmp_path / "out" / "trail.json").read_text())
+    events = trail["workers"][trail["worker"]]
+    assert [e["what"] for e in events if e["step"] == "drop"] == ["test_vit not scored"]
+    assert "budget" in next(e["why"] for e in events if e["step"] == "drop")
+    assert not any(e["step"] == "trial" for e in events) and trail["stop_reason"].startswith("budget")
+    assert trail["winner"] is None and {c["backbone"] for c in trail["candidates"]} == {"test_efficientnet"}
 
 
 def test_a_second_worker_on_the_same_store_continues_the_same_study(data, tmp_path, cli):

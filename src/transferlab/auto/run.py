@@ -161,7 +161,7 @@ def run_auto(config: AutoConfig, progress=None) -> AutoResult:
         trail.add("resume", f"joined study {name}: its ranking, probes and {len(study.trials)} trial(s) are in the "
                   "store", "another worker ranked and probed with the same data and settings")
     else:
-        candidates, probes, shortlist = _rank_and_probe(config, trail, costs, progress)
+        candidates, probes, shortlist = _rank_and_probe(config, budget, trail, costs, progress)
         for key, value in (("candidates", candidates), ("probes", probes), ("shortlist", shortlist),
                            ("first_guess", costs.first_guess)):
             study.set_user_attr(key, value)
@@ -186,23 +186,38 @@ def run_auto(config: AutoConfig, progress=None) -> AutoResult:
     return result
 
 
-def _rank_and_probe(config: AutoConfig, trail: Trail, costs: Costs, progress) -> tuple[list, list, list]:
+def _rank_and_probe(config: AutoConfig, budget: Budget, trail: Trail, costs: Costs,
+                    progress) -> tuple[list, list, list]:
     """LogME of every candidate (backbone x feature layer), a logreg probe of the best ``probe_top`` backbones at
-    their best layer, and the ``finetune_top`` best probed ones."""
+    their best layer, and the ``finetune_top`` best probed ones; a backbone whose scoring or probe would not fit
+    the time left (estimated from the ones done) is left out, the first of each never."""
     from ..rank.config import RankConfig
     from ..rank.run import run_rank
 
     shared = {k: getattr(config, k) for k in DATA_FIELDS}
     runtime = {k: getattr(config, k) for k in ("device", "precision", "compile", "batch_size", "num_workers")}
-    started = time.perf_counter()
-    ranked = run_rank(RankConfig(data=config.data, backbones=list(config.backbones), random_init=config.random_init,
-                                 probes=False, cache=config.cache, **shared, **runtime), progress)
-    scoring_seconds = time.perf_counter() - started
-    candidates = [{"backbone": c.backbone, "layer": c.layer, "pooling": c.pooling, "logme": c.logme,
-                   "seconds": c.total_seconds} for c in ranked.candidates]
+    candidates: list[dict] = []
+    scored_seconds: list[float] = []
+    train_images = 0
+    for name in config.backbones:  # one at a time: a backbone whose scoring would overrun the budget is left out
+        estimate = max(scored_seconds, default=0.0)
+        if not budget.fits(estimate):
+            trail.add("drop", f"{name} not scored", f"budget: {budget.left:.1f}s left, scoring a backbone took "
+                      f"{estimate:.1f}s")
+            continue
+        started = time.perf_counter()
+        ranked = run_rank(RankConfig(data=config.data, backbones=[name], random_init=config.random_init,
+                                     probes=False, cache=config.cache, **shared, **runtime), progress)
+        scored_seconds.append(time.perf_counter() - started)
+        train_images = ranked.train_images
+        candidates += [{"backbone": c.backbone, "layer": c.layer, "pooling": c.pooling, "logme": c.logme,
+                        "seconds": c.total_seconds} for c in ranked.candidates]
+        trail.add("extract", f"{name}: features of {ranked.train_images} training images, every feature layer",
+                  "LogME reads them", seconds=ranked.extraction_seconds)
+    candidates.sort(key=lambda c: c["logme"], reverse=True)
     for c in candidates:
         trail.add("score", f"{c['backbone']} {c['layer']} ({c['pooling']}): LogME {c['logme']:.4f}",
-                  f"LogME on {ranked.train_images} training images", seconds=c["seconds"])
+                  f"LogME on {train_images} training images", seconds=c["seconds"])
     best: dict[str, dict] = {}
     for c in candidates:  # sorted by LogME: the first seen is each backbone's best layer
         best.setdefault(c["backbone"], c)
@@ -213,6 +228,10 @@ def _rank_and_probe(config: AutoConfig, trail: Trail, costs: Costs, progress) ->
                   f"{config.probe_top} ({best[top[-1]]['logme']:.4f})")
     probes = []
     for name in top:
+        estimate = max((p["seconds"] for p in probes), default=0.0)
+        if probes and not budget.fits(estimate):
+            trail.add("drop", f"{name} not probed", f"budget: {budget.left:.1f}s left, a probe took {estimate:.1f}s")
+            continue
         started = time.perf_counter()
         probed = run_rank(RankConfig(data=config.data, backbones=[name], layers=[best[name]["layer"]],
                                      random_init=config.random_init, probes=True, cache=config.cache,
@@ -224,7 +243,7 @@ def _rank_and_probe(config: AutoConfig, trail: Trail, costs: Costs, progress) ->
         costs.first_guess = max(costs.first_guess, seconds)
         trail.add("probe", f"{name} {c.layer}: logreg validation accuracy {c.logreg_accuracy:.4f}",
                   f"top {config.probe_top} by LogME", seconds=seconds)
-    costs.first_guess = max(costs.first_guess, scoring_seconds / max(1, len(order)))
+    costs.first_guess = max(costs.first_guess, max(scored_seconds, default=0.0))
     probes.sort(key=lambda p: p["logreg_accuracy"], reverse=True)
     shortlist = [p["backbone"] for p in probes[:config.finetune_top]]
     for p in probes[config.finetune_top:]:
