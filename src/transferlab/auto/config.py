@@ -17,7 +17,8 @@ class AutoConfig(DataOptions, RuntimeOptions):
     fine-tuning runs over the best probed ones and a few training settings."""
 
     budget: str = option("20m", "Wall-clock budget of this worker (90s, 20m, 1.5h, 1h30m): no step starts that its "
-                         "estimated cost would take past it.")
+                         "estimated cost (from the steps done) would take past it; the first backbone is always "
+                         "scored and probed.")
     backbones: list[str] = option(help="Candidate backbones (comma-separated friendly or timm names).",
                                   factory=lambda: list(DEFAULT_CANDIDATES))
     random_init: bool = option(False, "Randomly initialised backbones (a baseline; no LEEP/NCE).")
@@ -40,7 +41,7 @@ class AutoConfig(DataOptions, RuntimeOptions):
                                     "together), even with budget left.", minimum=1)
     study: str | None = option(None, "Optuna study name (default: auto- and a digest of the data and search "
                                "settings, so a second worker with the same arguments joins the same search).")
-    store: str | None = option(None, "Store the Optuna study shares with the run store: a SQLite file or "
+    store: str | None = option(None, "Run store that also holds the Optuna study: a SQLite file or "
                                "postgresql:// URL (default: $TRANSFERLAB_STORE, else ./transferlab-runs.sqlite).",
                                speed_only=True)
     output: str | None = option(None, "Folder of the trail, the report and the winner bundle (default: "

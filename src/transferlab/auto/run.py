@@ -201,7 +201,7 @@ def _rank_and_probe(config: AutoConfig, budget: Budget, trail: Trail, costs: Cos
     train_images = 0
     for name in config.backbones:  # one at a time: a backbone whose scoring would overrun the budget is left out
         estimate = max(scored_seconds, default=0.0)
-        if not budget.fits(estimate):
+        if scored_seconds and not budget.fits(estimate):
             trail.add("drop", f"{name} not scored", f"budget: {budget.left:.1f}s left, scoring a backbone took "
                       f"{estimate:.1f}s")
             continue
