@@ -15,7 +15,7 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import UserError
 from ..storage import atomic_write_text, text_digest
 from .budget import Budget
+from .costs import Costs
 from .config import AutoConfig
 from .trail import Trail, trail_html, trail_markdown
 
@@ -77,49 +78,6 @@ def make_pruner(config: AutoConfig):
                                               reduction_factor=config.reduction_factor)
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=config.min_epochs,
                                                   reduction_factor=config.reduction_factor)
-
-
-@dataclass
-class Costs:
-    """Seconds of the trials done (per backbone x freeze): an epoch, the set-up before the first, the tail
-    (test evaluation, saving) after the last; the next step's cost is estimated from them."""
-
-    epoch: dict[str, list[float]] = field(default_factory=dict)
-    setup: dict[str, list[float]] = field(default_factory=dict)
-    tail: dict[str, list[float]] = field(default_factory=dict)
-    first_guess: float = 0.0  # before any trial: from the probe phase (one forward pass over the images)
-
-    @staticmethod
-    def key(backbone: str, freeze: str) -> str:
-        return f"{backbone}|{freeze}"
-
-    def _of(self, table: dict[str, list[float]], key: str | None, default: float) -> float:
-        values = table.get(key) if key else None
-        if values:
-            return max(values)
-        every = [v for vs in table.values() for v in vs]
-        return max(every) if every else default
-
-    def epoch_of(self, key: str | None = None) -> float:
-        return self._of(self.epoch, key, self.first_guess)
-
-    def setup_of(self, key: str | None = None) -> float:
-        return self._of(self.setup, key, self.first_guess)
-
-    def tail_of(self, key: str | None = None) -> float:
-        return self._of(self.tail, key, self.first_guess)
-
-    def add(self, measured: dict) -> None:
-        key = measured["key"]
-        self.setup.setdefault(key, []).append(measured["setup"])
-        self.epoch.setdefault(key, []).extend(measured["epochs"])
-        if measured.get("tail") is not None:
-            self.tail.setdefault(key, []).append(measured["tail"])
-
-    def first_rung(self, min_epochs: int) -> float:
-        """A new trial's cost to its first pruning decision and a model saved: the worst case over the
-        candidates seen so far."""
-        return self.setup_of() + min_epochs * self.epoch_of() + self.tail_of()
 
 
 @dataclass
