@@ -76,7 +76,7 @@ def test_auto_options_reach_the_ranking_the_trials_and_the_pruner(tmp_path, cli,
     trail = json.loads((tmp_path / "o" / "trail.json").read_text())
     best = trail["candidates"][0]
     assert len(probing) == 1 and probing[0].backbones == [best["backbone"]] and probing[0].probes
-    assert probing[0].layers == [best["layer"]]
+    assert trail["probes"][0]["layer"] == best["layer"]
     assert len(spies["finetune"]) == 2  # --max-trials
     for config in spies["finetune"]:
         assert {k: getattr(config, k) for k in shared} == shared

@@ -191,10 +191,10 @@ def _rank_and_probe(config: AutoConfig, budget: Budget, trail: Trail, costs: Cos
             trail.add("drop", f"{name} not probed", f"budget: {budget.left:.1f}s left, a probe took {estimate:.1f}s")
             continue
         started = time.perf_counter()
-        probed = run_rank(RankConfig(data=config.data, backbones=[name], layers=[best[name]["layer"]],
-                                     random_init=config.random_init, probes=True, cache=config.cache,
-                                     **shared, **runtime), progress)
-        c = probed.candidates[0]
+        # every layer, as scored: the training images' features come from the cache, only validation's are new
+        probed = run_rank(RankConfig(data=config.data, backbones=[name], random_init=config.random_init,
+                                     probes=True, cache=config.cache, **shared, **runtime), progress)
+        c = next(c for c in probed.candidates if c.layer == best[name]["layer"])
         seconds = time.perf_counter() - started
         probes.append({"backbone": name, "layer": c.layer, "logme": best[name]["logme"],
                        "logreg_accuracy": c.logreg_accuracy, "knn_accuracy": c.knn_accuracy, "seconds": seconds})
