@@ -31,7 +31,7 @@ def auto(cli, data, tmp_path, *args, output="out"):
 def test_auto_prunes_by_successive_halving_and_saves_the_winner_as_a_bundle(data, tmp_path, cli):
     from transferlab.finetune import load_bundle
 
-    trail = auto(cli, data, tmp_path, "--budget", "10m", "--max-trials", "6", "--reduction-factor", "2")
+    trail = auto(cli, data, tmp_path, "--budget", "3h", "--max-trials", "6", "--reduction-factor", "2")
     steps = [e["step"] for e in next(iter(trail["workers"].values()))]
     assert steps.index("score") < steps.index("probe") < steps.index("shortlist") < steps.index("trial")
     assert len(trail["trials"]) == 6 and trail["stop_reason"].startswith("max_trials")
@@ -55,7 +55,7 @@ def test_auto_starts_a_trial_only_when_its_estimated_cost_fits_the_budget(data, 
     """A worker joining a study whose costs are known stops on its budget: each trial it started fitted the time
     left by its estimate, and it stopped because the next would not (or cut a running one before an epoch)."""
     one = ("--backbones", "test_efficientnet", "--max-epochs", "2")
-    auto(cli, data, tmp_path, "--budget", "10m", *one, "--max-trials", "1", output="first")
+    auto(cli, data, tmp_path, "--budget", "3h", *one, "--max-trials", "1", output="first")
     trail = auto(cli, data, tmp_path, "--budget", "20s", *one)
     events = trail["workers"][trail["worker"]]
     started = [e for e in events if e["step"] == "trial"]
@@ -83,7 +83,7 @@ def test_a_budget_spent_while_ranking_leaves_out_the_rest_and_says_so(data, tmp_
 def test_a_second_worker_on_the_same_store_continues_the_same_study(data, tmp_path, cli):
     import optuna
 
-    one = ("--budget", "10m", "--backbones", "test_efficientnet", "--max-epochs", "1")
+    one = ("--budget", "3h", "--backbones", "test_efficientnet", "--max-epochs", "1")
     first = auto(cli, data, tmp_path, *one, "--max-trials", "2", output="one")
     second = auto(cli, data, tmp_path, *one, "--max-trials", "4", output="two")
     assert second["study"] == first["study"]

@@ -63,7 +63,7 @@ def test_auto_options_reach_the_ranking_the_trials_and_the_pruner(tmp_path, cli,
                  "--max-trials", "2", "--study", "wired", "--store", str(tmp_path / "s.sqlite"), "--output",
                  str(tmp_path / "o"), "--seed", "3", "--per-class", "5", "--classes", "a,b,c", "--num-classes", "3",
                  "--split", "0.6,0.2,0.2", "--val-per-class", "2", "--test-per-class", "2", "--device", "cpu",
-                 "--precision", "fp32", "--batch-size", "4", "--workers", "0", "--no-cache", "--budget", "10m")
+                 "--precision", "fp32", "--batch-size", "4", "--workers", "0", "--no-cache", "--budget", "3h")
     assert result.returncode == 0, result.stderr
     shared = {"data": str(data), "seed": 3, "per_class": 5, "classes": ["a", "b", "c"], "num_classes": 3,
               "ratios": (0.6, 0.2, 0.2), "val_per_class": 2, "test_per_class": 2, "device": "cpu",
