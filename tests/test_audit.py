@@ -14,6 +14,7 @@ from PIL import Image
 
 from transferlab.audit.confident import class_thresholds, confident_joint, find_label_issues
 from transferlab.audit.duplicates import find_duplicates
+from wiring import wires
 
 
 def planted_probabilities():
@@ -123,6 +124,7 @@ def planted_list(tmp_path) -> tuple[Path, Path, Path]:
     return listing, flipped, copy
 
 
+@wires("AuditConfig.html", "AuditConfig.fix")
 def test_audit_finds_the_planted_label_issue_and_the_leak_end_to_end(planted_list, tmp_path, cli):
     listing, flipped, copy = planted_list
     page, fix = tmp_path / "page.html", tmp_path / "fixed.csv"
@@ -172,6 +174,7 @@ def test_audit_bad_input_is_one_error_line(planted_list, cli, args, message):
     assert "Traceback" not in result.stderr
 
 
+@wires("AuditConfig.C", "AuditConfig.duplicate_cosine", "AuditConfig.hash_distance", "AuditConfig.overlap_pairs")
 def test_audit_options_reach_the_probe_and_the_duplicate_search(planted_list, cli, monkeypatch):
     """--C, --duplicate-cosine, --hash-distance and --overlap-pairs as the loop passes them on."""
     from transferlab.audit import run

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from transferlab.rank.scores import leep, logme, nce
+from wiring import wires
 
 
 def reference_logme(f: np.ndarray, y: np.ndarray) -> float:
@@ -113,6 +114,7 @@ def test_every_score_puts_separable_features_above_noise():
     assert nce(informative, y) > nce(uninformative, y) + 0.1
 
 
+@wires("RankConfig.backbones", "RankConfig.layers", "RankConfig.poolings", "RankConfig.random_init")
 def test_rank_orders_candidates_by_logme_and_reports_every_score(class_folders, cli):
     result = cli("rank", "--data", str(class_folders), "--backbones", "efficientnet_lite0,test_efficientnet",
                  "--random-init", "--layers", "0,1", "--pooling", "avg,max", "--json")
@@ -133,6 +135,7 @@ def test_rank_orders_candidates_by_logme_and_reports_every_score(class_folders, 
     assert all(set(c["seconds"]) == {"logme", "knn_accuracy", "logreg_accuracy"} for c in candidates)
 
 
+@wires("RankConfig.probes")
 def test_rank_reads_the_imagenet_head_of_a_pretrained_backbone(class_folders, cli):
     result = cli("rank", "--data", str(class_folders), "--backbones", "efficientnet_lite0", "--layers", "blocks.6",
                  "--no-probes", "--json")
@@ -171,6 +174,7 @@ def test_rank_bad_input_is_one_error_line(class_folders, cli, args, message):
     assert "Traceback" not in result.stderr
 
 
+@wires("RankConfig.k", "RankConfig.C")
 def test_rank_options_reach_the_probes(class_folders, cli, monkeypatch):
     """--k and --C are what the kNN and logreg probes are built with (observed where the loop builds them)."""
     from transferlab.heads import sklearn_heads

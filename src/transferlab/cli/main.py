@@ -24,6 +24,7 @@ from ..errors import UserError
 from ..probing.config import ProbeConfig
 from .common import config_from, config_options, log, print_folds, setup_logging, stage_progress, stderr
 from .run_config import config_file_options, config_yaml, merged_options, require_data
+from .auto import COMMANDS as AUTO_COMMANDS
 from .finetune import COMMANDS as FINETUNE_COMMANDS
 from .rank import COMMANDS as RANK_COMMANDS
 from .study import COMMANDS as STUDY_COMMANDS
@@ -46,7 +47,7 @@ def main(cache_dir: str | None, verbose: int) -> None:
         log.info("cache folder %s", cache_dir)
 
 
-for _command in (*FINETUNE_COMMANDS, *STUDY_COMMANDS, *RANK_COMMANDS):
+for _command in (*FINETUNE_COMMANDS, *STUDY_COMMANDS, *RANK_COMMANDS, *AUTO_COMMANDS):
     main.add_command(_command)
 
 

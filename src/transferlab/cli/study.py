@@ -170,7 +170,11 @@ def _run_plan(spec, plan, store, dry_run, jobs, wait):
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="Report folder (default: the study's 'report:', else reports/<study name>).")
 @click.option("--images/--no-images", default=True, show_default=True, help="Filter/activation and misclassified-image figures (they read images and a backbone).")
 @click.option("--new-images", type=click.Path(), help="A folder of outside images that every saved model classifies (default: the study's 'new_images:').")
-def study_report(study_file, run_ids, data, store, out, images, new_images):
+@click.option("--audit", "audit_backbone", metavar="BACKBONE", is_flag=False, flag_value="efficientnet_lite0",
+              help="Add a 'data audit' section: `transferlab audit` of the study's data (its runs' splits) with "
+                   "BACKBONE's features (--audit alone: efficientnet_lite0): label issues, near-duplicate pairs, and "
+                   "a warning when test images have near-duplicates in training.")
+def study_report(study_file, run_ids, data, store, out, images, new_images, audit_backbone):
     """Write an HTML report (plus Markdown and CSV tables) of a study's stored runs."""
     from pathlib import Path
 
@@ -202,10 +206,26 @@ def study_report(study_file, run_ids, data, store, out, images, new_images):
         new_images = str(spec.relative(spec.new_images))
     if new_images is not None and not Path(new_images).is_dir():
         raise wrong_kind(new_images, "new-images folder", "a folder")
+    audit = _audit_of(records, audit_backbone) if audit_backbone else None
     files = write_report(records, Path(out), title=title, description=spec.description if spec else "",
-                         images=images, notes=notes, new_images=Path(new_images) if new_images else None)
+                         images=images, notes=notes, new_images=Path(new_images) if new_images else None, audit=audit)
     for path in files.values():
         click.echo(path)
+
+
+def _audit_of(records, backbone: str) -> dict:
+    """The audit summary of the data the study's first run used, split as its runs split it."""
+    from ..audit.run import run_audit
+    from ..errors import UserError
+    from ..rank.config import AuditConfig
+    from ..report.audit_section import audit_summary
+
+    configs = [r.config for r in records if r.config.get("data")]
+    if not configs:
+        raise UserError("--audit: the report has no run whose data could be audited")
+    fields = ("data", "seed", "per_class", "classes", "num_classes", "ratios", "val_per_class", "test_per_class")
+    config = AuditConfig(backbone=backbone, **{k: configs[0][k] for k in fields if k in configs[0]})
+    return audit_summary(run_audit(config), backbone)
 
 
 @click.command("runs")

@@ -36,7 +36,7 @@ class RankConfig(DataOptions, RuntimeOptions):
                 raise UserError(f"unknown pooling {pooling!r}: rank pools feature maps by avg or max")
         if not self.poolings:
             raise UserError("rank needs a pooling (--pooling avg, max or avg,max)")
-        if self.folds is not None:
+        if self.folds is not None or self.fold is not None:
             raise UserError("rank scores on the training images and checks on a validation split: no --folds")
         check_ranges(self)
 

@@ -21,6 +21,7 @@ from .confusion import confusion_figure
 from .curves import (accuracy_vs_axis, accuracy_vs_temperature, learning_curves, overlaid_axes, overlaid_curves,
                      swept_axes, train_accuracy_vs_axis)
 from .gallery import misclassified
+from .audit_section import audit_html, audit_markdown
 from .bundles import SavedModels, model_path
 from .html import Page
 from .noise import add_uncertainty
@@ -54,11 +55,13 @@ REPORT_FILES = ("comparison.csv", "runs.csv", "confused_pairs.csv", "report.md",
 
 
 def write_report(records: list[RunRecord], out: Path, title: str = "transferlab report", description: str = "",
-                 images: bool = True, notes: list[str] = (), new_images: Path | None = None) -> dict[str, Path]:
+                 images: bool = True, notes: list[str] = (), new_images: Path | None = None,
+                 audit: dict | None = None) -> dict[str, Path]:
     """Render ``records`` into ``out`` as a whole; returns the files written (html, markdown, csv tables).
 
     ``notes`` are the study plan's (skipped backbones are named in the sanity section);
-    ``new_images`` is a folder of outside images for every saved model to classify.
+    ``new_images`` is a folder of outside images for every saved model to classify; ``audit`` the summary of
+    ``transferlab audit`` on the study's data (``report.audit_section.audit_summary``), shown as its own section.
     """
     out = Path(out)
     lock = FolderLock(out.parent, f".{out.name}.lock")
@@ -67,10 +70,11 @@ def write_report(records: list[RunRecord], out: Path, title: str = "transferlab 
     except WriteError as exc:
         raise WriteError(f"cannot write the report folder {out}: {str(exc).rsplit(': ', 1)[-1]}") from None
     with lock:  # one writer at a time: the folder swap below is not safe against a second one
-        return _write_report(records, out, title, description, images, notes, new_images)
+        return _write_report(records, out, title, description, images, notes, new_images, audit)
 
 
-def _write_report(records, out: Path, title: str, description: str, images: bool, notes, new_images) -> dict:
+def _write_report(records, out: Path, title: str, description: str, images: bool, notes, new_images,
+                  audit: dict | None = None) -> dict:
     _recover(out)
     _check_replaceable(out)
     try:
@@ -78,7 +82,7 @@ def _write_report(records, out: Path, title: str, description: str, images: bool
     except OSError as exc:
         raise WriteError(f"cannot write the report folder {out}: {(exc.strerror or str(exc)).lower()}") from None
     try:
-        written = _write_files(records, staging, title, description, images, list(notes), new_images)
+        written = _write_files(records, staging, title, description, images, list(notes), new_images, audit)
         staging.chmod(folder_mode())  # mkdtemp makes it private; its files were created under the umask
         _swap_in(staging, out)
     except Exception as exc:
@@ -92,7 +96,7 @@ def _write_report(records, out: Path, title: str, description: str, images: bool
 
 
 def _write_files(records, folder: Path, title: str, description: str, images: bool, notes: list[str],
-                 new_images: Path | None) -> dict[str, Path]:
+                 new_images: Path | None, audit: dict | None = None) -> dict[str, Path]:
     done = [r for r in records if r.done]
     findings = finding_rows(sanity_findings(records, list(notes)))
     comparison = comparison_rows(records)
@@ -108,6 +112,7 @@ def _write_files(records, folder: Path, title: str, description: str, images: bo
     md = [f"# {markdown_text(title)}\n", f"{markdown_text(description)}\n" if description else "",
           _status_line(records) + "\n",
           "## Sanity checks\n", markdown(findings, FINDING_COLUMNS) if findings else "No run was flagged.\n",
+          audit_markdown(audit) if audit else "",
           "## Comparison\n", markdown(comparison, COMPARISON_COLUMNS),
           "\n\n".join(markdown_text(sentence) for sentence in noise + versus) + "\n" if noise + versus else "",
           "\n## Runs\n", markdown(runs, RUN_COLUMNS),
@@ -116,7 +121,7 @@ def _write_files(records, folder: Path, title: str, description: str, images: bo
     files["markdown"].write_text("\n".join(part for part in md if part), encoding="utf-8")
     files["html"] = folder / "report.html"
     files["html"].write_text(_html(records, done, comparison, noise, runs, pairs, findings, title, description,
-                                   images, new_images, versus), encoding="utf-8")
+                                   images, new_images, versus, audit), encoding="utf-8")
     return files
 
 
@@ -169,13 +174,15 @@ def _status_line(records: list[RunRecord]) -> str:
 
 
 def _html(records, done, comparison, noise, runs, pairs, findings, title, description, images, new_images,
-          versus=()) -> str:
+          versus=(), audit: dict | None = None) -> str:
     page = Page(title)
     models = SavedModels()  # each saved model loaded once for all the sections that draw from it
     if description:
         page.paragraph(description)
     page.paragraph(_status_line(records), "note")
     _sanity(page, findings)
+    if audit:
+        audit_html(page, audit)
     if images:
         _samples(page, records)
     page.heading("Comparison", "comparison-section")
