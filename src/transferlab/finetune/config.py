@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..heads.spec import FINETUNE_HEADS, parse_head
 from ..options import (BackboneOptions, DataOptions, LogOptions, RuntimeOptions, check_folds, check_logging,
                        check_ranges, check_ratios, check_types, option)
+from ..tta import MAX_VIEWS, TTA_HELP
 from .augment_names import check_augment
 from .freeze import check_policy
 from .recipes import RECIPE_HELP, RECIPE_NAMES
@@ -68,6 +69,11 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     label_smoothing: float | None = option(None, "Label smoothing of the loss (default: the recipe's: 0; 0.1 for "
                                            "best).", minimum=0.0, maximum=0.5)
     class_weights: bool = option(False, "Weight the loss by inverse class frequency.")
+    calibrate: bool = option(False, "Fit temperature scaling on the validation set's logits (one T, Guo et al. "
+                             "2017), save it in the model folder; predict and evaluate divide the logits by it. "
+                             "Results state the test ECE before and after.")
+    tta: int = option(1, TTA_HELP + " The result states the test accuracy with it beside the plain one.",
+                      minimum=1, maximum=MAX_VIEWS)
     prefix_cache: bool = option(True, "Reuse the frozen layers' outputs across epochs when possible.",
                                 speed_only=True, flag="--prefix-cache/--no-prefix-cache")
     output: str | None = option(None, "Model folder (default: runs/<backbone>-<policy>-<settings id>).",
