@@ -166,3 +166,42 @@ def test_a_bad_view_count_is_one_error_line(calibrated, calibrated_run, cli, com
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "tta" in lines[0], result.stderr
+
+
+def test_probe_calibrate_lowers_the_held_out_ece_of_an_overconfident_head(calibrated, cli):
+    """logreg at C = 1000 on features that only tell the colour: right on 2/3 of the images and sure of all."""
+    args = ["probe", "--data", str(calibrated / "data"), "--backbone", "test_efficientnet", "--random-init",
+            "--image-size", "32", "--C", "1000", "--device", "cpu", "--precision", "fp32", "--json"]
+    plain = cli(*args)
+    assert plain.returncode == 0, plain.stderr
+    plain = json.loads(plain.stdout)
+    assert plain["ece"] is not None and plain["ece_uncalibrated"] is None and sum(plain["reliability"]["count"]) == \
+        plain["test_images"]
+    result = cli(*args, "--calibrate")
+    assert result.returncode == 0, result.stderr
+    result = json.loads(result.stdout)
+    assert result["calibration_temperature"] > 1.5
+    assert result["ece"] < result["ece_uncalibrated"] - 0.05
+
+
+def test_the_report_shows_ece_tta_and_a_reliability_diagram(tmp_path):
+    from study_fixtures import finetune_result
+    from transferlab.report import write_report
+    from transferlab.report.records import RunRecord
+    from transferlab.report.tables import markdown_text
+
+    reliability = {"confidence": [0.0] * 13 + [0.9, 0.97], "accuracy": [0.0] * 13 + [0.5, 0.75],
+                   "count": [0] * 13 + [2, 4]}
+    result = finetune_result(ece=0.05, ece_uncalibrated=0.3, calibration_temperature=2.0, reliability=reliability,
+                             tta=5, tta_accuracy=0.85)
+    record = RunRecord("f0", "ft", "finetune", "efficientnet_lite0", {"seed": 0}, "done", result, result.config)
+    files = write_report([record], tmp_path / "report", images=False)
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert markdown_text("0.050 (0.300)") in markdown and markdown_text("0.8500 (5 views, +0.0500)") in markdown
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert 'id="reliability"' in html and "ECE 0.050 (0.300 before T = 2)" in html
+    import csv
+
+    with open(files["comparison_csv"], newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["ece_mean"]) == 0.05 and float(row["tta_accuracy_mean"]) == 0.85
