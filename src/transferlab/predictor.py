@@ -20,6 +20,7 @@ from .engine.runtime import Runtime, resolve_runtime
 from .errors import UserError
 from .finetune.bundle import Bundle, load_bundle
 from .finetune.use import class_probabilities
+from .tta import check_views
 
 IN_MEMORY = Path("<in-memory image>")
 
@@ -45,7 +46,8 @@ class Predictor:
         print(model.predict("val/bees/1032546534_06907fe3b3.jpg"))   # bees 0.675, ants 0.325
     """
 
-    def __init__(self, bundle: Bundle, runtime: Runtime, top_k: int = 3, batch_size: int = 32):
+    def __init__(self, bundle: Bundle, runtime: Runtime, top_k: int = 3, batch_size: int = 32, tta: int = 1):
+        self.tta = check_views(tta)
         self.bundle = bundle
         self.runtime = runtime
         self.top_k = max(1, min(int(top_k), len(bundle.classes)))
@@ -54,9 +56,11 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", precision: str = "auto", top_k: int = 3,
-             batch_size: int = 32) -> "Predictor":
-        """The model saved in folder ``path``, on ``device`` (``auto``: a GPU where there is one)."""
-        return cls(load_bundle(path), resolve_runtime(device, precision), top_k, batch_size)
+             batch_size: int = 32, tta: int = 1) -> "Predictor":
+        """The model saved in folder ``path``, on ``device`` (``auto``: a GPU where there is one); ``tta``: views
+        whose probabilities are averaged (test-time augmentation; 1: off). A calibrated model's temperature is
+        applied."""
+        return cls(load_bundle(path), resolve_runtime(device, precision), top_k, batch_size, tta)
 
     @property
     def classes(self) -> list[str]:
@@ -73,7 +77,7 @@ class Predictor:
         """Classify several images, in batches; an unreadable file gives None in its place."""
         items = [_image_item(image, i) for i, image in enumerate(images)]
         return [None if p is None else self._prediction(p)
-                for p in class_probabilities(self.bundle, items, self.batch_size, self.runtime)]
+                for p in class_probabilities(self.bundle, items, self.batch_size, self.runtime, self.tta)]
 
     def gradcam(self, image: Any, label: str | int | None = None) -> np.ndarray:
         """Grad-CAM heat map (the model's input height x width, values in [0, 1]) of the evidence for ``label``

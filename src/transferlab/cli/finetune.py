@@ -12,11 +12,13 @@ import click
 
 from ..finetune.config import FinetuneConfig
 from ..options import RuntimeOptions
+from ..tta import TTA_HELP, check_views
 from .common import config_from, config_options, print_folds, stage_progress
 from .run_config import config_file_options, config_yaml, merged_options, require_data
 
 # --device, --precision and --batch-size of the commands that use a saved model
 runtime_options = config_options(RuntimeOptions, exclude=("num_workers",))
+tta_option = click.option("--tta", type=int, default=1, show_default=True, metavar="N", help=TTA_HELP)
 
 
 def _runtime(options: dict):
@@ -77,6 +79,8 @@ def finetune(as_json: bool, print_config: bool, **options) -> None:
         ("runs on", result.runs_on),
         ("test accuracy [95% interval]", result.accuracy_text()),
         ("macro F1", result.macro_f1),
+        ("test-time augmentation accuracy", result.tta_text()),
+        ("calibration error (ECE, 15 bins)", result.calibration_text()),
         ("epochs run", result.epochs_run),
         ("seconds per epoch", result.seconds_per_epoch),
         ("training, total (frozen prefix)", result.training_text()),
@@ -101,14 +105,15 @@ def finetune(as_json: bool, print_config: bool, **options) -> None:
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--gradcam", type=click.Path(file_okay=False), default=None,
               help="Write a Grad-CAM heat map of each image's top class over the image, as PNGs in this new folder.")
+@tta_option
 @runtime_options
 @click.option("--json", "as_json", is_flag=True)
-def predict(model, images, top_k, gradcam, as_json, **options):
+def predict(model, images, top_k, gradcam, tta, as_json, **options):
     """Classify new images (files or folders) with a saved MODEL."""
     from ..finetune.use import predict_images
 
     results = predict_images(model, list(images), top_k=top_k, batch_size=options["batch_size"],
-                             runtime=_runtime(options), gradcam=gradcam)
+                             runtime=_runtime(options), gradcam=gradcam, tta=check_views(tta))
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
@@ -126,19 +131,21 @@ def predict(model, images, top_k, gradcam, as_json, **options):
 @click.argument("model", type=click.Path())
 @click.option("--data", "-d", required=True,
               help="Labelled folder (class sub-folders, or with a test/ split), or 'digits'.")
+@tta_option
 @runtime_options
 @click.option("--json", "as_json", is_flag=True)
-def evaluate(model, data, as_json, **options):
+def evaluate(model, data, tta, as_json, **options):
     """Accuracy and confusion matrix of a saved MODEL on a labelled folder."""
     from rich.console import Console
     from rich.table import Table
 
     from ..data.builtin import require_data_folder
 
+    check_views(tta)
     require_data_folder(data)
     from ..finetune.use import evaluate_folder
 
-    result = evaluate_folder(model, data, batch_size=options["batch_size"], runtime=_runtime(options))
+    result = evaluate_folder(model, data, batch_size=options["batch_size"], runtime=_runtime(options), tta=tta)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -146,6 +153,12 @@ def evaluate(model, data, as_json, **options):
 
     click.echo(f"{result['data']}: accuracy {result['accuracy']:.4f} {interval_text(*result['accuracy_interval'])} "
                f"(95% Wilson), macro F1 {result['macro_f1']:.4f} on {result['images']} images")
+    calibrated = result["calibration_temperature"] != 1.0
+    click.echo(f"calibration error (ECE, 15 bins) {result['ece']:.4f}"
+               + (f" with the saved temperature {result['calibration_temperature']:.3g}" if calibrated else ""))
+    if "tta_accuracy" in result:
+        click.echo(f"test-time augmentation ({result['tta']} views): accuracy {result['tta_accuracy']:.4f}, "
+                   f"gain {result['tta_accuracy'] - result['accuracy']:+.4f} over the plain view")
     table = Table("true \\ predicted", *result["classes"], title="confusion matrix", title_justify="left")
     for name, row in zip(result["classes"], result["confusion_matrix"]):
         table.add_row(name, *map(str, row))

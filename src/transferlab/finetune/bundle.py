@@ -58,6 +58,11 @@ class Bundle:
         """The timm model inside."""
         return self.model.net
 
+    @property
+    def temperature(self) -> float:
+        """What ``--calibrate`` fitted: the logits are divided by it before the softmax (1: not calibrated)."""
+        return float(self.meta.get("calibration", {}).get("temperature", 1.0))
+
     def transform(self):
         """The model's evaluation transform on uint8 tensors (as its training used)."""
         return TensorEvalTransform(self.meta["preprocessing"])
@@ -135,7 +140,11 @@ def _check_meta(meta: dict, where: Path) -> None:
     size = pre.get("input_size") if isinstance(pre, dict) else None
     if not (isinstance(size, list) and len(size) == 3 and all(isinstance(s, int) and 0 < s <= 4096 for s in size)):
         raise bad("preprocessing.input_size must be three sizes (channels, height, width)")
-    problem = number_problem("head.dropout", head["dropout"], 0.0, 1.0) or _preprocessing_problem(pre)
+    calibration = meta.get("calibration", {})
+    if not isinstance(calibration, dict):
+        raise bad("calibration must give the temperature")
+    problem = (number_problem("head.dropout", head["dropout"], 0.0, 1.0) or _preprocessing_problem(pre)
+               or number_problem("calibration.temperature", calibration.get("temperature"), 1e-3, 1e3, optional=True))
     if problem:
         raise bad(problem)
 

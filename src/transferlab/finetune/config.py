@@ -8,6 +8,7 @@ from ..errors import UserError
 from ..heads.spec import FINETUNE_HEADS, parse_head
 from ..options import (BackboneOptions, DataOptions, LogOptions, RuntimeOptions, check_folds, check_logging,
                        check_ranges, check_ratios, check_types, option)
+from ..tta import MAX_VIEWS, TTA_HELP
 from .augment_names import check_augment
 from .freeze import check_policy
 from .head_init_names import HEAD_INITS
@@ -83,6 +84,11 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                                "saved (default: off).", above=0.0, maximum=0.999999)
     accumulate: int = option(1, "Sum the gradients of N batches before each optimizer step: the updates of an "
                              "N-times larger batch in the memory of one.", minimum=1)
+    calibrate: bool = option(False, "Fit temperature scaling on the validation set's logits (one T, Guo et al. "
+                             "2017), save it in the model folder; predict and evaluate divide the logits by it. "
+                             "Results state the test ECE before and after.")
+    tta: int = option(1, TTA_HELP + " The result states the test accuracy with it beside the plain one.",
+                      minimum=1, maximum=MAX_VIEWS)
     prefix_cache: bool = option(True, "Reuse the frozen layers' outputs across epochs when possible.",
                                 speed_only=True, flag="--prefix-cache/--no-prefix-cache")
     output: str | None = option(None, "Model folder (default: runs/<backbone>-<policy>-<settings id>).",

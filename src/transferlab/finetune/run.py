@@ -32,6 +32,7 @@ from ..timing import TEST_PHASES, TRAINING_PHASES, Phases
 from ..tracking import Tracker, final_metrics, open_tracker
 from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
+from .calibrate import after_training
 from .config import FinetuneConfig
 from .freeze import check_on_backbone
 from .head_init import final_linear, probe_stage
@@ -388,6 +389,9 @@ class FinetuneRun:
         test_seconds = phases.close(TEST_PHASES, time.perf_counter() - test_started)
         if not truth:
             raise UserError(f"no readable test images in {self.splits.root} ({self.splits.evaluated_on})")
+        calibration, calibration_meta = after_training(self.model, self.val_samples, self.splits.test,
+                                                       self.eval_transform, self.runtime, c.batch_size, c.calibrate,
+                                                       c.tta)
         last_stage = self.last_stage  # the last stage trained: a later one may have been skipped
         self.model.freeze(last_stage.frozen_units)
         trainable, frozen = self.model.parameter_counts()
@@ -435,6 +439,7 @@ class FinetuneRun:
             config=asdict(c),
             runtime=self.runtime.describe(),
             **score(truth, predicted, classes, kept_paths),
+            **calibration,
         )
         if self.runtime.is_main:
             summary = {k: v for k, v in asdict(result).items() if k not in ("predictions",)}
@@ -448,6 +453,7 @@ class FinetuneRun:
                 "head": {"spec": c.head, "dropout": c.dropout, "pooling": c.pooling},
                 "feature_dim": model.feature_dim,
                 "training": summary,
+                **calibration_meta,
             })
             remove_checkpoint(self.output)
         return result

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from ..calibration import expected_calibration_error
 from ..data import image_batches
 from ..data.builtin import resolve_data_path
 from ..data.cifar import binary_layout, read_cifar_splits, refuse_python_version
@@ -14,6 +17,7 @@ from ..engine.runtime import CPU, Runtime
 from ..errors import UserError
 from ..pathkinds import wrong_kind
 from ..evaluation import score
+from ..tta import check_views, scored_forward
 from .bundle import Bundle, load_bundle
 
 
@@ -38,31 +42,40 @@ def _on(bundle: Bundle, runtime: Runtime) -> Bundle:
     return bundle
 
 
+def bundle_forward(bundle: Bundle, tta: int = 1):
+    """The bundle's model as predict and evaluate score with it: logits divided by its calibration temperature,
+    probabilities averaged over ``tta`` views."""
+    return scored_forward(bundle.model, bundle.temperature, tta)
+
+
 def class_probabilities(bundle: Bundle, items: list, batch_size: int = 32,
-                        runtime: Runtime = CPU) -> list:
+                        runtime: Runtime = CPU, tta: int = 1) -> list:
     """Each item's class probabilities (a float32 tensor over ``bundle.classes``), None for an unreadable file.
 
     ``items``: image files or in-memory images (``MemoryImage``), through the bundle's own preprocessing and the
-    engine's ``predict``, as ``transferlab predict`` classifies them."""
+    engine's ``predict``, as ``transferlab predict`` classifies them (calibrated when the bundle was; ``tta``
+    views averaged)."""
     probabilities: list = [None] * len(items)
+    forward = bundle_forward(bundle, tta)
     batches = image_batches(items, bundle.transform(), batch_size, None, runtime.pin_memory, runtime.device)
-    found = collect(bundle.model, batches, runtime)
+    found = collect(bundle.model, batches, runtime, forward)
     for i, row in zip(found.indices, found.outputs.softmax(dim=1)):
         probabilities[i] = row
     return probabilities
 
 
 def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32,
-                   runtime: Runtime = CPU, gradcam: str | Path | None = None) -> list[dict]:
-    """Top-k classes per image; unreadable files are listed with an error instead.
+                   runtime: Runtime = CPU, gradcam: str | Path | None = None, tta: int = 1) -> list[dict]:
+    """Top-k classes per image (``tta`` views averaged); unreadable files are listed with an error instead.
 
     ``gradcam``: a new (or empty) folder for a Grad-CAM heat map of each image's top class.
     """
+    check_views(tta)
     bundle = _on(model if isinstance(model, Bundle) else load_bundle(model), runtime)
     files = image_files(inputs)
     k = max(1, min(top_k, len(bundle.classes)))
     results: list[dict] = []
-    for path, probabilities in zip(files, class_probabilities(bundle, files, batch_size, runtime)):
+    for path, probabilities in zip(files, class_probabilities(bundle, files, batch_size, runtime, tta)):
         if probabilities is None:
             results.append({"image": str(path), "error": "unreadable image"})
             continue
@@ -104,14 +117,17 @@ def evaluation_samples(root: Path) -> tuple[Path, list[str], list]:
     return folder, names, samples
 
 
-def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: int = 32, runtime: Runtime = CPU) -> dict:
-    """Accuracy, macro F1 and confusion matrix on a labelled folder.
+def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: int = 32, runtime: Runtime = CPU,
+                    tta: int = 1) -> dict:
+    """Accuracy, macro F1, confusion matrix and calibration error (ECE) on a labelled folder; with ``tta`` > 1
+    also the accuracy with that many views averaged (``tta_accuracy``), beside the plain one.
 
     A folder with given splits is evaluated on its test split (or ``val/`` without
     one); a plain class-per-folder tree is evaluated whole; so is a .csv/.tsv list,
     except for its test (or val) rows when it has a split column; a CIFAR binary
     folder is evaluated on its test batch.
     """
+    check_views(tta)
     bundle = _on(model if isinstance(model, Bundle) else load_bundle(model), runtime)
     root = resolve_data_path(data)
     if not root.is_dir() and not is_list_file(root):
@@ -121,19 +137,32 @@ def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: in
     if unknown:
         raise UserError(f"class {unknown[0]!r} of {folder} is not one the model knows: {', '.join(bundle.classes)}")
     labels = [bundle.classes.index(names[s.label]) for s in samples]
-    batches = image_batches([s.path for s in samples], bundle.transform(), batch_size, None, runtime.pin_memory,
-                            runtime.device)
-    found = collect(bundle.model, batches, runtime)
-    unreadable = [str(samples[i].path) for i in found.unreadable]
-    predicted = found.outputs.argmax(1).tolist() if found.indices else []
-    truth = [labels[i] for i in found.indices]
+    truth, probabilities, unreadable = _scored(bundle, samples, labels, batch_size, runtime, 1)
     if not truth:
         raise UserError(f"no readable images in {folder}")
-    return {
+    result = {
         "data": str(folder),
         "images": len(truth),
         "classes": bundle.classes,
-        **score(truth, predicted, bundle.classes),
+        **score(truth, probabilities.argmax(1).tolist(), bundle.classes),
+        "ece": expected_calibration_error(probabilities.numpy(), truth),
+        "calibration_temperature": bundle.temperature,
         "unreadable_count": len(unreadable),
         "unreadable_examples": unreadable[:5],
     }
+    if tta > 1:
+        views_truth, views_probabilities, _ = _scored(bundle, samples, labels, batch_size, runtime, tta)
+        result["tta"] = tta
+        result["tta_accuracy"] = float((views_probabilities.argmax(1) == torch.tensor(views_truth)).float().mean())
+    return result
+
+
+def _scored(bundle: Bundle, samples: list, labels: list[int], batch_size: int, runtime: Runtime,
+            tta: int) -> tuple[list[int], torch.Tensor, list[str]]:
+    """(true labels, class probabilities, unreadable files) of ``samples`` as the bundle scores them."""
+    batches = image_batches([s.path for s in samples], bundle.transform(), batch_size, None, runtime.pin_memory,
+                            runtime.device)
+    found = collect(bundle.model, batches, runtime, bundle_forward(bundle, tta))
+    truth = [labels[i] for i in found.indices]
+    rows = found.outputs.softmax(dim=1) if found.indices else torch.zeros(0, len(bundle.classes))
+    return truth, rows, [str(samples[i].path) for i in found.unreadable]

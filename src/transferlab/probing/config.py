@@ -31,6 +31,9 @@ class ProbeConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                                        "before stopping (default 10; without it, off when the validation set is "
                                        "too small to stop on).", minimum=1)
     head_batch_size: int = option(64, "Trained heads: feature vectors per batch.", minimum=1)
+    calibrate: bool = option(False, "Fit temperature scaling of the head's probabilities on a validation set "
+                             "(split off for it; one T, Guo et al. 2017); the result states the test ECE before and "
+                             "after. Heads with probabilities only (not svm).")
     cache: bool = option(True, "Read and write the feature cache.", speed_only=True, cli=False)
 
     def __post_init__(self) -> None:

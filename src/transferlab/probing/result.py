@@ -64,6 +64,7 @@ class ProbeResult(RunResult):
             ("runs on", self.runs_on),
             ("accuracy [95% interval]", self.accuracy_text()),
             ("macro F1", self.macro_f1),
+            ("calibration error (ECE, 15 bins)", self.calibration_text()),
             ("feature dimension", self.feature_dim),
             ("backbone layers", self.backbone_layers if self.backbone_layers is not None else "n/a"),
             ("backbone parameters", self.backbone_parameters),

@@ -28,6 +28,7 @@ from ..options import runtime_of, settings_id
 from ..progress_bars import StageProgress, stage_bars
 from ..timing import FROZEN_PHASES, TEST_PHASES, TRAINING_PHASES, Phases, phase_sum
 from ..tracking import Tracker, final_metrics, open_tracker
+from .calibrate import probe_calibration
 from .config import ProbeConfig
 from .result import ProbeResult
 
@@ -98,12 +99,14 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
         phases.add(f"{split}_frozen_forward", fs.forward_seconds)
     with single_threaded_blas():
         with phases.measure("head_fit"):
-            head.fit(xs["train"], ys["train"], **({"X_val": xs["val"], "y_val": ys["val"]} if len(ys["val"]) else {}))
+            given_val = len(ys["val"]) and takes_validation(config.head)  # --calibrate keeps one for the temperature
+            head.fit(xs["train"], ys["train"], **({"X_val": xs["val"], "y_val": ys["val"]} if given_val else {}))
         with phases.measure("test_predict"):
             predicted = head.predict(xs["test"])
         test_loss = _log_loss(head, xs["test"], ys["test"])
         train_accuracy = float(np.mean(head.predict(xs["train"]) == ys["train"]))
         head_ms = per_image_ms(lambda: head.predict(full_batch(xs["test"])), INFERENCE_BATCH)
+        calibration = probe_calibration(head, xs, ys, len(splits.classes), config.calibrate)
 
     test_kept = [parts["test"][i] for i in extracted["test"].kept]
     unreadable = [str(p) for fs in extracted.values() for p in fs.unreadable]
@@ -155,6 +158,7 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
         config=asdict(config),
         runtime=runtime.describe(),
         **score(ys["test"], predicted, splits.classes, [s.path for s in test_kept]),
+        **calibration,
     )
 
 
@@ -223,7 +227,7 @@ def extraction_key(config: ProbeConfig) -> tuple:
 def probe_parts(config: ProbeConfig) -> tuple[DatasetSplits, dict[str, list[Sample]]]:
     """The dataset a probe of ``config`` reads and its train, validation (for a head that takes one) and test
     images; the training images are the same for every head."""
-    needs_validation = takes_validation(config.head)
+    needs_validation = takes_validation(config.head) or config.calibrate
     splits = load_dataset(config.data, ratios=tuple(config.ratios), seed=config.seed, classes=config.classes,
                           num_classes=config.num_classes, per_class=config.per_class,
                           val_per_class=config.val_per_class, test_per_class=config.test_per_class,

@@ -45,7 +45,8 @@ from .versus_probe import finetune_vs_probe
 COMPARISON_CSV = ["method", "backbone", "setting", "runs", "accuracy_mean", "accuracy_std", "accuracy_low",
                   "accuracy_high", "interval_method", "p_vs_best", "within_noise", "epochs",
                   "seconds_per_epoch", "training_seconds", "frozen_seconds", "test_seconds_mean", "test_loss",
-                  "inference_ms", "layers", "feature_dim", "trainable_parameters", "total_parameters", "run_ids"]
+                  "inference_ms", "layers", "feature_dim", "trainable_parameters", "total_parameters", "ece_mean",
+                  "ece_uncalibrated_mean", "tta_accuracy_mean", "run_ids"]
 MAX_CURVES = 24
 MAX_CONFUSION = 60
 MAX_GALLERIES = 6
@@ -217,6 +218,7 @@ def _html(records, done, comparison, noise, runs, pairs, findings, title, descri
     _learning_curves(page, done)
     _overlaid_curves(page, done)
     _confusion(page, done, pairs)
+    _reliability(page, done)
     if images:
         _misclassified(page, done)
         _interpretation(page, done, models)
@@ -393,6 +395,24 @@ def _confusion(page: Page, done: list[RunRecord], pairs: list[dict]) -> None:
         page.close_details()
     if len(with_matrix) > MAX_CONFUSION:
         page.paragraph(f"{len(with_matrix) - MAX_CONFUSION} more runs have confusion matrices (see the store).", "note")
+
+
+def _reliability(page: Page, done: list[RunRecord]) -> None:
+    """A reliability diagram per setting (its lowest seed's run), from the test probabilities' confidence bins."""
+    from .reliability import reliability_figure
+
+    shown = [r for r in _representatives(done) if r.result.reliability]
+    if not shown:
+        return
+    page.heading("Calibration: reliability diagrams", "reliability")
+    page.paragraph("Per bin of the top label's probability on the test images (15 equal-width bins): how often it "
+                   "was right. Bars below the diagonal are overconfidence; ECE is the bins' gaps weighted by their "
+                   "images (after temperature scaling for runs with calibrate).", "note")
+    page.open_details(f"{len(shown)} reliability diagrams", open_=len(shown) <= 4)
+    for record in shown[:MAX_CURVES]:
+        page.figure(figure_uri(reliability_figure(record.result.reliability, record.label())),
+                    f"run {record.id}: ECE {record.result.calibration_text()}")
+    page.close_details()
 
 
 def _misclassified(page: Page, done: list[RunRecord]) -> None:

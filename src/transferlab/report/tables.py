@@ -26,13 +26,14 @@ COMPARISON_COLUMNS = [
     ("training", "training (epochs x s/epoch)"),
     ("training_total", "training total s (frozen part)"), ("test_seconds", "test set inference s"),
     ("inference_ms", "inference ms/image"), ("test_loss", "test loss"), ("final_accuracy", "final train / val acc"),
+    ("ece", "ECE (before calibration)"), ("tta", "TTA accuracy (gain)"),
     ("layers", "layers"), ("feature_dim", "feature dim"),
     ("parameters", "trainable / total parameters"),
 ]
 RUN_COLUMNS = [
     ("id", "run"), ("method", "method"), ("backbone", "backbone"), ("setting", "setting"), ("seed", "seed"),
     ("fold", "fold"), ("status", "status"), ("accuracy", "test accuracy"), ("interval", "95% interval (Wilson)"),
-    ("macro_f1", "macro F1"), ("seconds", "run seconds"),
+    ("macro_f1", "macro F1"), ("ece", "ECE"), ("seconds", "run seconds"),
     ("error", "error"),
 ]
 PAIR_COLUMNS = [("run", "run"), ("label", "method / backbone"), ("true", "true class"), ("predicted", "predicted as"),
@@ -140,12 +141,31 @@ def totals_of(results: list[RunResult]) -> dict[str, Any]:
         training += f" (frozen part {frozen:.2f} s)"
     cached_test = all(r.test_from_cache() for r in results)
     return {
+        **calibration_and_tta(results),
         "training_seconds": total, "frozen_seconds": frozen, "test_seconds_mean": test_seconds,
         "training_total": training,
         "test_seconds": "from cache" if cached_test and test_seconds is not None
         else f"{test_seconds:.2f}" if test_seconds is not None else "",
         "test_loss": f"{loss:.3f}" if loss is not None else "",
         "final_accuracy": pair_text(train_acc, val_acc) if train_acc is not None or val_acc is not None else "",
+    }
+
+
+def calibration_and_tta(results: list[RunResult]) -> dict[str, Any]:
+    """Mean test ECE (and before temperature scaling when calibrated), and mean accuracy with test-time augmentation
+    beside the plain one's gain (blank where no run of the group recorded them)."""
+    def mean(values: list[float | None]) -> float | None:
+        values = [float(v) for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+    ece, before = mean([r.ece for r in results]), mean([r.ece_uncalibrated for r in results])
+    tta = [r for r in results if r.tta_accuracy is not None]
+    tta_mean = mean([r.tta_accuracy for r in tta])
+    gain = mean([r.tta_accuracy - r.accuracy for r in tta])
+    return {
+        "ece_mean": ece, "ece_uncalibrated_mean": before, "tta_accuracy_mean": tta_mean,
+        "ece": "" if ece is None else f"{ece:.3f}" + (f" ({before:.3f})" if before is not None else ""),
+        "tta": "" if tta_mean is None else f"{tta_mean:.4f} ({tta[0].tta} views, {gain:+.4f})",
     }
 
 
@@ -159,6 +179,7 @@ def run_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
         "fold": r.fold, "status": r.status, "accuracy": f"{r.accuracy:.4f}" if r.done else "",
         "interval": interval_text(*r.result.interval()) if r.done else "",
         "macro_f1": f"{r.result.macro_f1:.4f}" if r.done else "",
+        "ece": f"{r.result.ece:.4f}" if r.done and r.result.ece is not None else "",
         "seconds": f"{r.seconds:.1f}" if r.seconds is not None else "", "error": r.error or "",
     } for r in records]
 
