@@ -17,10 +17,10 @@ from typing import Any
 
 from .. import __version__
 from ..errors import UserError
-from .bundle import META_NAME, TIMM_CONFIG_NAME, WEIGHTS_NAME, bundle_folder, read_meta
+from .bundle import BUNDLE_FILES, bundle_folder, read_meta
 
 CARD_NAME = "README.md"
-PUSHED_FILES = (WEIGHTS_NAME, TIMM_CONFIG_NAME, META_NAME)  # the bundle; the card is written beside them
+PUSHED_FILES = BUNDLE_FILES  # the card is written beside them
 # config fields the card leaves out: local paths (the data folder's name is the dataset) and where it wrote
 LOCAL_FIELDS = ("data", "output", "weights", "resume")
 
