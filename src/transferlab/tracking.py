@@ -213,9 +213,9 @@ class MlflowSink(Sink):
 
 class WandbSink(Sink):
     """One W&B run (project: the experiment, name: the run): the parameters as its config, one history row per
-    epoch (step: the epoch), the final metrics as its summary, the figures as images and the saved model as a
-    ``model`` artifact. Its files go under ``folder`` (default: ``$WANDB_DIR``, else the working folder); offline
-    with ``WANDB_MODE=offline`` (``wandb sync`` uploads them later)."""
+    epoch (step: the epoch), the final metrics as its summary, the figures as images (the step after the last
+    epoch) and the saved model as a ``model`` artifact. Its files go under ``folder`` (default: ``$WANDB_DIR``,
+    else the working folder); offline with ``WANDB_MODE=offline`` (``wandb sync`` uploads them later)."""
 
     def __init__(self, project: str, run_name: str, tags: dict[str, str], folder: Path | None):
         import wandb
@@ -252,7 +252,7 @@ class WandbSink(Sink):
 
         images = {f"figures/{name}": self.wandb.Image(Image.open(io.BytesIO(png_bytes(figure))))
                   for name, figure in figures.items()}
-        self.run.log(images, step=self.last_step)
+        self.run.log(images, step=self.last_step + 1)  # a row of their own: W&B's rows are never re-opened
 
     def model(self, folder: Path) -> None:
         import re
