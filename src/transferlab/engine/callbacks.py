@@ -47,6 +47,13 @@ class EarlyStopping(Callback):
         self.best_state: dict | None = None
         self.bad_epochs = 0
 
+    def start_from(self, record: dict, model: torch.nn.Module) -> None:
+        """Begin with ``record``'s score and ``model``'s current weights as the best so far (the stage before's
+        end): a later stage then keeps them unless it beats them on validation."""
+        if self.monitor in record:
+            self.best, self.best_epoch = record[self.monitor], -1
+            self.best_state = copy.deepcopy(model.state_dict())
+
     def improved(self, value: float) -> bool:
         if self.monitor == "val_loss":
             return value < self.best - self.min_delta

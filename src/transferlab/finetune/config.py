@@ -9,6 +9,7 @@ from ..options import (BackboneOptions, DataOptions, LogOptions, RuntimeOptions,
                        check_ranges, check_ratios, check_types, option)
 from .augment_names import check_augment
 from .freeze import check_policy
+from .head_init_names import HEAD_INITS
 from .recipes import RECIPE_HELP, RECIPE_NAMES
 
 
@@ -61,6 +62,10 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                              above=0.0, maximum=180.0)
     zoom: float = option(0.2, "Largest zoom of the 'zoom' augmentation, in or out, as a fraction (0.2: 80-120%).",
                          above=0.0, maximum=0.9)
+    head_init: str | None = option(None, "two-stage: how stage 1 trains the new linear head: probe (the probe's "
+                                   "logistic regression on the frozen features, fitted once; stage 2 keeps it unless "
+                                   "unfreezing does better on validation) or sgd (epochs of --optimizer). Default: "
+                                   "the recipe's.", choices=HEAD_INITS)
     stage2_optimizer: str | None = option(None, "two-stage: optimizer after unfreezing, e.g. adam then rmsprop "
                                           "(default: --optimizer).")
     mixup: float = option(0.0, "Mixup alpha (0: off).", minimum=0.0)

@@ -30,6 +30,7 @@ class Recipe:
     augment: tuple[str, ...]
     early_stopping: str  # the metric: label smoothing makes the validation loss stop falling before accuracy does
     summary: str
+    head_init: str = "sgd"  # stage 1 of two-stage: "probe" fits the probe's logistic regression as the head
 
     def describe(self) -> str:
         """``recipe: NAME (...)`` as results and ``--help`` state it."""
@@ -66,6 +67,7 @@ def with_recipe(config: Any) -> Any:
         "label_smoothing": recipe.label_smoothing,
         "augment": list(recipe.augment),
         "early_stopping": recipe.early_stopping,
+        "head_init": recipe.head_init,
     }
     names = {f.name for f in fields(config)}
     unset = {k: v for k, v in values.items() if k in names and getattr(config, k) is None}

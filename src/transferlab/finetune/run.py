@@ -33,6 +33,7 @@ from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
 from .config import FinetuneConfig
 from .freeze import Stage, check_on_backbone, plan_stages
+from .head_init import final_linear, probe_stage
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
@@ -102,15 +103,19 @@ class StageRates:
 
 
 def restored_epoch(history: list[dict], monitor: str) -> int:
-    """The epoch whose weights the model ends with: the last stage's best by the monitored metric."""
+    """The epoch whose weights the model ends with: the last stage's best by the monitored metric, or the
+    stage before's last epoch when no epoch of the last stage beat it (``EarlyStopping.start_from``)."""
     if not history:
         return 0
-    last_stage = [h for h in history if h["stage"] == history[-1]["stage"]]
     if monitor == "none":
-        return last_stage[-1]["epoch"]
+        return history[-1]["epoch"]
+    first = next(i for i, h in enumerate(history) if h["stage"] == history[-1]["stage"])
+    candidates = [h for h in history[max(first - 1, 0):] if monitor in h]  # earliest first: ties keep the earlier
+    if not candidates:
+        return history[-1]["epoch"]
     if monitor == "val_loss":
-        return min(last_stage, key=lambda h: h["val_loss"])["epoch"]
-    return max(last_stage, key=lambda h: h["val_accuracy"])["epoch"]
+        return min(candidates, key=lambda h: h["val_loss"])["epoch"]
+    return max(candidates, key=lambda h: h["val_accuracy"])["epoch"]
 
 
 class FinetuneRun:
@@ -315,10 +320,34 @@ class FinetuneRun:
         c = self.config
         return c.stage2_optimizer if stage.name == "fine-tune" and c.stage2_optimizer else c.optimizer
 
+    def fits_probe_head(self, index: int) -> bool:
+        """Whether this stage is two-stage's first done as the probe (``head_init: probe``, a linear head)."""
+        return (self.config.head_init == "probe" and index == 0 and len(self.stages) > 1
+                and final_linear(self.model.classifier) is not None)
+
+    def train_probe_stage(self, stage: Stage, history: list[dict]) -> None:
+        """Stage 1 as the probe: the head set to the logistic regression on the frozen features, one record."""
+        c = self.config
+        train = self.stage_inputs(self.train_samples, "train", training=False)
+        val = self.stage_inputs(self.val_samples, "val", training=False)
+        try:
+            record = probe_stage(self.model, train, val, self.runtime, c.batch_size, c.seed, stage.name,
+                                 len(history) + 1)
+        finally:
+            train.close()
+            val.close()
+        history.append(record)
+        for hook in (self.on_epoch, self.tracker.epoch if self.tracker else None):
+            if hook:
+                hook(record)
+
     def train_stage(self, index: int, stage: Stage, history: list[dict], started: float, resumed: dict | None) -> None:
         c = self.config
         self.model.train_bn = self.stage_train_bn(stage)
         self.model.freeze(stage.frozen_units)
+        if self.fits_probe_head(index):
+            self.train_probe_stage(stage, history)
+            return
         rates = self.stage_rates(stage)
         optimizer = build_optimizer(self.model, self.stage_optimizer(stage), rates.head_lr, rates.backbone_lr,
                                     rates.layer_decay, c.weight_decay)
@@ -328,6 +357,8 @@ class FinetuneRun:
         steps_per_epoch = -(-len(train) // c.batch_size)
         schedule = build_schedule(optimizer, c.schedule, epochs * steps_per_epoch, c.warmup_epochs * steps_per_epoch)
         stopper = EarlyStopping(self.early_stopping, self.patience)
+        if index > 0 and history:  # a later stage keeps the earlier one's end unless it beats it on validation
+            stopper.start_from(history[-1], self.model)
         first_epoch = 0
         if resumed:
             optimizer.load_state_dict(resumed["optimizer"])

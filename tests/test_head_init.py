@@ -1,0 +1,120 @@
+"""``head_init: probe`` (stage 1 of two-stage as the probe's logistic regression) and the stage boundary
+early stopping keeps (``EarlyStopping.start_from``): through the real ``finetune`` call.
+
+The backbone is timm's tiny ``test_efficientnet`` loaded from a weights file, so it counts as pretrained and
+two-stage applies; the three classes differ in colour, so the probe separates them perfectly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import transferlab.finetune.run as finetune_run
+from transferlab.backbones import load_backbone
+from transferlab.engine.inputs import TensorInputs
+from transferlab.engine.runtime import Runtime
+from transferlab.finetune.head_init import fit_probe_head
+from transferlab.finetune.run import finetune, restored_epoch
+from transferlab.heads.sklearn_heads import logreg_head
+from wiring import wires
+
+
+@pytest.fixture
+def weights(tmp_path):
+    from safetensors.torch import save_file
+
+    source = load_backbone("test_efficientnet", random_init=True, seed=3)
+    path = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in source.model.state_dict().items()}, str(path))
+    return str(path)
+
+
+@pytest.fixture
+def fitted_stages(monkeypatch):
+    """The stage names that went through the engine's ``fit`` (a probe-fitted stage does not)."""
+    seen: list[str] = []
+    real_fit = finetune_run.fit
+
+    def spy(*args, stage, **kwargs):
+        seen.append(stage)
+        return real_fit(*args, stage=stage, **kwargs)
+
+    monkeypatch.setattr(finetune_run, "fit", spy)
+    return seen
+
+
+def tuned(data, output, weights, **options):
+    return finetune(data, backbone="test_efficientnet", weights=weights, batch_size=8, num_workers=0,
+                    output=str(output), patience=3, epochs=2, stage2_epochs=2, progress=False, **options)
+
+
+class Identity(nn.Module):
+    """A 'network' whose head input is its input: the head's logits are checked against the regression's."""
+
+    def __init__(self, dim: int, classes: int):
+        super().__init__()
+        self.classifier = nn.Linear(dim, classes)
+
+    def forward(self, x, start=0):
+        return self.classifier(x)
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_the_head_computes_the_probes_logits(classes):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 12)) * rng.uniform(0.1, 5, size=12) + rng.normal(size=12)
+    y = np.arange(60) % classes
+    X[y == 1, 3] += 2.0
+    model = Identity(12, classes)
+    inputs = TensorInputs(torch.tensor(X, dtype=torch.float32), torch.tensor(y))
+    fit_probe_head(model, model.classifier, inputs, Runtime(), batch_size=16, seed=0)
+
+    expected = logreg_head(seed=0).fit(X, y).decision_function(X)
+    logits = model(torch.tensor(X, dtype=torch.float32)).detach().numpy().astype(np.float64)
+    if classes == 2:  # one score: the second class's logit minus the first's
+        np.testing.assert_allclose(logits[:, 1] - logits[:, 0], expected, rtol=1e-4, atol=1e-4)
+    else:
+        np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+
+
+@wires("FinetuneConfig.head_init")
+@pytest.mark.parametrize("head_init", ["probe", "sgd"])
+def test_head_init_decides_how_stage_one_trains(class_folders, tmp_path, weights, fitted_stages, head_init):
+    result = tuned(class_folders, tmp_path / head_init, weights, head_init=head_init, freeze="two-stage")
+
+    head = [h for h in result.history if h["stage"] == "head"]
+    if head_init == "probe":
+        assert fitted_stages == ["fine-tune"]
+        assert len(head) == 1 and head[0]["head_fit"] == "logreg" and head[0]["val_accuracy"] == 1.0
+    else:
+        assert fitted_stages == ["head", "fine-tune"]
+        assert len(head) == 2 and "head_fit" not in head[0]
+    assert result.stage2_start_epoch == len(head) + 1
+
+
+def test_stage_two_keeps_stage_ones_weights_unless_it_does_better(class_folders, tmp_path, weights):
+    """The probe separates the colours (validation accuracy 1.0), so stage 2 cannot beat it: the saved model is
+    stage 1's, its backbone the pretrained one although stage 2 moved it at a high rate."""
+    result = tuned(class_folders, tmp_path / "m", weights, head_init="probe", freeze="two-stage",
+                   stage2_lr=0.05, early_stopping="val_accuracy")
+
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "m" / "model.safetensors"))
+    pretrained = load_file(weights)
+    stem = "conv_stem.weight"
+    assert torch.equal(saved[stem], pretrained[stem])
+    assert result.best_epoch == 1 and result.stage2_start_epoch == 2
+    assert result.val_accuracy_final is not None and result.accuracy == 1.0
+
+
+def test_the_restored_epoch_may_be_the_stage_before():
+    history = [{"epoch": 1, "stage": "head", "val_accuracy": 0.9, "val_loss": 0.3},
+               {"epoch": 2, "stage": "fine-tune", "val_accuracy": 0.9, "val_loss": 0.2},
+               {"epoch": 3, "stage": "fine-tune", "val_accuracy": 0.8, "val_loss": 0.4}]
+    assert restored_epoch(history, "val_accuracy") == 1  # a tie keeps the earlier weights
+    assert restored_epoch(history, "val_loss") == 2
+    assert restored_epoch(history, "none") == 3
