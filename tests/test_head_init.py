@@ -19,6 +19,7 @@ from transferlab.engine.runtime import Runtime
 from transferlab.finetune.head_init import fit_probe_head
 from transferlab.finetune.run import finetune, restored_epoch
 from transferlab.heads.sklearn_heads import logreg_head
+from helpers import make_class_folders
 from wiring import wires
 
 
@@ -83,11 +84,12 @@ def test_the_head_computes_the_probes_logits(classes):
 @wires("FinetuneConfig.head_init")
 @pytest.mark.parametrize("head_init", ["probe", "sgd"])
 def test_head_init_decides_how_stage_one_trains(class_folders, tmp_path, weights, fitted_stages, head_init):
-    result = tuned(class_folders, tmp_path / head_init, weights, head_init=head_init, freeze="two-stage")
+    result = tuned(class_folders, tmp_path / head_init, weights, head_init=head_init, freeze="two-stage",
+                   early_stopping="val_loss")
 
     head = [h for h in result.history if h["stage"] == "head"]
     if head_init == "probe":
-        assert fitted_stages == ["fine-tune"]
+        assert fitted_stages == ["fine-tune"]  # (validation accuracy 1.0 but early stopping on the loss: it runs)
         assert len(head) == 1 and head[0]["head_fit"] == "logreg" and head[0]["val_accuracy"] == 1.0
     else:
         assert fitted_stages == ["head", "fine-tune"]
@@ -95,10 +97,12 @@ def test_head_init_decides_how_stage_one_trains(class_folders, tmp_path, weights
     assert result.stage2_start_epoch == len(head) + 1
 
 
-def test_stage_two_keeps_stage_ones_weights_unless_it_does_better(class_folders, tmp_path, weights):
-    """The probe separates the colours (validation accuracy 1.0), so stage 2 cannot beat it: the saved model is
-    stage 1's, its backbone the pretrained one although stage 2 moved it at a high rate."""
-    result = tuned(class_folders, tmp_path / "m", weights, head_init="probe", freeze="two-stage",
+def test_stage_two_keeps_stage_ones_weights_unless_it_does_better(tmp_path, weights):
+    """Classes a and d share a colour, so the probe's head is right on about 3 of 4 validation images, and stage
+    2 at a rate far too high does no better: the saved model is stage 1's, its backbone the pretrained one
+    although stage 2 moved it."""
+    data = make_class_folders(tmp_path / "data", {"a": 20, "b": 20, "c": 20, "d": 20})
+    result = tuned(data, tmp_path / "m", weights, head_init="probe", freeze="two-stage",
                    stage2_lr=0.05, early_stopping="val_accuracy")
 
     from safetensors.torch import load_file
@@ -107,8 +111,20 @@ def test_stage_two_keeps_stage_ones_weights_unless_it_does_better(class_folders,
     pretrained = load_file(weights)
     stem = "conv_stem.weight"
     assert torch.equal(saved[stem], pretrained[stem])
-    assert result.best_epoch == 1 and result.stage2_start_epoch == 2
-    assert result.val_accuracy_final is not None and result.accuracy == 1.0
+    assert result.stage2_start_epoch == 2 and len(result.history) == 3  # stage 2 ran
+    assert result.history[0]["val_accuracy"] < 1 and result.best_epoch == 1
+
+
+def test_a_stage_that_cannot_beat_a_perfect_validation_score_is_skipped(class_folders, tmp_path, weights,
+                                                                        fitted_stages):
+    """The probe separates the colours (validation accuracy 1.0): stopping on validation accuracy would keep it
+    whatever stage 2 did, so stage 2 does not run, and the result says so."""
+    result = tuned(class_folders, tmp_path / "m", weights, head_init="probe", freeze="two-stage",
+                   early_stopping="val_accuracy")
+
+    assert fitted_stages == [] and [h["stage"] for h in result.history] == ["head"]
+    assert result.stage2_start_epoch is None and result.frozen_layers == result.backbone_layers
+    assert any("fine-tune stage was skipped" in note for note in result.notes)
 
 
 def test_the_restored_epoch_may_be_the_stage_before():

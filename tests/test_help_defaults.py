@@ -84,12 +84,22 @@ def test_the_prose_defaults_are_what_the_code_does():
     said = re.search(r"default ([\d.e-]+), softmax ([\d.e-]+)\)", help_of("probe", "head_weight_decay"))
     assert said and (float(said[1]), float(said[2])) == (decay["mlp"], decay["softmax"])
     ratios = {name: round(1 / recipe.stage2_lr_ratio) for name, recipe in RECIPES.items()}
-    assert ratios["fast"] == ratios["best"]
-    assert (f"the recipe's: --lr / {ratios['default']}; --lr / {ratios['fast']} for fast and best"
-            in help_of("finetune", "stage2_lr"))
+    assert len(set(ratios.values())) == 1
+    assert f"the recipe's: --lr / {ratios['default']} in every recipe" in help_of("finetune", "stage2_lr")
     policies = {name: default_policy(FinetuneConfig(data="x", recipe=name)) for name in RECIPES}
-    assert (f"default: the recipe's: {policies['default']}, {policies['fast']} for fast, {policies['best']} for best;"
+    assert policies["default"] == policies["best"]
+    assert (f"default: the recipe's: {policies['default']}, {policies['fast']} for fast;"
             in help_of("finetune", "freeze"))
+    augments = {name: ",".join(recipe.augment) or "none" for name, recipe in RECIPES.items()}
+    assert (f"the recipe's: {augments['default']}; {augments['best']} for best; {augments['fast']} for fast"
+            in help_of("finetune", "augment"))
+    monitors = {recipe.early_stopping for recipe in RECIPES.values()}
+    assert len(monitors) == 1 and f"the recipe's: {monitors.pop()} in every recipe" in help_of("finetune",
+                                                                                             "early_stopping")
+    spreads = {name: f"{recipe.stage2_spread:g}x" for name, recipe in RECIPES.items()}
+    assert spreads["fast"] == spreads["default"]
+    assert (f"{spreads['default']} from the top unit to the stem, {spreads['best']} for best"
+            in help_of("finetune", "layer_decay"))
     assert default_policy(FinetuneConfig(data="x", backbone="small-cnn")) == "none"
     assert "none from scratch" in help_of("finetune", "freeze")
     import os

@@ -20,6 +20,7 @@ from transferlab.finetune.freeze import plan_stages
 from transferlab.finetune.recipes import RECIPES
 from transferlab.finetune.run import config_id, finetune, resolved
 from transferlab.study.identity import run_id
+from helpers import make_class_folders
 from wiring import wires
 
 
@@ -57,16 +58,22 @@ def tuned(data, output, weights, **options):
                         output=str(output), lr=1e-3, patience=3, **options)  # patience: stop on 9 images
 
 
+@pytest.fixture
+def blurred_classes(tmp_path):
+    """Four classes, a and d of one colour: the probe's head is right on about 3 of 4 validation images, so
+    stage 2 has something to gain and runs (on perfectly separable data it is skipped)."""
+    return make_class_folders(tmp_path / "data", {"a": 20, "b": 20, "c": 20, "d": 20})
+
+
 @wires("FinetuneConfig.recipe")
 @pytest.mark.parametrize("name", ["fast", "default", "best"])
-def test_each_recipes_values_reach_the_loop(class_folders, tmp_path, weights, stages, name):
+def test_each_recipes_values_reach_the_loop(blurred_classes, tmp_path, weights, stages, name):
     recipe = RECIPES[name]
-    result = tuned(class_folders, tmp_path / name, weights, recipe=name)
+    result = tuned(blurred_classes, tmp_path / name, weights, recipe=name)
 
-    head, fine = stages
-    assert (head["stage"], fine["stage"]) == ("head", "fine-tune")
-    assert (head["epochs"], fine["epochs"]) == (recipe.epochs, recipe.stage2_epochs)
-    assert head["head_lr"] == pytest.approx(1e-3) and head["unit_lrs"] == []
+    assert recipe.head_init == "probe" and result.history[0]["head_fit"] == "logreg"
+    (fine,) = stages  # stage 1 is the probe's regression, fitted without the loop
+    assert fine["stage"] == "fine-tune" and fine["epochs"] == recipe.stage2_epochs
     assert fine["head_lr"] == pytest.approx(1e-3 * recipe.stage2_lr_ratio)
     assert fine["unit_lrs"][0] == pytest.approx(1e-3 * recipe.stage2_lr_ratio)
     assert fine["label_smoothing"] == recipe.label_smoothing
@@ -74,7 +81,7 @@ def test_each_recipes_values_reach_the_loop(class_folders, tmp_path, weights, st
     assert fine["inputs"] == ("DecodedInputs" if recipe.augment else "CachedInputs")
     assert fine["monitor"] == recipe.early_stopping
     units = result.backbone_layers
-    frozen = plan_stages(recipe.freeze, units)[-1].frozen_units  # fast: all but the top; default: half; best: none
+    frozen = plan_stages(recipe.freeze, units)[-1].frozen_units  # fast: all but the top; default and best: none
     assert result.frozen_layers == frozen and len(fine["unit_lrs"]) == units - frozen
     per_unit = (1 / recipe.stage2_spread) ** (1 / (units - 1))  # the stem `spread` times below the top unit
     assert all(low / high == pytest.approx(per_unit) for high, low in zip(fine["unit_lrs"], fine["unit_lrs"][1:]))
@@ -82,7 +89,7 @@ def test_each_recipes_values_reach_the_loop(class_folders, tmp_path, weights, st
 
 
 def test_explicit_options_beat_the_recipe(class_folders, tmp_path, weights, stages):
-    result = tuned(class_folders, tmp_path / "m", weights, recipe="best", epochs=2, stage2_epochs=3,
+    result = tuned(class_folders, tmp_path / "m", weights, recipe="best", epochs=2, stage2_epochs=3, head_init="sgd",
                    stage2_lr=3e-4, label_smoothing=0.0, augment=[], freeze="two-stage:top:2", early_stopping="none")
 
     head, fine = stages
@@ -90,7 +97,7 @@ def test_explicit_options_beat_the_recipe(class_folders, tmp_path, weights, stag
     assert fine["head_lr"] == pytest.approx(3e-4) and len(fine["unit_lrs"]) == 2
     assert fine["label_smoothing"] == 0.0 and fine["inputs"] == "CachedInputs" and fine["monitor"] == "none"
     assert result.recipe.endswith("given: freeze, epochs, stage2_epochs, stage2_lr, label_smoothing, augment, "
-                                  "early_stopping")
+                                  "early_stopping, head_init")
 
 
 def test_a_run_without_a_recipe_takes_the_defaults_values():
@@ -100,7 +107,7 @@ def test_a_run_without_a_recipe_takes_the_defaults_values():
         "default", default.freeze, default.epochs, default.stage2_epochs)
     assert config.stage2_lr == pytest.approx(config.lr * default.stage2_lr_ratio)
     assert config.label_smoothing == default.label_smoothing and config.augment == list(default.augment)
-    assert config.early_stopping == default.early_stopping
+    assert config.early_stopping == default.early_stopping and config.head_init == default.head_init
 
 
 def test_the_recipe_is_in_the_run_id():
@@ -115,7 +122,7 @@ def test_recipe_on_the_command_line_reaches_the_result(cli, class_folders, tmp_p
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["recipe"].startswith("fast (") and result["recipe"].endswith("given: stage2_epochs")
-    assert [s["epochs"] for s in stages] == [RECIPES["fast"].epochs, 2]
+    assert [(s["stage"], s["epochs"]) for s in stages] == [("fine-tune", 2)]  # stage 1: the probe's regression
 
 
 def test_an_unknown_recipe_is_one_error_line(cli):

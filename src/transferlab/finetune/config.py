@@ -20,7 +20,7 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     recipe: str = option("default", RECIPE_HELP, choices=RECIPE_NAMES)
     freeze: str | None = option(None, "all | none | half | first:N | top:K | first:50% | top:25% | "
                                 "from:MODULE | first:params:T | top:params:40% | two-stage | two-stage:POLICY "
-                                "(default: the recipe's: two-stage, two-stage:top:1 for fast, two-stage:half for best; "
+                                "(default: the recipe's: two-stage, two-stage:top:1 for fast; "
                                 "none from scratch; `transferlab layers NAME` lists the units).")
     head: str = option("linear", "linear (the model's own classifier, reset) or mlp:512,256.")
     dropout: float = option(0.2, "Dropout between the mlp head's hidden layers.", minimum=0.0, maximum=0.95)
@@ -34,7 +34,7 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                                        "(default: --lr; in stage 2 of two-stage: --stage2-lr).", above=0.0)
     layer_decay: float | None = option(None, "Each backbone unit below the top trains at this times the rate "
                                        "of the one above (default 1; in stage 2 of two-stage: the recipe's "
-                                       "spread, 100x from the top unit to the stem).", above=0.0, maximum=1.0)
+                                       "spread, 100x from the top unit to the stem, 10x for best).", above=0.0, maximum=1.0)
     train_bn: bool | None = option(None, "Update BatchNorm statistics of trainable units (default: yes, except in "
                                    "stage 2 of two-stage, with its low rates).", flag="--train-bn/--freeze-bn")
     weight_decay: float = option(0.0, "Weight decay (never on norms and biases).", minimum=0.0)
@@ -47,17 +47,18 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                                        "given, else the recipe's).",
                                        minimum=1)
     stage2_lr: float | None = option(None, "two-stage: learning rate of the head and the top unit after "
-                                     "unfreezing (default: the recipe's: --lr / 100; --lr / 10 for fast "
-                                     "and best); units below train lower.",
+                                     "unfreezing (default: the recipe's: --lr / 10 in every recipe); units below train "
+                                     "lower.",
                                      above=0.0)
     early_stopping: str | None = option(None, "Metric early stopping watches (best weights are restored; "
-                                        "default: the recipe's: val_loss; val_accuracy for best).",
+                                        "default: the recipe's: val_accuracy in every recipe).",
                                  choices=("val_loss", "val_accuracy", "none"))
     patience: int | None = option(None, "Epochs without improvement before stopping (default 10; without it, "
                                   "early stopping is off when the validation set is too small to stop on).",
                                   minimum=1)
     augment: list[str] | None = option(None, "Comma-separated: flip, rotate, zoom, crop, randaugment, "
-                                       "trivialaugment (default: the recipe's: none).")
+                                       "trivialaugment (default: the recipe's: flip,crop; flip,crop,randaugment for "
+                                       "best; none for fast).")
     rotation: float = option(10.0, "Largest rotation of the 'rotate' augmentation, in degrees either way.",
                              above=0.0, maximum=180.0)
     zoom: float = option(0.2, "Largest zoom of the 'zoom' augmentation, in or out, as a fraction (0.2: 80-120%).",

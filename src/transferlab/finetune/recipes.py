@@ -1,10 +1,12 @@
 """Fine-tuning recipes: the values ``finetune`` uses for every training option the user leaves unset.
 
-``--recipe fast|default|best`` trades time for accuracy. ``bench/recipes/`` holds the studies that measured
-them (so far one data set, Flowers-17 in greyscale at 10 per class, one seed: probe 0.790, fast 0.790, best
-0.801, within noise of each other); ``default`` keeps the values from before recipes, as no candidate beat the
-probe beyond noise there. An option given explicitly (command line, Python argument, study key) always beats
-the recipe's value. Importable without torch.
+``--recipe fast|default|best`` trades time for accuracy. Every recipe starts stage 2 from the probe (the new
+head set to the probe's logistic regression on the frozen features, LP-FT) and keeps stage 2's weights only
+where they beat the probe's on the validation images, so a fine-tune adapts to how far the probe is from
+perfect: not at all when it already classifies every validation image. ``bench/recipes/`` holds the studies
+that chose the values (README there: what was measured, on which data, and what was not). An option given
+explicitly (command line, Python argument, study key) always beats the recipe's value. Importable without
+torch.
 """
 
 from __future__ import annotations
@@ -38,13 +40,17 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "fast": Recipe("fast", "two-stage:top:1", 10, 5, 0.1, 100.0, 0.0, (), "val_loss",
-                   "head on cached frozen features for 10 epochs, then the top unit for 5 at lr/10"),
-    "default": Recipe("default", "two-stage", 10, 10, 0.01, 100.0, 0.0, (), "val_loss",
-                      "head for 10 epochs, then every unit for 10 at lr/100 falling 100x to the stem"),
-    "best": Recipe("best", "two-stage:half", 10, 15, 0.1, 100.0, 0.1, (), "val_accuracy",
-                   "head for 10 epochs, then the top half of the units (the rest cached) for up to 15 at lr/10 "
-                   "falling 100x towards the stem, label smoothing 0.1, stopping on validation accuracy"),
+    "fast": Recipe("fast", "two-stage:top:1", 10, 5, 0.1, 100.0, 0.0, (), "val_accuracy",
+                   "the probe's logistic regression as the head, then the top unit for up to 5 epochs at lr/10 "
+                   "on cached frozen features, kept only if validation accuracy rises", head_init="probe"),
+    "default": Recipe("default", "two-stage", 10, 15, 0.1, 100.0, 0.0, ("flip", "crop"), "val_accuracy",
+                      "the probe's logistic regression as the head, then every unit for up to 15 epochs at lr/10 "
+                      "falling 100x to the stem with flips and random resized crops, kept only if validation "
+                      "accuracy rises (skipped when the probe already classifies every validation image)",
+                      head_init="probe"),
+    "best": Recipe("best", "two-stage", 10, 30, 0.1, 10.0, 0.1, ("flip", "crop", "randaugment"), "val_accuracy",
+                   "as default, for up to 30 epochs falling 10x to the stem, with RandAugment and label smoothing "
+                   "0.1", head_init="probe"),
 }
 
 RECIPE_HELP = ("fast | default | best: the values of every training option left unset, trading time for accuracy. "

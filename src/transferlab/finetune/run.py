@@ -61,7 +61,8 @@ def resolved(config: FinetuneConfig) -> FinetuneConfig:
 def recipe_text(config: FinetuneConfig) -> str:
     """The recipe as results state it, with the options given explicitly over it."""
     given = [name for name in ("freeze", "epochs", "stage2_epochs", "stage2_lr", "layer_decay", "train_bn",
-                               "label_smoothing", "augment", "early_stopping") if getattr(config, name) is not None]
+                               "label_smoothing", "augment", "early_stopping", "head_init")
+             if getattr(config, name) is not None]
     text = recipe_of(config.recipe).describe()
     return f"{text}; given: {', '.join(given)}" if given else text
 
@@ -298,12 +299,17 @@ class FinetuneRun:
         if state:
             self.model.load_state_dict(state["model"])
         stage2_start = None
+        self.last_stage = self.stages[0]
         for index, stage in enumerate(self.stages):
-            if stage.name == "fine-tune":
-                stage2_start = sum(1 for h in history if h["stage"] != "fine-tune") + 1
             if state and index < state["stage"]:
                 continue  # finished before the interruption
+            if not state and self.cannot_improve(index, history):
+                self.skip_note(stage)
+                break
+            if stage.name == "fine-tune":
+                stage2_start = sum(1 for h in history if h["stage"] != "fine-tune") + 1
             self.train_stage(index, stage, history, started, state if state and index == state["stage"] else None)
+            self.last_stage = stage
             state = None
         return self.finish(history, time.perf_counter() - started, stage2_start)
 
@@ -319,6 +325,18 @@ class FinetuneRun:
         """The optimizer's name for ``stage``: ``stage2_optimizer`` after unfreezing when given."""
         c = self.config
         return c.stage2_optimizer if stage.name == "fine-tune" and c.stage2_optimizer else c.optimizer
+
+    def cannot_improve(self, index: int, history: list[dict]) -> bool:
+        """Whether a later stage is bound to be thrown away: early stopping keeps the stage before's end unless
+        validation accuracy rises above it, and it is already 1."""
+        return (index > 0 and bool(history) and self.early_stopping == "val_accuracy"
+                and history[-1].get("val_accuracy") == 1.0)
+
+    def skip_note(self, stage: Stage) -> None:
+        note = (f"the {stage.name} stage was skipped: the stage before classifies every validation image, and early "
+                "stopping on validation accuracy would have kept its weights anyway")
+        log.info(note)
+        self.splits.notes.append(note)
 
     def fits_probe_head(self, index: int) -> bool:
         """Whether this stage is two-stage's first done as the probe (``head_init: probe``, a linear head)."""
@@ -394,7 +412,7 @@ class FinetuneRun:
         test_seconds = phases.close(TEST_PHASES, time.perf_counter() - test_started)
         if not truth:
             raise UserError(f"no readable test images in {self.splits.root} ({self.splits.evaluated_on})")
-        last_stage = self.stages[-1]
+        last_stage = self.last_stage  # the last stage trained: a later one may have been skipped
         self.model.freeze(last_stage.frozen_units)
         trainable, frozen = self.model.parameter_counts()
         epoch_seconds = [h["seconds"] for h in history]
