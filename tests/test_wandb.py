@@ -92,7 +92,7 @@ def test_finetune_logs_params_epochs_final_metrics_figures_and_model_to_an_offli
     assert run["config"]["lr"] == pytest.approx(1e-3)
     assert run["config"]["epochs"] == 2 and run["config"]["freeze"] == "half"
     epochs = [row for row in run["history"] if "val_loss" in row]
-    assert [row["_step"] for row in epochs] == [1, 2]
+    assert [row["_step"] for row in epochs] == [h["epoch"] for h in result["history"]] == [1, 2]
     for key in EPOCH_KEYS:
         assert [row[key] for row in epochs] == pytest.approx([h[key] for h in result["history"]], rel=1e-6), key
     summary = run["summary"]
