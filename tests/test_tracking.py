@@ -229,10 +229,10 @@ def test_a_missing_package_is_one_error_line_with_the_pip_command(class_folders,
 
 
 def test_an_unknown_backend_is_one_error_line(class_folders, cli):
-    done = cli("finetune", "--data", str(class_folders), "--log", "tensorboard,wandb")
+    done = cli("finetune", "--data", str(class_folders), "--log", "tensorboard,neptune")
     assert done.returncode == 2
-    assert done.stderr.strip() == ("error: unknown log backend 'wandb': use tensorboard, mlflow "
-                                   "(comma-separated for both)")
+    assert done.stderr.strip() == ("error: unknown log backend 'neptune': use tensorboard, mlflow, wandb "
+                                   "(comma-separated for several)")
 
 
 @needs_mlflow

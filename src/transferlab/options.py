@@ -241,14 +241,16 @@ class RuntimeOptions:
 @dataclass
 class LogOptions:
     """Where a run's epochs, parameters and final metrics are logged besides its result (TensorBoard,
-    MLflow): speed-only, as logging never changes a result."""
+    MLflow, W&B): speed-only, as logging never changes a result."""
 
-    log: list[str] = option(help="Also log the epochs, parameters and final metrics to tensorboard, mlflow or "
-                            "both (comma-separated; each an optional extra: pip install 'transferlab[mlflow]').",
+    log: list[str] = option(help="Also log the epochs, parameters, final metrics and figures (and a fine-tune's "
+                            "saved model) to tensorboard, mlflow or wandb (comma-separated for several; each an "
+                            "optional extra: pip install 'transferlab[mlflow]'; W&B offline: WANDB_MODE=offline).",
                             factory=list, speed_only=True)
     log_dir: str | None = option(None, "Where --log writes: TensorBoard event files under DIR/<experiment>/<run> "
                                  "(default runs/tensorboard); MLflow a SQLite store DIR/mlflow.db, or DIR as a "
-                                 "tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db).", speed_only=True)
+                                 "tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db); W&B its files "
+                                 "under DIR/wandb (default: $WANDB_DIR, else ./wandb).", speed_only=True)
     log_experiment: str | None = option(None, "Experiment name of --log (default: the command, or the study's "
                                         "name).", speed_only=True)
     log_run: str | None = option(None, "Run name of --log (default: backbone, method and settings id; in a "

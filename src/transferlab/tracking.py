@@ -1,11 +1,13 @@
-"""Logging runs where users already look: TensorBoard event files and MLflow tracking stores.
+"""Logging runs where users already look: TensorBoard event files, MLflow tracking stores, W&B runs.
 
-One ``Sink`` interface, ``start(params)`` / ``epoch(record)`` / ``finish(metrics)``, with
-one implementation per backend (``torch.utils.tensorboard.SummaryWriter``, the
-``mlflow`` client API). ``open_tracker(config, ...)`` gives the sinks a config's
+One ``Sink`` interface, ``start(params)`` / ``epoch(record)`` / ``finish(metrics)`` /
+``figures(figures)`` / ``model(folder)``, with one implementation per backend
+(``torch.utils.tensorboard.SummaryWriter``, the ``mlflow`` client API, ``wandb``'s run API). A run's figures are the
+report's (learning curves, confusion matrix); its model is the saved bundle folder (MLflow keeps it
+as the run's ``model/`` artifacts). ``open_tracker(config, ...)`` gives the sinks a config's
 ``log`` option asks for, bundled as one ``Tracker``; the runs call it where they report
-epochs (the engine's ``EpochHook``), so nothing is trained or evaluated twice. Both
-packages are optional extras, imported only when asked for.
+epochs (the engine's ``EpochHook``), so nothing is trained or evaluated twice. Each
+package is an optional extra, imported only when asked for.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from typing import Any, Iterable
 
 from .errors import UserError
 
-BACKENDS = ("tensorboard", "mlflow")
+BACKENDS = ("tensorboard", "mlflow", "wandb")
 DEFAULT_TENSORBOARD_DIR = Path("runs") / "tensorboard"
 MLFLOW_DATABASE = "mlflow.db"  # MLflow's own default store name (its file store is in maintenance mode)
-_MODULES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+_MODULES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
 def check_backends(names: Iterable[str]) -> list[str]:
@@ -32,7 +34,7 @@ def check_backends(names: Iterable[str]) -> list[str]:
     names = [str(n).strip() for n in names if str(n).strip()]
     for name in names:
         if name not in BACKENDS:
-            raise UserError(f"unknown log backend {name!r}: use {', '.join(BACKENDS)} (comma-separated for both)")
+            raise UserError(f"unknown log backend {name!r}: use {', '.join(BACKENDS)} (comma-separated for several)")
     return list(dict.fromkeys(names))
 
 
@@ -45,12 +47,14 @@ def require_backends(names: Iterable[str]) -> None:
 
 def log_folders(backends: Iterable[str], log_dir: str | None) -> list[Path]:
     """The folders the backends write into: TensorBoard's event folder, MLflow's store folder (none for a
-    tracking URI, which its client checks when it connects)."""
+    tracking URI, which its client checks when it connects), W&B's run folder when ``log_dir`` names one."""
     folder = Path(log_dir) if log_dir and not _is_uri(log_dir) else None
     folders = []
     for name in backends:
         if name == "tensorboard":
             folders.append(folder or DEFAULT_TENSORBOARD_DIR)
+        elif name == "wandb":
+            folders.extend([folder] if folder else [])
         elif folder or not (log_dir or os.environ.get("MLFLOW_TRACKING_URI")):
             folders.append(folder or Path(MLFLOW_DATABASE).absolute().parent)
     return list(dict.fromkeys(folders))
@@ -94,6 +98,8 @@ class Sink:
     def start(self, params: dict[str, Any]) -> None: ...
     def epoch(self, record: dict) -> None: ...
     def finish(self, metrics: dict[str, float]) -> None: ...
+    def figures(self, figures: dict[str, Any]) -> None: ...
+    def model(self, folder: Path) -> None: ...
     def close(self, failed: bool = False) -> None: ...
 
 
@@ -139,6 +145,10 @@ class TensorBoardSink(Sink):
             self.writer.file_writer.add_summary(summary, self.last_step)
         for tag, value in final.items():
             self.writer.add_scalar(tag, value, self.last_step)
+
+    def figures(self, figures: dict[str, Any]) -> None:
+        for name, figure in figures.items():
+            self.writer.add_figure(f"figures/{name}", figure, self.last_step, close=False)
 
     def close(self, failed: bool = False) -> None:
         self.writer.close()
@@ -186,8 +196,76 @@ class MlflowSink(Sink):
     def finish(self, metrics: dict[str, float]) -> None:
         self._log(metrics, self.last_step)
 
+    def figures(self, figures: dict[str, Any]) -> None:
+        for name, figure in figures.items():
+            self.client.log_figure(self.run_id, figure, f"figures/{name}.png")
+
+    def model(self, folder: Path) -> None:
+        """The saved bundle as the run's ``model/`` artifacts (``transferlab predict`` and timm load it back)."""
+        from .finetune.bundle import BUNDLE_FILES
+
+        for name in BUNDLE_FILES:
+            self.client.log_artifact(self.run_id, str(folder / name), "model")
+
     def close(self, failed: bool = False) -> None:
         self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
+
+
+class WandbSink(Sink):
+    """One W&B run (project: the experiment, name: the run): the parameters as its config, one history row per
+    epoch (step: the epoch), the final metrics as its summary, the figures as images (the step after the last
+    epoch) and the saved model as a ``model`` artifact. Its files go under ``folder`` (default: ``$WANDB_DIR``,
+    else the working folder); offline with ``WANDB_MODE=offline`` (``wandb sync`` uploads them later)."""
+
+    def __init__(self, project: str, run_name: str, tags: dict[str, str], folder: Path | None):
+        import wandb
+
+        self.wandb = wandb
+        self.name = run_name
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run = wandb.init(project=project, name=run_name, dir=str(folder) if folder else None,
+                                  tags=[f"{k}={v}"[:64] for k, v in tags.items()], reinit="create_new",
+                                  settings=wandb.Settings(silent=True, console="off"))
+        except Exception as exc:  # not logged in, no network, a bad project name
+            raise UserError(f"cannot log to W&B: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                            ) from None
+        self.last_step = 0
+
+    def start(self, params: dict[str, Any]) -> None:
+        self.run.config.update({k: param_text(v) for k, v in params.items()})
+
+    def epoch(self, record: dict) -> None:
+        self.last_step = epoch_step(record)
+        self.run.log({k: v for k, v in scalars(record).items() if k != "epoch"}, step=self.last_step)
+
+    def finish(self, metrics: dict[str, float]) -> None:
+        self.run.summary.update(metrics)
+
+    def figures(self, figures: dict[str, Any]) -> None:
+        import io
+
+        from PIL import Image
+
+        from .report.plots import png_bytes
+
+        images = {f"figures/{name}": self.wandb.Image(Image.open(io.BytesIO(png_bytes(figure))))
+                  for name, figure in figures.items()}
+        self.run.log(images, step=self.last_step + 1)  # a row of their own: W&B's rows are never re-opened
+
+    def model(self, folder: Path) -> None:
+        import re
+
+        from .finetune.bundle import BUNDLE_FILES
+
+        artifact = self.wandb.Artifact(re.sub(r"[^\w.-]", "-", f"model-{self.name}")[:128], type="model")
+        for name in BUNDLE_FILES:
+            artifact.add_file(str(folder / name), name=name)
+        self.run.log_artifact(artifact)
+
+    def close(self, failed: bool = False) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
 
 
 def _is_uri(text: str) -> bool:
@@ -230,6 +308,25 @@ class Tracker(Sink):
         for sink in self.sinks:
             sink.finish(metrics)
 
+    def figures(self, figures: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            sink.figures(figures)
+
+    def model(self, folder: Path) -> None:
+        for sink in self.sinks:
+            sink.model(folder)
+
+    def outputs(self, result: Any, run_name: str, model_folder: Path | None = None) -> None:
+        """The final metrics, the run's figures and (a fine-tune's) saved model folder, to every sink."""
+        if not self.sinks:
+            return
+        from .report.run_figures import run_figures
+
+        self.finish(final_metrics(result))
+        self.figures(run_figures(result, run_name))
+        if model_folder is not None:
+            self.model(Path(model_folder))
+
     def close(self, failed: bool = False) -> None:
         for sink in self.sinks:
             sink.close(failed)
@@ -270,6 +367,9 @@ def open_tracker(config: Any, command: str, default_run: str, is_main: bool = Tr
                 folder = Path(config.log_dir) if config.log_dir and not _is_uri(config.log_dir) \
                     else DEFAULT_TENSORBOARD_DIR
                 sinks.append(TensorBoardSink(folder / experiment / run))
+            elif name == "wandb":
+                folder = Path(config.log_dir) if config.log_dir and not _is_uri(config.log_dir) else None
+                sinks.append(WandbSink(experiment, run, {"transferlab.command": command}, folder))
             else:
                 uri, artifacts = mlflow_uri(config.log_dir)
                 tags = {"transferlab.command": command, "transferlab.run": run}

@@ -225,4 +225,28 @@ def lr_find(start_lr: float, end_lr: float, steps: int, as_json: bool, print_con
                    f"{s.steps} steps; plot {s.plot}")
 
 
-COMMANDS = (finetune, predict, evaluate, export, lr_find)
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.argument("repo_id")
+@click.option("--dry-run", is_flag=True, help="Write the folder it would push (--output) and push nothing.")
+@click.option("--output", "-o", type=click.Path(), help="Write the pushed folder here too (a new or empty folder; "
+              "required with --dry-run).")
+@click.option("--private", is_flag=True, help="Create the Hub repository as private (when it does not exist yet).")
+def push(model, repo_id, dry_run, output, private):
+    """Share a saved MODEL on the Hugging Face Hub as REPO_ID (USER/NAME), with a model card.
+
+    The repository holds the model in timm's layout (timm.create_model("hf-hub:REPO_ID", pretrained=True)
+    loads a linear head's), transferlab's description, and README.md: the card, with the metrics and their 95%
+    intervals, the training config, intended use and limitations. Logs in as huggingface_hub does (HF_TOKEN,
+    or `hf auth login`)."""
+    from ..finetune.share import push_model
+
+    result = push_model(model, repo_id, dry_run=dry_run, output=output, private=private)
+    if dry_run:
+        click.echo(f"dry run: wrote {result['folder']} ({', '.join(result['files'])}); pushed nothing")
+    else:
+        click.echo(f"pushed {', '.join(result['files'])} to {result['url']}")
+
+
+COMMANDS = (finetune, predict, evaluate, export, push, lr_find)

@@ -38,6 +38,7 @@ from .model import TransferModel
 WEIGHTS_NAME = "model.safetensors"
 META_NAME = "transferlab.json"
 TIMM_CONFIG_NAME = "config.json"
+BUNDLE_FILES = (WEIGHTS_NAME, TIMM_CONFIG_NAME, META_NAME)  # the whole saved model (shared, logged, pushed)
 FORMAT = "transferlab-bundle/3"
 OLD_FORMATS = ("transferlab-bundle/1",)
 # bundle/2 named the head inputs differently: its "avg" was the model's own pre-logits features

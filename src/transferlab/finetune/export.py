@@ -1,15 +1,22 @@
-"""Export a bundle to ONNX or TorchScript, checked against the PyTorch output."""
+"""Export a bundle to ONNX or TorchScript, checked against the PyTorch output.
+
+An ONNX file carries what a runtime needs besides the graph in its ``metadata_props`` (read back by
+``onnxruntime``'s ``get_modelmeta().custom_metadata_map``): the class names and the preprocessing, as
+JSON, and the transferlab version that wrote it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import __version__
 from ..errors import UserError
 from .bundle import Bundle, bundle_folder, load_bundle
 
@@ -53,9 +60,24 @@ def _export_onnx(bundle: Bundle, example: torch.Tensor, path: Path) -> np.ndarra
     with contextlib.redirect_stdout(io.StringIO()):
         torch.onnx.export(bundle.model, (example,), str(path), dynamic_shapes=({0: torch.export.Dim("batch")},),
                           dynamo=True, external_data=False)
+    import onnx
+
+    graph = onnx.load(str(path))
+    onnx.helper.set_model_props(graph, onnx_metadata(bundle))
+    onnx.save(graph, str(path))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     logits = session.run(None, {session.get_inputs()[0].name: example.numpy()})[0]
     return _softmax(logits)
+
+
+def onnx_metadata(bundle: Bundle) -> dict[str, str]:
+    """The ONNX file's metadata: class names in output order and the preprocessing (mean, std, input size,
+    interpolation, crop) as JSON, the backbone and head, and the transferlab version."""
+    return {"classes": json.dumps(list(bundle.classes)),
+            "preprocessing": json.dumps(bundle.meta["preprocessing"]),
+            "backbone": bundle.meta["backbone"]["timm_name"],
+            "head": bundle.meta["head"]["spec"],
+            "transferlab_version": __version__}
 
 
 def _export_torchscript(bundle: Bundle, example: torch.Tensor, path: Path) -> np.ndarray:

@@ -29,7 +29,7 @@ from ..options import runtime_of, settings_id
 from ..progress_bars import StageProgress, stage_bars
 from ..storage import FolderLock, folder_problem
 from ..timing import TEST_PHASES, TRAINING_PHASES, Phases
-from ..tracking import Tracker, final_metrics, open_tracker
+from ..tracking import Tracker, open_tracker
 from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
 from .calibrate import after_training
@@ -263,7 +263,7 @@ class FinetuneRun:
             self.check_output()
             with open_tracker(self.config, "finetune", self.log_name(), self.runtime.is_main) as self.tracker:
                 result = self.train_and_finish()
-                self.tracker.finish(final_metrics(result))
+                self.tracker.outputs(result, self.log_name(), self.output)
         return result
 
     def log_name(self) -> str:

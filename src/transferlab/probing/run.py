@@ -27,7 +27,7 @@ from ..heads.spec import takes_validation
 from ..options import runtime_of, settings_id
 from ..progress_bars import StageProgress, stage_bars
 from ..timing import FROZEN_PHASES, TEST_PHASES, TRAINING_PHASES, Phases, phase_sum
-from ..tracking import Tracker, final_metrics, open_tracker
+from ..tracking import Tracker, open_tracker
 from .calibrate import probe_calibration
 from .config import ProbeConfig
 from .result import ProbeResult
@@ -59,7 +59,7 @@ def run_probe(config: ProbeConfig, progress: StageProgress | None = None,
     with open_tracker(config, "probe", probe_run_name(config), runtime.is_main) as tracker:
         result = _run_probe(config, progress, runtime, tracker)
         if result is not None:
-            tracker.finish(final_metrics(result))
+            tracker.outputs(result, probe_run_name(config))
     return result
 
 
