@@ -54,7 +54,7 @@ def calibrated(tmp_path_factory):
 def finetuned(root, cli, name, *extra):
     result = cli("finetune", "--data", str(root / "data"), "--output", str(root / name), "--backbone",
                  "test_efficientnet", "--random-init", "--image-size", "32", "--freeze", "none", "--epochs", "12",
-                 "--lr", "0.01", "--early-stopping", "none", "--batch-size", "16", "--workers", "0",
+                 "--lr", "0.01", "--early-stopping", "none", "--augment", "none", "--batch-size", "16", "--workers", "0",
                  "--device", "cpu", "--precision", "fp32", "--json", *extra)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)

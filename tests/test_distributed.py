@@ -25,7 +25,7 @@ HERE = Path(__file__).parent
 # 20 images a class: 42 training images (an even number: no sample repeated to even out the ranks),
 # 9 validation and 9 test images (odd: the evaluation shards differ in size).
 FINETUNE = ("finetune", "--backbone", "test_efficientnet", "--random-init", "--batch-size", "8", "--workers", "0",
-            "--precision", "fp32", "--early-stopping", "none", "--json")
+            "--precision", "fp32", "--early-stopping", "none", "--augment", "none", "--head-init", "sgd", "--json")
 PROBE = ("probe", "--backbone", "test_efficientnet", "--random-init", "--head", "logreg", "--batch-size", "8",
          "--workers", "0", "--precision", "fp32", "--json")
 

@@ -18,9 +18,12 @@ from transferlab.errors import UserError
 from transferlab.finetune import FinetuneConfig, load_bundle, run_finetune
 from transferlab.finetune.augment import train_transform
 from transferlab.finetune.model import TransferModel
+from transferlab.finetune.recipes import RECIPES
 from transferlab.finetune.run import FinetuneRun
 
-TINY = {"backbone": "test_efficientnet", "random_init": True, "batch_size": 8, "num_workers": 0}
+# the mechanisms, not the recipe: stage 1 trained by the loop, no augmentation unless a test asks for it
+TINY = {"backbone": "test_efficientnet", "random_init": True, "batch_size": 8, "num_workers": 0, "head_init": "sgd",
+        "augment": []}
 
 
 def tiny_config(data, output, **overrides) -> FinetuneConfig:
@@ -139,8 +142,9 @@ def test_two_stage_gives_stage_two_the_lower_default_rates(class_folders, tmp_pa
     result = run_finetune(tiny_config(class_folders, tmp_path / "m", freeze="two-stage", epochs=1, lr=1e-3))
     head, fine = stage(result.history, "head")[0], stage(result.history, "fine-tune")[0]
     assert head["lr"] == pytest.approx(1e-3) and "backbone_lr" not in head
-    assert fine["lr"] == pytest.approx(1e-5)  # the head at lr / 100
-    assert fine["backbone_lr"] == pytest.approx(1e-5)  # the top unit too; the units below lower
+    ratio = RECIPES["default"].stage2_lr_ratio  # the head at lr / 10
+    assert fine["lr"] == pytest.approx(1e-3 * ratio)
+    assert fine["backbone_lr"] == pytest.approx(1e-3 * ratio)  # the top unit too; the units below lower
     assert result.stage2_start_epoch == 2
 
 

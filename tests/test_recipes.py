@@ -129,3 +129,12 @@ def test_recipe_on_the_command_line_reaches_the_result(cli, class_folders, tmp_p
 def test_an_unknown_recipe_is_one_error_line(cli):
     out = cli("finetune", "--data", "digits", "--recipe", "slow")
     assert out.returncode == 2 and "slow" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_augment_none_turns_the_recipes_augmentation_off(cli, class_folders, tmp_path, weights, stages):
+    assert resolved(FinetuneConfig(data="digits", augment="none")).augment == []
+    out = cli("finetune", "--data", str(class_folders), "--backbone", "test_efficientnet", "--weights", weights,
+              "--augment", "none", "--head-init", "sgd", "--epochs", "1", "--workers", "0",
+              "--output", str(tmp_path / "m"), "--json")
+    assert out.returncode == 0, out.stderr
+    assert [s["inputs"] for s in stages] == ["CachedInputs", "CachedInputs"]  # no stage augments

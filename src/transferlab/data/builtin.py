@@ -59,7 +59,7 @@ def require_data_folder(data: str | Path) -> None:
     (cheap: the CLI checks before torch loads)."""
     if str(data) in BUILTIN_DATASETS:
         return
-    from .sources import check_packed, is_packed
+    from .packed import check_packed, is_packed  # (not .sources: it loads torch)
 
     if is_packed(data):
         return check_packed(data)

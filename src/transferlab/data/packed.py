@@ -80,3 +80,19 @@ def rank_positions(items, rank: int, world_size: int) -> list[int] | None:
         loads[chosen] += len(shards[shard])
     mine = [p for shard in sorted(shards) if owner[shard] == rank for p in shards[shard]]
     return sorted(mine, key=lambda p: (items[p].shard, items[p].offset))
+
+
+def is_packed(data) -> bool:
+    """Whether ``--data`` names tar shards or a Hugging Face dataset (cheap: nothing is read)."""
+    from .hfdata import is_hf_spec
+    from .shards import is_shard_spec
+
+    return is_hf_spec(data) or is_shard_spec(data)
+
+
+def check_packed(data) -> None:
+    """Tar shards' files or a Hugging Face dataset's path checked to exist, the extra to be installed (cheap)."""
+    from .hfdata import hf_path, is_hf_spec
+    from .shards import shard_files
+
+    hf_path(data) if is_hf_spec(data) else shard_files(data)

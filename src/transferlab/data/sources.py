@@ -13,22 +13,7 @@ from pathlib import Path
 
 from .cifar import binary_layout, read_cifar_splits, refuse_python_version
 from .listfile import is_list_file, read_list, read_list_splits
-
-
-def is_packed(data) -> bool:
-    """Whether ``--data`` names tar shards or a Hugging Face dataset (cheap: nothing is read)."""
-    from .hfdata import is_hf_spec
-    from .shards import is_shard_spec
-
-    return is_hf_spec(data) or is_shard_spec(data)
-
-
-def check_packed(data) -> None:
-    """Tar shards' files or a Hugging Face dataset's path checked to exist, the extra to be installed (cheap)."""
-    from .hfdata import hf_path, is_hf_spec
-    from .shards import shard_files
-
-    hf_path(data) if is_hf_spec(data) else shard_files(data)
+from .packed import check_packed, is_packed  # noqa: F401 (the readers' entry points, here with the others)
 
 
 def read_packed(data, ratios: tuple[float, float, float], seed: int, val_per_class: int | None,

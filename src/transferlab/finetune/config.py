@@ -59,8 +59,8 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                                   "early stopping is off when the validation set is too small to stop on).",
                                   minimum=1)
     augment: list[str] | None = option(None, "Comma-separated: flip, rotate, zoom, crop, randaugment, "
-                                       "trivialaugment (default: the recipe's: flip,crop; flip,crop,randaugment for "
-                                       "best; none for fast).")
+                                       "trivialaugment, or none (default: the recipe's: flip,crop; flip,crop,randaugment "
+                                       "for best; none for fast).")
     rotation: float = option(10.0, "Largest rotation of the 'rotate' augmentation, in degrees either way.",
                              above=0.0, maximum=180.0)
     zoom: float = option(0.2, "Largest zoom of the 'zoom' augmentation, in or out, as a fraction (0.2: 80-120%).",
