@@ -16,6 +16,7 @@ from transferlab import Predictor
 from transferlab.calibration import expected_calibration_error, fit_temperature
 from transferlab.finetune import load_bundle
 from transferlab.finetune.model import TransferModel
+from wiring import wires
 
 
 def test_ece_of_a_hand_computed_case():
@@ -71,6 +72,7 @@ def calibrated_run(calibrated, cli):
     return _RUNS["m"]
 
 
+@wires("FinetuneConfig.calibrate")
 def test_calibrate_lowers_the_held_out_ece_and_saves_its_temperature(calibrated, calibrated_run):
     result = calibrated_run
     assert result["calibration_temperature"] > 1.5  # overconfident: the logits are softened
@@ -96,6 +98,7 @@ def test_predict_divides_the_logits_by_the_saved_temperature(calibrated, calibra
         assert abs(item["top"][0]["probability"] - float(logits.softmax(0).max())) > 1e-3  # not the raw softmax
 
 
+@wires("FinetuneConfig.tta")
 def test_finetune_tta_accuracy_is_what_the_predictor_with_tta_gives(calibrated, calibrated_run):
     result = calibrated_run
     assert result["tta"] == 3
@@ -168,6 +171,7 @@ def test_a_bad_view_count_is_one_error_line(calibrated, calibrated_run, cli, com
     assert len(lines) == 1 and lines[0].startswith("error:") and "tta" in lines[0], result.stderr
 
 
+@wires("ProbeConfig.calibrate")
 def test_probe_calibrate_lowers_the_held_out_ece_of_an_overconfident_head(calibrated, cli):
     """logreg at C = 1000 on features that only tell the colour: right on 2/3 of the images and sure of all."""
     args = ["probe", "--data", str(calibrated / "data"), "--backbone", "test_efficientnet", "--random-init",

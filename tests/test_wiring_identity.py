@@ -22,7 +22,7 @@ from transferlab.auto.config import AutoConfig
 
 CONFIGS = (ProbeConfig, FinetuneConfig)  # the records whose runs a study identifies
 WIRED_CONFIGS = (*CONFIGS, RankConfig, AuditConfig, AutoConfig)  # every record with command-line options
-WIRING_MODULES = ("test_wiring_finetune", "test_wiring_probe", "test_recipes", "test_head_init",
+WIRING_MODULES = ("test_wiring_finetune", "test_wiring_probe", "test_recipes", "test_head_init", "test_calibration_tta",
                   "test_learner_features", "test_wiring_rank", "test_rank", "test_audit", "test_wiring_auto")
 
 # The options that by contract only change how fast a run goes or where it writes (the records say so; this says
@@ -48,7 +48,7 @@ CHANGES: dict[str, tuple[dict, object]] = {
     "rotation": ({}, 20.0), "zoom": ({}, 0.3), "stage2_optimizer": ({}, "sgd"), "mixup": ({}, 0.2),
     "cutmix": ({}, 0.2), "label_smoothing": ({}, 0.1), "class_weights": ({}, True), "prefix_cache": ({}, False),
     "output": ({}, "elsewhere"), "resume": ({}, True), "ema": ({}, 0.99), "accumulate": ({}, 2),
-    "sampler": ({}, "balanced"),
+    "sampler": ({}, "balanced"), "head_init": ({}, "sgd"), "calibrate": ({}, True), "tta": ({}, 3),
     # probing
     "layer": ({}, "logits"), "temperature": ({}, 2.0), "C": ({}, 0.5), "head_epochs": ({}, 5),
     "head_lr": ({}, 0.01), "head_patience": ({}, 3), "head_batch_size": ({}, 16), "cache": ({}, False),
