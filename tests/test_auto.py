@@ -68,10 +68,10 @@ def test_auto_starts_a_trial_only_when_its_estimated_cost_fits_the_budget(data, 
 def test_a_budget_spent_while_ranking_leaves_out_the_rest_and_says_so(data, tmp_path, cli):
     """The first backbone is always scored and probed; the next is left out when the budget is gone, no trial
     starts, and the command ends with one error line after writing the trail."""
-    result = cli("auto", "--data", str(data), *TINY, "--budget", "1s", "--store", str(tmp_path / "runs.sqlite"),
+    result = cli("auto", "--data", str(data), *TINY, "--budget", "0.01s", "--store", str(tmp_path / "runs.sqlite"),
                  "--output", str(tmp_path / "out"))
     assert result.returncode == 2 and result.stderr.startswith("error: no fine-tuning trial finished within the "
-                                                               "budget (1s)")
+                                                               "budget (0.01s)")
     trail = json.loads((tmp_path / "out" / "trail.json").read_text())
     events = trail["workers"][trail["worker"]]
     assert [e["what"] for e in events if e["step"] == "drop"] == ["test_vit not scored"]

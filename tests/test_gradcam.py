@@ -21,7 +21,7 @@ def bundle_dir(tmp_path_factory):
     data = make_class_folders(root / "data", {"a": 8, "b": 8, "c": 8})
     run_finetune(FinetuneConfig(data=str(data), output=str(root / "m"), backbone="test_efficientnet",
                                 random_init=True, image_size=96, epochs=2, freeze="none", batch_size=8, num_workers=0,
-                                early_stopping="none"))
+                                early_stopping="none", augment=[]))
     return root
 
 

@@ -239,7 +239,7 @@ class ProbeRecorder:
 
 TINY = {"backbone": "test_efficientnet", "random_init": True, "image_size": 32, "batch_size": 4, "num_workers": 0,
         "precision": "fp32"}
-FINETUNE = {**TINY, "epochs": 1, "early_stopping": "none"}
+FINETUNE = {**TINY, "epochs": 1, "early_stopping": "none", "head_init": "sgd", "augment": []}  # mechanisms, not the recipe
 PROBE = {**TINY, "head": "logreg"}
 
 

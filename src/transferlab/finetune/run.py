@@ -151,7 +151,7 @@ class FinetuneRun:
             self.model = TransferModel.from_backbone(self.backbone, len(self.splits.classes), c.head, c.dropout,
                                                      c.pooling)
         self.runtime.prepare(self.model)
-        self.stages: list[TrainStage] = plan(c, len(self.model.units), scratch)
+        self.stages: list[TrainStage] = plan(c, self.model.units, scratch)
         self.eval_transform = self.backbone.eval_transform()
         self.train_transform = (train_transform(self.backbone.data_config, c.augment, c.rotation, c.zoom)
                                 or self.eval_transform)

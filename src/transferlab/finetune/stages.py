@@ -34,8 +34,9 @@ class TrainStage:
         model.freeze(self.frozen_units)
 
 
-def plan(config, units: int, scratch: bool) -> list[TrainStage]:
-    """The stages of ``config`` (resolved: recipe values filled in) on a backbone of ``units`` units.
+def plan(config, units, scratch: bool) -> list[TrainStage]:
+    """The stages of ``config`` (resolved: recipe values filled in) on a backbone's ``units`` (a module point such
+    as ``from:blocks.3`` needs the units themselves; a count does for the rest).
 
     Two-stage: the head alone at ``lr`` for ``epochs``, then the unfrozen units for ``stage2_epochs`` with the
     head and top unit at ``stage2_lr``, each unit below lower by the recipe's spread (100x to the stem:
@@ -45,13 +46,14 @@ def plan(config, units: int, scratch: bool) -> list[TrainStage]:
     probe's logistic regression (LP-FT); every later stage keeps the one before's end unless it beats it.
     """
     c = config
+    count = units if isinstance(units, int) else len(units)
     frozen = plan_stages(c.freeze, units, c.backbone)
     stages = []
     for index, stage in enumerate(frozen):
         second = len(frozen) > 1 and index == len(frozen) - 1  # the unfreezing stage of two-stage
         if second:
             head = c.stage2_lr
-            spread = (1.0 / recipe_of(c.recipe).stage2_spread) ** (1.0 / max(1, units - 1))
+            spread = (1.0 / recipe_of(c.recipe).stage2_spread) ** (1.0 / max(1, count - 1))
             decay = c.layer_decay if c.layer_decay is not None else spread
             epochs = c.stage2_epochs if c.stage2_epochs is not None else c.epochs
             optimizer = c.stage2_optimizer or c.optimizer

@@ -59,8 +59,9 @@ def class_probabilities(bundle: Bundle, items: list, batch_size: int = 32,
     forward = bundle_forward(bundle, tta)
     batches = image_batches(items, bundle.transform(), batch_size, None, runtime.pin_memory, runtime.device)
     found = collect(bundle.model, batches, runtime, forward)
-    for i, row in zip(found.indices, found.outputs.softmax(dim=1)):
-        probabilities[i] = row
+    if found.indices:  # (none when every item was unreadable)
+        for i, row in zip(found.indices, found.outputs.softmax(dim=1)):
+            probabilities[i] = row
     return probabilities
 
 

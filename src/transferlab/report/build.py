@@ -239,7 +239,8 @@ def _comparison_tables(page: Page, comparison: list[dict], sentences: list[tuple
     figures on hover), the ``sentences`` (text, css class) that read it, then the costs and sizes of the same
     rows (the CSV and Markdown keep one table)."""
     main = [c for c in COMPARISON_COLUMNS if c[0] in COMPACT_COMPARISON]
-    details = [c for c in COMPARISON_COLUMNS if c[0] not in COMPACT_COMPARISON]
+    details = [c for c in COMPARISON_COLUMNS if c[0] not in COMPACT_COMPARISON
+               and any(row.get(c[0]) not in (None, "") for row in comparison)]  # (TTA: only where it ran)
     numeric = ("runs", "inference_ms", "layers", "feature_dim")
 
     def hover(row: dict) -> str:

@@ -26,7 +26,7 @@ COMPARISON_COLUMNS = [
     ("training", "training (epochs x s/epoch)"),
     ("training_total", "training total s (frozen part)"), ("test_seconds", "test set inference s"),
     ("inference_ms", "inference ms/image"), ("test_loss", "test loss"), ("final_accuracy", "final train / val acc"),
-    ("ece", "ECE (before calibration)"), ("tta", "TTA accuracy (gain)"),
+    ("ece", "ECE"), ("tta", "TTA acc. (gain)"),
     ("layers", "layers"), ("feature_dim", "feature dim"),
     ("parameters", "trainable / total parameters"),
 ]
