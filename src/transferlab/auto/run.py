@@ -239,18 +239,18 @@ def _search(study, config: AutoConfig, shortlist: list[str], budget: Budget, tra
     while True:
         if config.max_trials is not None and _started_trials(study, optuna) >= config.max_trials:
             return f"max_trials ({config.max_trials}) reached"
-        estimate = costs.first_rung(config.min_epochs)
-        if not budget.fits(estimate):
-            return (f"budget: {budget.left:.1f}s left, a new trial needs about {estimate:.1f}s to its first pruning "
+        estimate, left = costs.first_rung(config.min_epochs), budget.left  # one reading: the trail shows the decision
+        if estimate > left:
+            return (f"budget: {left:.1f}s left, a new trial needs about {estimate:.1f}s to its first pruning "
                     "decision and a saved model")
         trial = study.ask(distributions)
-        stopped = _trial(study, trial, config, budget, trail, costs, output, optuna, estimate)
+        stopped = _trial(study, trial, config, budget, trail, costs, output, optuna, estimate, left)
         if stopped:
             return stopped
 
 
 def _trial(study, trial, config: AutoConfig, budget: Budget, trail: Trail, costs: Costs, output: Path, optuna,
-           estimate: float) -> str | None:
+           estimate: float, left: float) -> str | None:
     """One fine-tuning run, reporting each epoch's validation accuracy to the pruner."""
     from ..finetune.config import FinetuneConfig
     from ..finetune.run import restored_epoch, run_finetune
@@ -260,8 +260,8 @@ def _trial(study, trial, config: AutoConfig, budget: Budget, trail: Trail, costs
     folder = output / "trials" / f"{trial.number:04d}"
     planned = config.max_epochs * (2 if freeze.startswith("two-stage") else 1)
     trail.add("trial", f"trial {trial.number}: {backbone}, freeze {freeze}, lr {lr:.2g}",
-              f"{budget.left:.1f}s left >= about {estimate:.1f}s to its first rung", trial=trial.number,
-              estimate=estimate, left=budget.left)
+              f"{left:.1f}s left >= about {estimate:.1f}s to its first rung", trial=trial.number,
+              estimate=estimate, left=left)
     fc = FinetuneConfig(data=config.data, backbone=backbone, random_init=config.random_init, freeze=freeze, lr=lr,
                         epochs=config.max_epochs, early_stopping="val_accuracy", patience=planned,
                         output=str(folder), **{k: getattr(config, k) for k in DATA_FIELDS},
