@@ -14,7 +14,7 @@ from ..finetune.config import FinetuneConfig
 from ..options import RuntimeOptions
 from ..tta import TTA_HELP, check_views
 from .common import config_from, config_options, print_folds, stage_progress
-from .run_config import config_file_options, config_yaml, merged_options, require_data
+from .run_config import command_config, config_file_options
 
 # --device, --precision and --batch-size of the commands that use a saved model
 runtime_options = config_options(RuntimeOptions, exclude=("num_workers",))
@@ -41,15 +41,9 @@ def _epoch_line(record: dict) -> str:
 @config_file_options
 def finetune(as_json: bool, print_config: bool, **options) -> None:
     """Fine-tune a pretrained backbone with a new head, layers frozen by policy."""
-    from ..data.builtin import require_data_folder
-
-    options = merged_options(options, FinetuneConfig, "finetune")
-    require_data(options)
-    config = config_from(FinetuneConfig, options)
-    if print_config:
-        click.echo(config_yaml(config), nl=False)
+    config = command_config(options, FinetuneConfig, "finetune", print_config)
+    if config is None:
         return
-    require_data_folder(config.data)  # before torch loads: a typo costs no wait
     from ..finetune.run import run_finetune
     from ..options import runtime_of
     from ..results import pair_text, print_table, to_json
@@ -192,15 +186,9 @@ def export(model, fmt, output):
 def lr_find(start_lr: float, end_lr: float, steps: int, as_json: bool, print_config: bool, **options) -> None:
     """Learning-rate range test of each stage of a finetune run: a loss-against-rate plot (PNG in --output, default
     runs/lr-find-...) and a suggested rate (fastai's valley); two-stage sweeps stage 2 after training stage 1."""
-    from ..data.builtin import require_data_folder
-
-    options = merged_options(options, FinetuneConfig, "finetune")
-    require_data(options)
-    config = config_from(FinetuneConfig, options)
-    if print_config:
-        click.echo(config_yaml(config), nl=False)
+    config = command_config(options, FinetuneConfig, "finetune", print_config)
+    if config is None:
         return
-    require_data_folder(config.data)
     from dataclasses import asdict
 
     from ..finetune.lr_find import find_lr

@@ -22,8 +22,8 @@ from .. import __version__
 from ..backbones.names import DEFAULT_BACKBONE
 from ..errors import UserError
 from ..probing.config import ProbeConfig
-from .common import config_from, config_options, log, print_folds, setup_logging, stage_progress, stderr
-from .run_config import config_file_options, config_yaml, merged_options, require_data
+from .common import config_options, log, print_folds, setup_logging, stage_progress, stderr
+from .run_config import command_config, config_file_options
 from .auto import COMMANDS as AUTO_COMMANDS
 from .finetune import COMMANDS as FINETUNE_COMMANDS
 from .rank import COMMANDS as RANK_COMMANDS
@@ -61,15 +61,9 @@ for _command in (*FINETUNE_COMMANDS, *STUDY_COMMANDS, *RANK_COMMANDS, *AUTO_COMM
 @config_file_options
 def probe(no_cache: bool, as_json: bool, predictions: bool, print_config: bool, **options) -> None:
     """Frozen-backbone features + a head, evaluated on held-out images."""
-    from ..data.builtin import require_data_folder
-
-    options = merged_options(options, ProbeConfig, "probe")
-    require_data(options)
-    config = config_from(ProbeConfig, options, **({"cache": False} if no_cache else {}))
-    if print_config:
-        click.echo(config_yaml(config), nl=False)
+    config = command_config(options, ProbeConfig, "probe", print_config, **({"cache": False} if no_cache else {}))
+    if config is None:
         return
-    require_data_folder(config.data)  # before torch loads: a typo costs no wait
     from ..probing.run import run_probe
     from ..results import print_table, to_json
 

@@ -96,6 +96,23 @@ def merged_options(options: dict[str, Any], config_class: type, command: str) ->
     return merged
 
 
+def command_config(options: dict[str, Any], config_class: type, command: str, print_config: bool,
+                   **values: Any) -> Any | None:
+    """The run's config record from the command line and ``--config``, checked before any heavy import; ``None``
+    once ``--print-config`` has printed it (the command then stops)."""
+    from ..data.builtin import require_data_folder
+    from .common import config_from
+
+    options = merged_options(options, config_class, command)
+    require_data(options)
+    config = config_from(config_class, options, **values)
+    if print_config:
+        click.echo(config_yaml(config), nl=False)
+        return None
+    require_data_folder(config.data)  # before torch loads: a typo costs no wait
+    return config
+
+
 def require_data(options: dict[str, Any]) -> None:
     if not options.get("data"):
         raise UserError("no data: give --data (-d) or 'data:' in the --config file")
