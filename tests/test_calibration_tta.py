@@ -44,7 +44,7 @@ def calibrated(tmp_path_factory):
     for k, c in enumerate("ab"):
         (root / "data" / c).mkdir(parents=True)
         rng = np.random.default_rng(k)
-        for i in range(45):
+        for i in range(90):
             base = np.zeros((32, 32, 3))
             base[..., k if i % 3 else 1 - k] = 200
             pixels = np.clip(base + rng.normal(0, 30, base.shape), 0, 255).astype(np.uint8)
@@ -135,11 +135,11 @@ def test_evaluate_tta_feeds_the_model_the_plain_flipped_and_zoomed_views(calibra
 
     monkeypatch.setattr(TransferModel, "forward", recording)
     result = cli("evaluate", str(calibrated / "m"), "--data", str(calibrated / "data"), "--tta", "3", "--json",
-                 "--batch-size", "128", "--device", "cpu", "--precision", "fp32")
+                 "--batch-size", "256", "--device", "cpu", "--precision", "fp32")
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed["tta"] == 3 and 0.0 <= printed["tta_accuracy"] <= 1.0
-    plain, *views = seen  # one batch of all 90 images: the plain pass, then the TTA pass's three views
+    plain, *views = seen  # one batch of all 180 images: the plain pass, then the TTA pass's three views
     assert len(views) == 3
     h, w = plain.shape[-2:]
     crop = F.interpolate(center_crop(plain, [round(h * 0.875), round(w * 0.875)]), size=(h, w), mode="bilinear",

@@ -14,7 +14,7 @@ import torch
 
 from ..calibration import expected_calibration_error, fit_temperature, reliability_bins
 from ..data import Sample, image_batches
-from ..engine.loop import predict
+from ..engine.loop import collect
 from ..engine.runtime import Runtime
 from ..errors import UserError
 from ..tta import scored_forward
@@ -23,15 +23,15 @@ from ..tta import scored_forward
 def sample_logits(model: torch.nn.Module, samples: list[Sample], transform, runtime: Runtime, batch_size: int,
                   views: int = 1, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Logits (log-probabilities, ``views`` averaged at ``temperature``, when either is not 1) and labels of the
-    readable ``samples``."""
-    outputs, labels = [], []
-    batches = image_batches([s.path for s in samples], transform, batch_size, None, runtime.pin_memory, runtime.device)
-    for batch, logits in predict(model, scored_forward(model, temperature, views), batches, runtime):
-        if logits is not None:
-            outputs.append(logits.numpy())
-            labels.extend(samples[i].label for i in batch.indices)
+    readable ``samples``: each process scores its slice through ``collect``, the slices gathered in order."""
+    mine = runtime.shard(len(samples))
+    part = samples[mine.start : mine.stop]
+    batches = image_batches([s.path for s in part], transform, batch_size, None, runtime.pin_memory, runtime.device)
+    found = collect(model, batches, runtime, scored_forward(model, temperature, views))
     width = len(getattr(model, "classes", [])) or 0
-    return (np.concatenate(outputs) if outputs else np.zeros((0, width))), np.asarray(labels, dtype=np.int64)
+    logits = found.outputs.numpy() if found.indices else np.zeros((0, width), dtype=np.float32)
+    parts = runtime.gather((logits, [part[i].label for i in found.indices]))
+    return np.concatenate([p[0] for p in parts]), np.asarray([y for p in parts for y in p[1]], dtype=np.int64)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -39,8 +39,12 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def after_training(model: torch.nn.Module, val: list[Sample], test: list[Sample], transform, runtime: Runtime,
-                   batch_size: int, calibrate: bool, views: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the result's calibration and TTA fields, what the bundle's description adds: the temperature)."""
+                   batch_size: int, calibrate: bool, views: int, test_scored: tuple[np.ndarray, np.ndarray]
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the result's calibration and TTA fields, what the bundle's description adds: the temperature).
+
+    ``test_scored`` is the test set's logits and labels as the run's test evaluation predicted them: the ECE is
+    of the same predictions as the accuracy, and the test set is not predicted again for it."""
     temperature = 1.0
     fields: dict[str, Any] = {}
     if calibrate:
@@ -50,7 +54,7 @@ def after_training(model: torch.nn.Module, val: list[Sample], test: list[Sample]
                             "validation images: keep some (--val-per-class, or a val ratio)")
         temperature = fit_temperature(val_logits, val_labels)
         fields["calibration_temperature"] = temperature
-    logits, labels = sample_logits(model, test, transform, runtime, batch_size)
+    logits, labels = test_scored
     if len(labels):
         if calibrate:
             fields["ece_uncalibrated"] = expected_calibration_error(softmax(logits), labels)

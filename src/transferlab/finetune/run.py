@@ -385,13 +385,13 @@ class FinetuneRun:
         phases.add("train_network", sum(h["seconds"] for h in history))  # every epoch's, validation included
         phases.close(TRAINING_PHASES, training_seconds)
         test_started = time.perf_counter()
-        predicted, truth, kept_paths, test_loss = self.predict_test()
+        predicted, truth, kept_paths, test_loss, test_logits = self.predict_test()
         test_seconds = phases.close(TEST_PHASES, time.perf_counter() - test_started)
         if not truth:
             raise UserError(f"no readable test images in {self.splits.root} ({self.splits.evaluated_on})")
         calibration, calibration_meta = after_training(self.model, self.val_samples, self.splits.test,
                                                        self.eval_transform, self.runtime, c.batch_size, c.calibrate,
-                                                       c.tta)
+                                                       c.tta, (test_logits, np.asarray(truth, dtype=np.int64)))
         last_stage = self.last_stage  # the last stage trained: a later one may have been skipped
         self.model.freeze(last_stage.frozen_units)
         trainable, frozen = self.model.parameter_counts()
@@ -458,9 +458,9 @@ class FinetuneRun:
             remove_checkpoint(self.output)
         return result
 
-    def predict_test(self) -> tuple[list[int], list[int], list[Path], float | None]:
-        """Predicted and true labels of the readable test images, with their paths and the mean test loss (each
-        process predicts its slice; the slices are gathered in order)."""
+    def predict_test(self) -> tuple[list[int], list[int], list[Path], float | None, np.ndarray]:
+        """Predicted and true labels of the readable test images, with their paths, the mean test loss and the
+        logits (each process predicts its slice; the slices are gathered in order)."""
         mine = self.runtime.shard(len(self.splits.test))
         samples = self.splits.test[mine.start : mine.stop]
         batches = image_batches([s.path for s in samples], self.eval_transform, self.config.batch_size,
@@ -476,8 +476,10 @@ class FinetuneRun:
         unreadable = [samples[i].path for i in found.unreadable]
         self.phases.add("test_predict",
                         time.perf_counter() - started - (self.phases.seconds.get("test_decode", 0.0) - decoded))
-        parts = self.runtime.gather((predicted, truth, paths, unreadable, loss_sum))
+        logits = found.outputs.numpy() if found.indices else np.zeros((0, len(self.splits.classes)), np.float32)
+        parts = self.runtime.gather((predicted, truth, paths, unreadable, loss_sum, logits))
         self.unreadable.update(p for part in parts for p in part[3])
         truth = [t for part in parts for t in part[1]]
         loss = sum(part[4] for part in parts) / len(truth) if truth else None
-        return ([p for part in parts for p in part[0]], truth, [p for part in parts for p in part[2]], loss)
+        return ([p for part in parts for p in part[0]], truth, [p for part in parts for p in part[2]], loss,
+                np.concatenate([part[5] for part in parts]))
