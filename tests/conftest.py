@@ -53,6 +53,20 @@ def tiny():
     return load_backbone("test_efficientnet", random_init=True)
 
 
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> str:
+    """A saved state dict of ``test_efficientnet`` (random init, seed 3): a ``--weights`` file that makes tiny
+    fine-tunes start from fixed "pretrained" weights, as a real backbone would."""
+    from safetensors.torch import save_file
+
+    from transferlab.backbones import load_backbone
+
+    source = load_backbone("test_efficientnet", random_init=True, seed=3)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in source.model.state_dict().items()}, str(path))
+    return str(path)
+
+
 @pytest.fixture
 def class_folders(tmp_path) -> Path:
     """Three classes (a, b, c) of 20 small images each, one folder per class."""

@@ -7,13 +7,14 @@ two-stage applies; the three classes differ in colour, so the probe separates th
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from transferlab.engine.learner import Learner
-from transferlab.backbones import load_backbone
 from transferlab.engine.inputs import TensorInputs
 from transferlab.engine.runtime import Runtime
 from transferlab.finetune.head_init import fit_probe_head
@@ -21,16 +22,6 @@ from transferlab.finetune.run import finetune, restored_epoch
 from transferlab.heads.sklearn_heads import logreg_head
 from helpers import make_class_folders
 from wiring import wires
-
-
-@pytest.fixture
-def weights(tmp_path):
-    from safetensors.torch import save_file
-
-    source = load_backbone("test_efficientnet", random_init=True, seed=3)
-    path = tmp_path / "tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in source.model.state_dict().items()}, str(path))
-    return str(path)
 
 
 @pytest.fixture
@@ -71,7 +62,7 @@ def test_the_head_computes_the_probes_logits(classes):
     X[y == 1, 3] += 2.0
     model = Identity(12, classes)
     inputs = TensorInputs(torch.tensor(X, dtype=torch.float32), torch.tensor(y))
-    fit_probe_head(model, model.classifier, inputs, Runtime(), batch_size=16, seed=0)
+    fit_probe_head(model, model.classifier, [inputs], Runtime(), batch_size=16, seed=0)
 
     expected = logreg_head(seed=0).fit(X, y).decision_function(X)
     logits = model(torch.tensor(X, dtype=torch.float32)).detach().numpy().astype(np.float64)
@@ -134,3 +125,23 @@ def test_the_restored_epoch_may_be_the_stage_before():
     assert restored_epoch(history, "val_accuracy") == 1  # a tie keeps the earlier weights
     assert restored_epoch(history, "val_loss") == 2
     assert restored_epoch(history, "none") == 3
+
+
+def test_a_fine_tune_that_ends_at_the_probes_head_is_the_probe(tmp_path, weights, cli):
+    """Validation carved out of train/ (which the probe trains on whole), and stage 2 at a rate far too high does
+    not beat stage 1 on it: the head is fitted again on every training image, so the fine-tune predicts every test
+    image as the probe does (with the head of the carved training images alone, it would not)."""
+    data = tmp_path / "data"
+    make_class_folders(data / "train", {"a": 40, "b": 40, "c": 40, "d": 40})
+    make_class_folders(data / "test", {"a": 12, "b": 12, "c": 12, "d": 12}, seed=7)
+    common = ("--data", str(data), "--backbone", "test_efficientnet", "--weights", weights, "--batch-size", "8",
+              "--workers", "0", "--precision", "fp32", "--json")
+    probed = cli("probe", *common, "--head", "logreg", "--predictions", "--no-cache")
+    tuned = cli("finetune", *common, "--output", str(tmp_path / "m"), "--freeze", "two-stage", "--head-init", "probe",
+                "--stage2-lr", "0.05", "--epochs", "2", "--early-stopping", "val_accuracy", "--augment", "none")
+    assert probed.returncode == 0 and tuned.returncode == 0, probed.stderr + tuned.stderr
+    probe, result = json.loads(probed.stdout), json.loads(tuned.stdout)
+    assert result["best_epoch"] == 1 and any("fitted again on the" in note for note in result["notes"])
+    assert result["train_images"] + result["val_images"] == probe["train_images"] == 160
+    by_path = {p["path"]: p["predicted"] for p in probe["predictions"]}
+    assert {p["path"]: p["predicted"] for p in result["predictions"]} == by_path

@@ -13,7 +13,6 @@ import json
 import pytest
 
 from transferlab.engine.learner import Learner
-from transferlab.backbones import load_backbone
 from transferlab.engine.callbacks import EarlyStopping
 from transferlab.finetune import FinetuneConfig
 from transferlab.finetune.freeze import plan_stages
@@ -22,16 +21,6 @@ from transferlab.finetune.run import config_id, finetune, resolved
 from transferlab.study.identity import run_id
 from helpers import make_class_folders
 from wiring import wires
-
-
-@pytest.fixture
-def weights(tmp_path):
-    from safetensors.torch import save_file
-
-    source = load_backbone("test_efficientnet", random_init=True, seed=3)
-    path = tmp_path / "tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in source.model.state_dict().items()}, str(path))
-    return str(path)
 
 
 @pytest.fixture

@@ -67,6 +67,7 @@ class DatasetSplits:
     test: list[Sample]
     evaluated_on: str  # e.g. "val/", "test/", "test (15% split, seed 0)"
     notes: list[str] = field(default_factory=list)
+    val_from_train: bool = False  # validation carved out of the training images (a method without one trains on them)
 
     def train_and_validation(self, fraction: float = 0.15, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
         """Training and validation samples; validation carved from train (stratified) if none is given."""
@@ -421,7 +422,8 @@ def carve_validation(splits: DatasetSplits, ratios: tuple[float, float, float] =
         fraction = val_ratio / (train_ratio + val_ratio) if val_ratio > 0 else 0.15
         train, val = stratified_split(pool, fraction * len(splits.train) / len(pool), seed)
     note = f"validation: {len(val)} images carved from the training images (not counted in per_class)"
-    return replace(splits, train=train if keep is None else keep, val=val, notes=[*splits.notes, note])
+    return replace(splits, train=train if keep is None else keep, val=val, notes=[*splits.notes, note],
+                   val_from_train=keep is None)
 
 
 def _require_two_classes(classes: list[str], folder: Path, dropped: list[str] = ()) -> None:

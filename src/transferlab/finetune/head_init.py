@@ -11,6 +11,7 @@ linear layer's weights, so the network computes exactly the probe's logits.
 from __future__ import annotations
 
 import time
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,7 +20,6 @@ from torch import nn
 from ..engine.loop import evaluate
 from ..engine.runtime import Runtime
 from ..heads.sklearn_heads import logreg_head
-
 
 
 def final_linear(classifier: nn.Module) -> nn.Linear | None:
@@ -47,9 +47,12 @@ def head_inputs(model: nn.Module, linear: nn.Linear, inputs, runtime: Runtime, b
     return torch.cat(captured).numpy(), torch.cat(labels).numpy()
 
 
-def fit_probe_head(model: nn.Module, linear: nn.Linear, train, runtime: Runtime, batch_size: int, seed: int) -> None:
-    """Set ``linear`` to the probe's logistic regression fitted on ``train``'s frozen features."""
-    X, y = head_inputs(model, linear, train, runtime, batch_size)
+def fit_probe_head(model: nn.Module, linear: nn.Linear, parts: Sequence, runtime: Runtime, batch_size: int,
+                   seed: int) -> None:
+    """Set ``linear`` to the probe's logistic regression fitted on the frozen features of every inputs in
+    ``parts`` (the training images; with the validation images too when refitting at the end)."""
+    features = [head_inputs(model, linear, part, runtime, batch_size) for part in parts]
+    X, y = np.concatenate([f[0] for f in features]), np.concatenate([f[1] for f in features])
     pipeline = logreg_head(seed=seed).fit(X, y)
     scaler, regression = pipeline[0], pipeline[-1]
     coef = regression.coef_ / scaler.scale_  # logits of x: coef . (x - mean) / scale + intercept
@@ -72,7 +75,7 @@ def probe_stage(model: nn.Module, train, val, runtime: Runtime, batch_size: int,
     started = time.perf_counter()
     linear = final_linear(model.classifier)
     assert linear is not None, "the probe's head initialisation needs a linear head"
-    fit_probe_head(model, linear, train, runtime, batch_size, seed)
+    fit_probe_head(model, linear, [train], runtime, batch_size, seed)
     trained = evaluate(model, train, runtime, batch_size)
     record = {"epoch": epoch, "stage": stage, "head_fit": "logreg", "lr": 0.0,
               "train_loss": trained["loss"], "train_accuracy": trained["accuracy"]}

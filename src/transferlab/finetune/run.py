@@ -35,7 +35,7 @@ from .bundle import META_NAME, save_bundle
 from .calibrate import after_training
 from .config import FinetuneConfig
 from .freeze import check_on_backbone
-from .head_init import final_linear, probe_stage
+from .head_init import final_linear, fit_probe_head, probe_stage
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
@@ -294,7 +294,32 @@ class FinetuneRun:
             self.train_stage(learner, index, stage, state if state and index == state["stage"] else None)
             self.last_stage = stage
             state = None
+        if self.ends_at_probe_head(learner.history) and self.splits.val_from_train and c.per_class is None:
+            self.refit_probe_head()
         return self.finish(learner.history, time.perf_counter() - self.started, stage2_start)
+
+    def ends_at_probe_head(self, history: list[dict]) -> bool:
+        """Whether the weights the run ends with are stage 1's probe head (no later stage beat it on validation)."""
+        ended = restored_epoch(history, self.early_stopping)
+        return any(h["epoch"] == ended and h.get("head_fit") == "logreg" for h in history)
+
+    def refit_probe_head(self) -> None:
+        """The model is the probe's head, and validation was carved out of the images the probe trains on: the
+        head is fitted again on all of them (training and validation), as the probe is. The validation images
+        were needed only to decide that the later stage did not help (sklearn's ``refit``)."""
+        c = self.config
+        self.stages[0].apply(self.model)
+        parts = [self.stage_inputs(samples, name, training=False)
+                 for samples, name in ((self.train_samples, "train"), (self.val_samples, "val"))]
+        try:
+            fit_probe_head(self.model, final_linear(self.model.classifier), parts, self.runtime, c.batch_size, c.seed)
+        finally:
+            for part in parts:
+                part.close()
+        note = (f"the model is stage 1's probe head (no later stage beat it on validation), fitted again on the "
+                f"{len(self.train_samples) + len(self.val_samples)} training and validation images, as the probe is")
+        log.info(note)
+        self.splits.notes.append(note)
 
     def learner(self, history: list[dict] | None = None) -> Learner:
         """The run's ``Learner``: its model, loss, optimizer and schedule per stage, sampler and callbacks."""
