@@ -82,8 +82,9 @@ def test_csv_cell_keeps_numbers_and_neutralises_formulas(value, expected):
     assert csv_cell(value) == expected
 
 
-@pytest.mark.parametrize("name, shown", [("<b>x</b>", "&lt;b&gt;x&lt;/b&gt;"), ("a_b_c", "a\\_b\\_c"),
-                                         ("x|y", "x\\|y"), ("[a](b)", "\\[a\\]\\(b\\)"), ("a\nb", "a b")])
+@pytest.mark.parametrize("name, shown", [("<b>x</b>", "&lt;b>x&lt;/b>"), ("a_b_c", "a\\_b\\_c"),
+                                         ("x|y", "x\\|y"), ("[a](b)", "\\[a\\]\\(b\\)"), ("a\nb", "a b"),
+                                         ("p >= 0.05", "p >= 0.05"), ("> quote", "\\> quote"), ("&lt;", "&amp;lt;")])
 def test_markdown_text_escapes_html_and_markdown(name, shown):
     assert markdown_text(name) == shown
 

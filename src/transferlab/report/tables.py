@@ -7,7 +7,6 @@ built from them are plain dicts, which ``markdown`` and ``write_csv`` render.
 from __future__ import annotations
 
 import csv
-import html
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -205,11 +204,13 @@ MARKDOWN_SPECIAL = "\\`*_{}[]()#+!|~"
 
 
 def markdown_text(value: Any) -> str:
-    """``value`` as literal Markdown text: HTML escaped (no tag of a name reaches a viewer), Markdown
-    specials backslash-escaped, on one line."""
-    text = html.escape("" if value is None else str(value), quote=False)
+    """``value`` as literal Markdown text: ``&`` and ``<`` as entities (no tag of a name reaches a viewer), Markdown
+    specials backslash-escaped (a ``>`` only where it would start a quote: "p >= 0.05" stays readable), on one
+    line."""
+    text = ("" if value is None else str(value)).replace("&", "&amp;").replace("<", "&lt;")
     text = "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in text)
-    return text.replace("\r", " ").replace("\n", " ")
+    text = text.replace("\r", " ").replace("\n", " ")
+    return "\\" + text if text.startswith(">") else text
 
 
 def markdown(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
