@@ -8,6 +8,7 @@ two-stage applies; the three classes differ in colour, so the probe separates th
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from torch import nn
 from transferlab.engine.learner import Learner
 from transferlab.engine.inputs import TensorInputs
 from transferlab.engine.runtime import Runtime
-from transferlab.finetune.head_init import fit_probe_head
+from transferlab.finetune.head_init import fit_probe_head, head_inputs
 from transferlab.finetune.run import finetune, restored_epoch
 from transferlab.heads.sklearn_heads import logreg_head
 from helpers import make_class_folders
@@ -62,7 +63,7 @@ def test_the_head_computes_the_probes_logits(classes):
     X[y == 1, 3] += 2.0
     model = Identity(12, classes)
     inputs = TensorInputs(torch.tensor(X, dtype=torch.float32), torch.tensor(y))
-    fit_probe_head(model, model.classifier, [inputs], Runtime(), batch_size=16, seed=0)
+    fit_probe_head(model.classifier, *head_inputs(model, model.classifier, inputs, Runtime(), batch_size=16), seed=0)
 
     expected = logreg_head(seed=0).fit(X, y).decision_function(X)
     logits = model(torch.tensor(X, dtype=torch.float32)).detach().numpy().astype(np.float64)
@@ -127,15 +128,26 @@ def test_the_restored_epoch_may_be_the_stage_before():
     assert restored_epoch(history, "none") == 3
 
 
-def test_a_fine_tune_that_ends_at_the_probes_head_is_the_probe(tmp_path, weights, cli):
-    """Validation carved out of train/ (which the probe trains on whole), and stage 2 at a rate far too high does
-    not beat stage 1 on it: the head is fitted again on every training image, so the fine-tune predicts every test
-    image as the probe does (with the head of the carved training images alone, it would not)."""
+@pytest.fixture
+def confusable(tmp_path):
+    """train/ and test/ of four classes, a and d of one colour: the probe's head is right on about 3 of 4
+    validation images, and stage 2 at a rate far too high does no better."""
     data = tmp_path / "data"
     make_class_folders(data / "train", {"a": 40, "b": 40, "c": 40, "d": 40})
     make_class_folders(data / "test", {"a": 12, "b": 12, "c": 12, "d": 12}, seed=7)
-    common = ("--data", str(data), "--backbone", "test_efficientnet", "--weights", weights, "--batch-size", "8",
-              "--workers", "0", "--precision", "fp32", "--json")
+    return data
+
+
+def predictions(result) -> dict[str, str]:
+    return {p["path"]: p["predicted"] for p in result["predictions"]}
+
+
+def test_a_fine_tune_that_ends_at_the_probes_head_is_the_probe(confusable, tmp_path, weights, cli):
+    """Validation carved out of train/ (which the probe trains on whole), and stage 2 does not beat stage 1 on it:
+    the head is fitted again on every training image, so the fine-tune predicts every test image as the probe does
+    (with the head of the carved training images alone, it would not)."""
+    common = ("--data", str(confusable), "--backbone", "test_efficientnet", "--weights", weights, "--batch-size",
+              "8", "--workers", "0", "--precision", "fp32", "--json")
     probed = cli("probe", *common, "--head", "logreg", "--predictions", "--no-cache")
     tuned = cli("finetune", *common, "--output", str(tmp_path / "m"), "--freeze", "two-stage", "--head-init", "probe",
                 "--stage2-lr", "0.05", "--epochs", "2", "--early-stopping", "val_accuracy", "--augment", "none")
@@ -143,5 +155,22 @@ def test_a_fine_tune_that_ends_at_the_probes_head_is_the_probe(tmp_path, weights
     probe, result = json.loads(probed.stdout), json.loads(tuned.stdout)
     assert result["best_epoch"] == 1 and any("fitted again on the" in note for note in result["notes"])
     assert result["train_images"] + result["val_images"] == probe["train_images"] == 160
-    by_path = {p["path"]: p["predicted"] for p in probe["predictions"]}
-    assert {p["path"]: p["predicted"] for p in result["predictions"]} == by_path
+    assert predictions(result) == predictions(probe)
+
+
+def test_a_run_resumed_after_stage_one_refits_the_probes_head_alike(confusable, tmp_path, weights):
+    """Interrupted in stage 2, the resumed run no longer holds stage 1's features: it computes them again and ends
+    with the same head as the uninterrupted run."""
+    options = dict(head_init="probe", freeze="two-stage", stage2_lr=0.05, early_stopping="val_accuracy",
+                   augment="none", precision="fp32")
+    whole = tuned(confusable, tmp_path / "whole", weights, **options)
+
+    def interrupt(record):
+        if record["stage"] == "fine-tune":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tuned(confusable, tmp_path / "cut", weights, on_epoch=interrupt, **options)
+    resumed = tuned(confusable, tmp_path / "cut", weights, resume=True, **options)
+    assert resumed.best_epoch == whole.best_epoch == 1 and any("fitted again" in n for n in resumed.notes)
+    assert predictions(asdict(resumed)) == predictions(asdict(whole))

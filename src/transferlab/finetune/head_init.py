@@ -11,7 +11,6 @@ linear layer's weights, so the network computes exactly the probe's logits.
 from __future__ import annotations
 
 import time
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -47,12 +46,8 @@ def head_inputs(model: nn.Module, linear: nn.Linear, inputs, runtime: Runtime, b
     return torch.cat(captured).numpy(), torch.cat(labels).numpy()
 
 
-def fit_probe_head(model: nn.Module, linear: nn.Linear, parts: Sequence, runtime: Runtime, batch_size: int,
-                   seed: int) -> None:
-    """Set ``linear`` to the probe's logistic regression fitted on the frozen features of every inputs in
-    ``parts`` (the training images; with the validation images too when refitting at the end)."""
-    features = [head_inputs(model, linear, part, runtime, batch_size) for part in parts]
-    X, y = np.concatenate([f[0] for f in features]), np.concatenate([f[1] for f in features])
+def fit_probe_head(linear: nn.Linear, X: np.ndarray, y: np.ndarray, seed: int) -> None:
+    """Set ``linear`` to the probe's logistic regression fitted on ``X`` (what ``linear`` receives) and ``y``."""
     pipeline = logreg_head(seed=seed).fit(X, y)
     scaler, regression = pipeline[0], pipeline[-1]
     coef = regression.coef_ / scaler.scale_  # logits of x: coef . (x - mean) / scale + intercept
@@ -70,12 +65,15 @@ def fit_probe_head(model: nn.Module, linear: nn.Linear, parts: Sequence, runtime
 
 
 def probe_stage(model: nn.Module, train, val, runtime: Runtime, batch_size: int, seed: int, stage: str,
-                epoch: int) -> dict:
-    """Stage 1 done as the probe: fit the head, then the history record of the one 'epoch' it counts as."""
+                epoch: int) -> tuple[dict, list[tuple[np.ndarray, np.ndarray]]]:
+    """Stage 1 done as the probe: fit the head; the history record of the one 'epoch' it counts as, and the head's
+    inputs and labels of the training (and validation) images, for a refit at the end."""
     started = time.perf_counter()
     linear = final_linear(model.classifier)
     assert linear is not None, "the probe's head initialisation needs a linear head"
-    fit_probe_head(model, linear, [train], runtime, batch_size, seed)
+    features = [head_inputs(model, linear, part, runtime, batch_size) for part in (train, val)
+                if part is not None and len(part)]
+    fit_probe_head(linear, *features[0], seed)
     trained = evaluate(model, train, runtime, batch_size)
     record = {"epoch": epoch, "stage": stage, "head_fit": "logreg", "lr": 0.0,
               "train_loss": trained["loss"], "train_accuracy": trained["accuracy"]}
@@ -83,4 +81,4 @@ def probe_stage(model: nn.Module, train, val, runtime: Runtime, batch_size: int,
         scores = evaluate(model, val, runtime, batch_size)
         record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
     record["seconds"] = time.perf_counter() - started
-    return record
+    return record, features

@@ -35,7 +35,7 @@ from .bundle import META_NAME, save_bundle
 from .calibrate import after_training
 from .config import FinetuneConfig
 from .freeze import check_on_backbone
-from .head_init import final_linear, fit_probe_head, probe_stage
+from .head_init import final_linear, fit_probe_head, head_inputs, probe_stage
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
@@ -158,6 +158,7 @@ class FinetuneRun:
         self.loss_fn, self.mix = self.make_loss()
         self.unreadable: set[Path] = set()
         self.prefix_seconds = 0.0
+        self.head_features: list[tuple[np.ndarray, np.ndarray]] | None = None  # stage 1 probe head: its inputs
         self.phases = Phases()
         self.kept: DecodedInputs | None = None  # training images decoded once, when augmentation needs them
         self.started = time.perf_counter()  # of training (a resumed run's: earlier, by the time it already took)
@@ -308,14 +309,18 @@ class FinetuneRun:
         head is fitted again on all of them (training and validation), as the probe is. The validation images
         were needed only to decide that the later stage did not help (sklearn's ``refit``)."""
         c = self.config
-        self.stages[0].apply(self.model)
-        parts = [self.stage_inputs(samples, name, training=False)
-                 for samples, name in ((self.train_samples, "train"), (self.val_samples, "val"))]
-        try:
-            fit_probe_head(self.model, final_linear(self.model.classifier), parts, self.runtime, c.batch_size, c.seed)
-        finally:
-            for part in parts:
-                part.close()
+        linear = final_linear(self.model.classifier)
+        if self.head_features is None:  # resumed after stage 1: its features are computed again
+            self.stages[0].apply(self.model)
+            for samples, name in ((self.train_samples, "train"), (self.val_samples, "val")):
+                inputs = self.stage_inputs(samples, name, training=False)
+                try:
+                    self.head_features = [*(self.head_features or []),
+                                          head_inputs(self.model, linear, inputs, self.runtime, c.batch_size)]
+                finally:
+                    inputs.close()
+        fit_probe_head(linear, np.concatenate([X for X, _ in self.head_features]),
+                       np.concatenate([y for _, y in self.head_features]), c.seed)
         note = (f"the model is stage 1's probe head (no later stage beat it on validation), fitted again on the "
                 f"{len(self.train_samples) + len(self.val_samples)} training and validation images, as the probe is")
         log.info(note)
@@ -376,8 +381,8 @@ class FinetuneRun:
         train = self.stage_inputs(self.train_samples, "train", training=False)
         val = self.stage_inputs(self.val_samples, "val", training=False)
         try:
-            record = probe_stage(self.model, train, val, self.runtime, c.batch_size, c.seed, stage.name,
-                                 len(learner.history) + 1)
+            record, self.head_features = probe_stage(self.model, train, val, self.runtime, c.batch_size, c.seed,
+                                                     stage.name, len(learner.history) + 1)
         finally:
             train.close()
             val.close()
