@@ -200,3 +200,40 @@ def test_a_resumed_ema_run_ends_like_an_uninterrupted_one(data, tmp_path):
     for a, b in zip(resumed.history, whole.history, strict=True):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+@wires("FinetuneConfig.lr_find")
+def test_lr_find_on_a_run_trains_each_stage_at_its_suggestion(data, tmp_path, monkeypatch):
+    """Each stage trained by gradient is swept first, and the loop gets the suggestion as the head's rate with the
+    top unit's scaled alike; the epochs record the rate trained at."""
+    suggested, fitted = [], []
+    real_find, real_fit = Learner.lr_find, Learner.fit
+
+    def recording_find(self, stage, *args, **kwargs):
+        sweep = real_find(self, stage, *args, **kwargs)
+        suggested.append((stage.name, stage.head_lr, stage.backbone_lr, sweep.suggestion))
+        return sweep
+
+    def recording_fit(self, epochs, stage, *args):
+        fitted.append((stage.name, stage.head_lr, stage.backbone_lr))
+        return real_fit(self, epochs, stage, *args)
+
+    monkeypatch.setattr(Learner, "lr_find", recording_find)
+    monkeypatch.setattr(Learner, "fit", recording_fit)
+    result = finetune(data, tmp_path / "m", freeze="two-stage", head_init="sgd", epochs=1, lr_find=True)
+    assert [s[0] for s in suggested] == [f[0] for f in fitted] == ["head", "fine-tune"]
+    for (_, head, top, found), (_, head_lr, top_lr) in zip(suggested, fitted):
+        assert found is not None and head_lr == found != head
+        assert top_lr == pytest.approx(top * found / head)
+    assert [h["lr"] for h in result.history] == pytest.approx([f[1] for f in fitted])
+    assert sum("lr-find: the" in note for note in result.notes) == 2
+
+
+def test_a_studys_lr_auto_is_lr_find(tmp_path):
+    from transferlab.study.spec import load_study
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ndata: digits\nbackbones: [test_efficientnet]\nmethods:\n"
+                    "  - {name: ft, kind: finetune, lr: auto}\n  - {name: plain, kind: finetune, lr: 0.01}\n")
+    auto, plain = load_study(path).methods
+    assert auto.options == {"lr_find": True} and plain.options == {"lr": 0.01}

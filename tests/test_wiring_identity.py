@@ -49,6 +49,7 @@ CHANGES: dict[str, tuple[dict, object]] = {
     "cutmix": ({}, 0.2), "label_smoothing": ({}, 0.1), "class_weights": ({}, True), "prefix_cache": ({}, False),
     "output": ({}, "elsewhere"), "resume": ({}, True), "ema": ({}, 0.99), "accumulate": ({}, 2),
     "sampler": ({}, "balanced"), "head_init": ({}, "sgd"), "calibrate": ({}, True), "tta": ({}, 3),
+    "lr_find": ({}, True),
     # probing
     "layer": ({}, "logits"), "temperature": ({}, 2.0), "C": ({}, 0.5), "head_epochs": ({}, 5),
     "head_lr": ({}, 0.01), "head_patience": ({}, 3), "head_batch_size": ({}, 16), "cache": ({}, False),

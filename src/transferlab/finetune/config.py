@@ -32,6 +32,9 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                           choices=("pre_logits", "avg", "max", "flatten", "token"))
     optimizer: str = option("adam", "adam, adamw, sgd, rmsprop, or any optimizer name timm knows.")
     lr: float = option(1e-3, "Learning rate of the head (and of the backbone in single-stage runs).", above=0.0)
+    lr_find: bool = option(False, "Before each stage trained by gradient, run the learning-rate range test "
+                           "(transferlab lr-find) and train at its suggestion, the stage's spread of rates kept "
+                           "(a study's lr: auto).")
     backbone_lr: float | None = option(None, "Learning rate of the top trainable backbone unit "
                                        "(default: --lr; in stage 2 of two-stage: --stage2-lr).", above=0.0)
     layer_decay: float | None = option(None, "Each backbone unit below the top trains at this times the rate "

@@ -404,10 +404,26 @@ class FinetuneRun:
         if resumed:
             first_epoch = stage.epochs if resumed["stage_done"] else resumed["epoch"] + 1
         try:
+            if self.config.lr_find and not resumed:  # a resumed stage's rates come back with its optimizer
+                stage = self.found_rates(learner, stage)
             learner.fit(stage.epochs, stage, first_epoch, resumed)
         finally:
             learner.train.close()
             learner.val.close()
+
+    def found_rates(self, learner: Learner, stage: TrainStage) -> TrainStage:
+        """``stage`` at the rate the learning-rate range test suggests for its head, its other rates scaled alike
+        (the sweep changes no weights); unchanged, with a note, when the sweep suggests none."""
+        sweep = learner.lr_find(stage)
+        if sweep.suggestion is None:
+            note = f"lr-find suggested no rate for the {stage.name} stage: it trains at {stage.head_lr:.3g}"
+            self.splits.notes.append(note)
+            return stage
+        scale = sweep.suggestion / stage.head_lr
+        found = replace(stage, head_lr=sweep.suggestion, backbone_lr=stage.backbone_lr * scale)
+        self.splits.notes.append(f"lr-find: the {stage.name} stage trains at {found.head_lr:.3g} (head) and "
+                                 f"{found.backbone_lr:.3g} (top unit), suggested by a {len(sweep.lrs)}-step sweep")
+        return found
 
     def finish(self, history: list[dict], training_seconds: float, stage2_start: int | None) -> FinetuneResult:
         c = self.config

@@ -253,6 +253,9 @@ def _method(value: Any, path: Key, lines: Lines, backbones: list[BackboneSpec], 
             continue
         if key not in fields:
             raise unknown_key(lines, path + (key,), f"a {kind} method", list(fields) + list(METHOD_KEYS))
+        if key == "lr" and item == "auto" and "lr_find" in fields:  # fastai's habit: the rate found by lr-find
+            options["lr_find"] = True
+            continue
         options[key] = coerce(item, fields[key], lines, path + (key,), key)
     subset = None
     if "backbones" in value:
