@@ -174,3 +174,27 @@ def test_a_run_resumed_after_stage_one_refits_the_probes_head_alike(confusable, 
     resumed = tuned(confusable, tmp_path / "cut", weights, resume=True, **options)
     assert resumed.best_epoch == whole.best_epoch == 1 and any("fitted again" in n for n in resumed.notes)
     assert predictions(asdict(resumed)) == predictions(asdict(whole))
+
+
+def test_the_probes_fit_and_the_next_stage_share_one_pass_over_the_images(confusable, tmp_path, weights,
+                                                                          monkeypatch):
+    """--recipe fast: the top unit's cached input is computed once per split, before the probe's fit (which runs
+    the top unit on it) and kept for stage 2; the run ends exactly as one that decodes every image every epoch."""
+    import transferlab.finetune.run as run
+
+    passes = []
+    real = run.compute_prefix_outputs
+
+    def counting(model, steps, paths, *args, **kwargs):
+        passes.append((steps, len(paths)))
+        return real(model, steps, paths, *args, **kwargs)
+
+    monkeypatch.setattr(run, "compute_prefix_outputs", counting)
+    options = dict(recipe="fast", stage2_lr=0.05, precision="fp32")
+    cached = tuned(confusable, tmp_path / "cached", weights, **options)
+    assert len(passes) == 2 and passes[0][0] == passes[1][0] > 0  # train and val, at stage 2's depth
+    assert sum(n for _, n in passes) == cached.train_images + cached.val_images
+    assert cached.stage2_start_epoch == 2 and len(cached.history) > 1  # stage 2 ran on them
+    uncached = tuned(confusable, tmp_path / "uncached", weights, prefix_cache=False, **options)
+    assert [h["val_accuracy"] for h in cached.history] == pytest.approx([h["val_accuracy"] for h in uncached.history])
+    assert predictions(asdict(cached)) == predictions(asdict(uncached))

@@ -159,6 +159,7 @@ class FinetuneRun:
         self.unreadable: set[Path] = set()
         self.prefix_seconds = 0.0
         self.head_features: list[tuple[np.ndarray, np.ndarray]] | None = None  # stage 1 probe head: its inputs
+        self.carried: dict[tuple[str, int], CachedInputs] = {}  # (split, steps): the next stage's cached prefix
         self.phases = Phases()
         self.kept: DecodedInputs | None = None  # training images decoded once, when augmentation needs them
         self.started = time.perf_counter()  # of training (a resumed run's: earlier, by the time it already took)
@@ -189,6 +190,9 @@ class FinetuneRun:
         paths = [s.path for s in samples]
         if c.prefix_cache and not (training and c.augment):
             steps = self.model.cacheable_steps()
+            carried = self.carried.pop((name, steps), None)
+            if carried is not None:  # computed for this stage while the probe's head was fitted
+                return carried
             started = time.perf_counter()
             hook = (lambda d, t: self.progress(f"frozen prefix ({name})", d, t)) if self.progress else None
             decoded = self.phases.seconds.get("train_decode", 0.0)
@@ -295,6 +299,9 @@ class FinetuneRun:
             self.train_stage(learner, index, stage, state if state and index == state["stage"] else None)
             self.last_stage = stage
             state = None
+        for unused in self.carried.values():  # the next stage was skipped
+            unused.close()
+        self.carried.clear()
         if self.ends_at_probe_head(learner.history) and self.splits.val_from_train and c.per_class is None:
             self.refit_probe_head()
         return self.finish(learner.history, time.perf_counter() - self.started, stage2_start)
@@ -375,17 +382,36 @@ class FinetuneRun:
         log.info(note)
         self.splits.notes.append(note)
 
+    def carry_prefix(self, index: int) -> None:
+        """The next stage's cached frozen prefix of the training and validation images, computed before stage
+        ``index`` (the probe's fit, all units frozen) so one pass over the images serves both: the fit runs the
+        rest of the frozen units on it, and the next stage starts from it."""
+        c = self.config
+        if not c.prefix_cache or index + 1 >= len(self.stages):
+            return
+        self.stages[index + 1].apply(self.model)
+        steps = self.model.cacheable_steps()
+        if steps == 0:
+            return
+        for samples, name, training in ((self.train_samples, "train", True), (self.val_samples, "val", False)):
+            if not (training and c.augment):  # augmented training images are not cached
+                self.carried[(name, steps)] = self.stage_inputs(samples, name, training)
+
     def train_probe_stage(self, learner: Learner, stage: TrainStage) -> None:
         """Stage 1 as the probe: the head set to the logistic regression on the frozen features, one record."""
         c = self.config
-        train = self.stage_inputs(self.train_samples, "train", training=False)
-        val = self.stage_inputs(self.val_samples, "val", training=False)
+        self.carry_prefix(self.stages.index(stage))
+        stage.apply(self.model)
+        carried = {name: inputs for (name, _), inputs in self.carried.items()}
+        train, val = (carried[name] if name in carried else self.stage_inputs(samples, name, training=False)
+                      for samples, name in ((self.train_samples, "train"), (self.val_samples, "val")))
         try:
             record, self.head_features = probe_stage(self.model, train, val, self.runtime, c.batch_size, c.seed,
                                                      stage.name, len(learner.history) + 1)
         finally:
-            train.close()
-            val.close()
+            for inputs in (train, val):
+                if not any(inputs is kept for kept in carried.values()):
+                    inputs.close()
         learner.history.append(record)
         for hook in (self.on_epoch, self.tracker.epoch if self.tracker else None):
             if hook:
