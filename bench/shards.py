@@ -3,15 +3,17 @@
 1. Packs the data folder's ``train/`` and ``test/`` (Flowers-17) into tar shards outside the repository
    (``OUT/flowers/train-NNNNNN.tar``, ``test-...``; ``CLASS/NAME.jpg`` + ``CLASS/NAME.cls``), with
    webdataset's ``ShardWriter``, in a shuffled order (the index, not the packing, orders samples).
-2. Runs ``transferlab probe`` on the folder and on the shards (same seed, ``--per-class``, cache off)
-   and prints both accuracies and training-image counts: they should be equal.
+2. Runs ``transferlab probe`` on the folder and on the shards (same seed, ``--per-class``, cache off), then
+   ``transferlab finetune --recipe fast`` on both, and prints each pair's accuracies and training-image counts:
+   they should be equal.
 3. Packs the training images again, repeated under new keys, into ~1,000 and ~10,000-sample shard sets
    and extracts every image of each with the feature cache off, each in its own process under
    ``/usr/bin/time -v``; prints the maximum resident set size, and that less the returned feature
    matrix (which must grow with the images: images x dimension x 4 bytes). The rest should be flat.
 
 Usage: ``.venv/bin/python bench/shards.py [--data ../shared/datasets/flowers17] [--out /tmp/shards]
-[--backbone efficientnet_lite0] [--memory-backbone test_efficientnet] [--counts 1000,10000]``
+[--backbone efficientnet_lite0] [--memory-backbone test_efficientnet] [--counts 1000,10000]
+[--finetune-recipe fast|default|best|'']``
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -67,6 +70,23 @@ def probe(data: str, args) -> dict:
     return json.loads(done.stdout)
 
 
+def finetune(data: str, output: Path, args) -> dict:
+    done = transferlab("finetune", "--data", data, "--backbone", args.backbone, "--per-class", str(args.per_class),
+                       "--seed", str(args.seed), "--recipe", args.finetune_recipe, "--output", str(output), "--json")
+    if done.returncode:
+        raise SystemExit(done.stderr)
+    return json.loads(done.stdout)
+
+
+def compare(title: str, on_folder: dict, on_shards: dict) -> None:
+    print(title)
+    for name, r in (("folder", on_folder), ("shards", on_shards)):
+        print(f"  {name:7s} accuracy {r['accuracy']:.4f}  train {r['train_images']}  test {r['test_images']}")
+    same = [p["predicted"] for p in on_folder.get("predictions", [])] == \
+           [p["predicted"] for p in on_shards.get("predictions", [])]
+    print(f"  same accuracy: {on_folder['accuracy'] == on_shards['accuracy']}" + ("" if same else " (predictions differ)"))
+
+
 def extract_child(spec: str, backbone: str) -> None:
     """In a child process: extract every image of ``spec`` (cache off); print the features' size as JSON."""
     from transferlab.backbones import load_backbone
@@ -103,6 +123,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--counts", default="1000,10000")
     parser.add_argument("--skip-probe", action="store_true")
+    parser.add_argument("--finetune-recipe", default="fast", help="also fine-tune on both with this recipe ('' to skip)")
     parser.add_argument("--extract-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.extract_child:
@@ -113,13 +134,14 @@ def main() -> None:
     print(f"packed {count} images of {folder} into {len(list((out / 'flowers').glob('*.tar')))} shards in "
           f"{out / 'flowers'} ({time.perf_counter() - started:.1f} s)")
     if not args.skip_probe:
-        on_folder, on_shards = probe(str(folder), args), probe(str(out / "flowers"), args)
-        print(f"probe {args.backbone} --per-class {args.per_class} --seed {args.seed}:")
-        for name, r in (("folder", on_folder), ("shards", on_shards)):
-            print(f"  {name:7s} accuracy {r['accuracy']:.4f}  train {r['train_images']}  test {r['test_images']}")
-        same = [p["predicted"] for p in on_folder.get("predictions", [])] == \
-               [p["predicted"] for p in on_shards.get("predictions", [])]
-        print(f"  same accuracy: {on_folder['accuracy'] == on_shards['accuracy']}" + ("" if same else " (predictions differ)"))
+        compare(f"probe {args.backbone} --per-class {args.per_class} --seed {args.seed}:", probe(str(folder), args),
+                probe(str(out / "flowers"), args))
+    if args.finetune_recipe:
+        models = out / "models"
+        shutil.rmtree(models, ignore_errors=True)  # this script's own earlier models
+        compare(f"finetune {args.backbone} --recipe {args.finetune_recipe} --per-class {args.per_class} --seed "
+                f"{args.seed}:", finetune(str(folder), models / "folder", args),
+                finetune(str(out / "flowers"), models / "shards", args))
     print(f"peak memory of extraction ({args.memory_backbone}, cache off), each in its own process:")
     for target in (int(c) for c in args.counts.split(",")):
         sized = out / f"repeat-{target}"
