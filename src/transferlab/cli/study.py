@@ -207,8 +207,10 @@ def study_report(study_file, run_ids, data, store, out, images, new_images, audi
     if new_images is not None and not Path(new_images).is_dir():
         raise wrong_kind(new_images, "new-images folder", "a folder")
     audit = _audit_of(records, audit_backbone) if audit_backbone else None
+    rank_scores = {m.name: m.scores for m in spec.methods if m.scores} if spec is not None else None
     files = write_report(records, Path(out), title=title, description=spec.description if spec else "",
-                         images=images, notes=notes, new_images=Path(new_images) if new_images else None, audit=audit)
+                         images=images, notes=notes, new_images=Path(new_images) if new_images else None, audit=audit,
+                         rank_scores=rank_scores)
     for path in files.values():
         click.echo(path)
 
