@@ -96,7 +96,8 @@ def logged_plan(plan, logging):
     require_backends(backends)
     check_log_dir(backends, logging.log_dir)
     fields = {"log": backends, "log_dir": logging.log_dir, "log_experiment": logging.log_experiment}
-    return replace(plan, runs=[replace(run, config=replace(run.config, **fields)) for run in plan.runs])
+    return replace(plan, runs=[replace(run, config=replace(run.config, **fields)) if hasattr(run.config, "log")
+                               else run for run in plan.runs])  # a rank method's runs log nothing
 
 
 def _list_plan(plan, store, spec) -> None:

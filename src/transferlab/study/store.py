@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,          -- stable hash of the run's config (see study.identity)
     study TEXT,
     method TEXT,
-    kind TEXT,                    -- probe, temperature, finetune, scratch
+    kind TEXT,                    -- probe, temperature, finetune, scratch, rank
     runner TEXT,                  -- probe, finetune or rank
     backbone TEXT,
     axes TEXT,                    -- JSON: the swept values of this run
