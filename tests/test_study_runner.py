@@ -85,7 +85,7 @@ def test_runner_that_returns_no_typed_result_fails_the_run(study, tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
     outcome = run_study(plan, store, runner=lambda run, models_dir, progress: {"accuracy": 1.0})
     assert outcome.count("failed") == 6
-    assert store.get(plan.runs[0].run_id).error == "TypeError: the runner returned a dict, not a RunResult"
+    assert store.get(plan.runs[0].run_id).error == "TypeError: the runner returned a dict, not a RunResult or RankResult"
 
 
 def test_user_error_in_a_run_is_recorded_as_its_message(tmp_path, monkeypatch):

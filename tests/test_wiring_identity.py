@@ -115,6 +115,25 @@ def test_speed_only_fields_leave_the_run_identity_alone_and_every_other_field_ch
             assert after["own"] != before["own"] and after["study"] != before["study"], field.name
 
 
+RANK_CHANGES = {"backbones": ["resnet18"], "layers": ["2"], "poolings": ["max"], "k": 3, "probes": False}
+RANK_REFUSED = {"folds", "fold"}  # rank scores on its own validation split: RankConfig refuses them
+
+
+def test_a_rank_methods_run_identity_changes_with_every_field_but_the_speed_only_ones():
+    """A study's rank method is identified by its RankConfig as probe and fine-tuning runs are by theirs."""
+    from transferlab.study.identity import run_id
+
+    speed = speed_only_fields(RankConfig)
+    assert speed == {"device", "compile", "num_workers", "cache"}
+    before = run_id("rank", RankConfig(), "fingerprint")
+    for field in dataclasses.fields(RankConfig):
+        if field.name in RANK_REFUSED:
+            continue
+        value = RANK_CHANGES[field.name] if field.name in RANK_CHANGES else change_of(RankConfig, field.name)[1]
+        after = run_id("rank", RankConfig(**{field.name: value}), "fingerprint")
+        assert (after == before) == (field.name in speed or field.name == "data"), field.name
+
+
 def test_the_study_run_id_holds_the_runner_and_the_datas_fingerprint():
     from transferlab.study.identity import run_id
 

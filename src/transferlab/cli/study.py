@@ -96,7 +96,8 @@ def logged_plan(plan, logging):
     require_backends(backends)
     check_log_dir(backends, logging.log_dir)
     fields = {"log": backends, "log_dir": logging.log_dir, "log_experiment": logging.log_experiment}
-    return replace(plan, runs=[replace(run, config=replace(run.config, **fields)) for run in plan.runs])
+    return replace(plan, runs=[replace(run, config=replace(run.config, **fields)) if hasattr(run.config, "log")
+                               else run for run in plan.runs])  # a rank method's runs log nothing
 
 
 def _list_plan(plan, store, spec) -> None:
@@ -207,8 +208,10 @@ def study_report(study_file, run_ids, data, store, out, images, new_images, audi
     if new_images is not None and not Path(new_images).is_dir():
         raise wrong_kind(new_images, "new-images folder", "a folder")
     audit = _audit_of(records, audit_backbone) if audit_backbone else None
+    rank_scores = {m.name: m.scores for m in spec.methods if m.scores} if spec is not None else None
     files = write_report(records, Path(out), title=title, description=spec.description if spec else "",
-                         images=images, notes=notes, new_images=Path(new_images) if new_images else None, audit=audit)
+                         images=images, notes=notes, new_images=Path(new_images) if new_images else None, audit=audit,
+                         rank_scores=rank_scores)
     for path in files.values():
         click.echo(path)
 

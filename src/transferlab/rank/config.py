@@ -8,6 +8,8 @@ from ..backbones.names import DEFAULT_BACKBONE
 from ..errors import UserError
 from ..options import DataOptions, RuntimeOptions, check_ranges, check_ratios, option
 
+SCORES = ("logme", "leep", "nce", "knn_accuracy", "logreg_accuracy")  # what rank measures of each candidate
+
 
 @dataclass
 class RankConfig(DataOptions, RuntimeOptions):

@@ -10,72 +10,19 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
 from ..progress_bars import StageProgress
-from .config import RankConfig
+from .config import SCORES, RankConfig
+from .result import Candidate, RankResult, kendall_tau
 from .scores import leep, logme, nce
 
 log = logging.getLogger(__name__)
-SCORES = ("logme", "leep", "nce", "knn_accuracy", "logreg_accuracy")
-
-
-@dataclass
-class Candidate:
-    """One backbone x layer x pooling, its scores (None: not computed) and the seconds each took."""
-
-    backbone: str
-    layer: str
-    pooling: str
-    dim: int
-    logme: float
-    leep: float | None = None
-    nce: float | None = None
-    knn_accuracy: float | None = None
-    logreg_accuracy: float | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def total_seconds(self) -> float:
-        return sum(self.seconds.values())
-
-
-@dataclass
-class RankResult:
-    data: str
-    classes: list[str]
-    train_images: int
-    val_images: int
-    candidates: list[Candidate]  # sorted by LogME, best first
-    extraction_seconds: float
-    notes: list[str] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def seconds_of(self, score: str) -> float:
-        return sum(c.seconds.get(score, 0.0) for c in self.candidates)
-
-    def kendall_tau(self, score: str, against: str = "logreg_accuracy") -> float | None:
-        """Kendall's tau (scipy's tau-b) between a score and the measured accuracy over the candidates."""
-        from scipy.stats import kendalltau
-
-        pairs = [(getattr(c, score), getattr(c, against)) for c in self.candidates]
-        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-        if len(pairs) < 3:
-            return None
-        tau = kendalltau(*zip(*pairs)).statistic
-        return None if tau is None or np.isnan(tau) else float(tau)
-
-    def to_dict(self) -> dict[str, Any]:
-        record = asdict(self)
-        for row, candidate in zip(record["candidates"], self.candidates):
-            row["total_seconds"] = candidate.total_seconds
-        record["seconds"] = {s: self.seconds_of(s) for s in SCORES}
-        record["kendall_tau_vs_logreg"] = {s: self.kendall_tau(s) for s in SCORES if s != "logreg_accuracy"}
-        return record
+__all__ = ["SCORES", "Candidate", "RankResult", "kendall_tau", "run_rank"]
 
 
 def run_rank(config: RankConfig, progress: StageProgress | None = None) -> RankResult:
@@ -143,9 +90,10 @@ def _score(x_train, y_train, x_val, y_val, config: RankConfig, single_threaded_b
     from ..heads.sklearn_heads import knn_head, logreg_head
 
     seconds = {}
-    started = time.perf_counter()
-    score = logme(x_train, y_train)
-    seconds["logme"] = time.perf_counter() - started
+    with single_threaded_blas():  # BLAS on one thread for LogME's Gram matrix as for the probes (their note)
+        started = time.perf_counter()
+        score = logme(x_train, y_train)
+        seconds["logme"] = time.perf_counter() - started
     result: dict[str, Any] = {"logme": score, "seconds": seconds}
     if len(y_val) == 0:  # --no-probes: no validation split was carved
         return result

@@ -37,31 +37,40 @@ def one_torch_thread():
 
 def logme(features: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
     """The LogME score (mean over classes of the per-sample log evidence) of ``features`` (N, D) for integer
-    ``labels`` (N,)."""
-    f = torch.as_tensor(features, dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    ``labels`` (N,).
+
+    One eigendecomposition per call, shared by every class: of the D x D Gram matrix F^T F when N > D (the
+    right singular vectors; u^T y = v^T F^T y / s), else of the N x N one F F^T, as the authors' reference
+    switches on N vs D. The Gram matrix is numpy's ``A.T @ A`` (BLAS ``syrk``: half a general product's
+    work), in float64 like everything after it."""
+    f = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features, dtype=np.float64)
+    y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).astype(np.int64, copy=False)
     n, d = f.shape
-    targets = torch.nn.functional.one_hot(y, int(y.max()) + 1).to(torch.float64)  # (N, C)
+    targets = np.zeros((n, int(y.max()) + 1))
+    targets[np.arange(n), y] = 1.0
     with one_torch_thread():
         if n > d:  # eigenvectors of the smaller Gram matrix: F^T F (D x D) gives v, and u^T y = v^T F^T y / s
-            sigma, v = torch.linalg.eigh(f.T @ f)  # eigenvalues = squared singular values, ascending
+            sigma, v = torch.linalg.eigh(torch.from_numpy(f.T @ f))  # eigenvalues = squared singular values
             keep = sigma.clamp(min=0).sqrt() > 1e-10
             sigma, v = sigma[keep], v[:, keep]
-            x = (v.T @ (f.T @ targets)) / sigma.sqrt()[:, None]
+            x = (v.T @ torch.from_numpy(targets.T @ f).T) / sigma.sqrt()[:, None]  # (k, C)
         else:  # F F^T (N x N) gives u directly
-            sigma, u = torch.linalg.eigh(f @ f.T)
+            sigma, u = torch.linalg.eigh(torch.from_numpy(f @ f.T))
             keep = sigma.clamp(min=0).sqrt() > 1e-10
             sigma, u = sigma[keep], u[:, keep]
-            x = u.T @ targets  # (k, C)
-        return _evidence(sigma, x, targets, n, d)
+            x = u.T @ torch.from_numpy(targets)  # (k, C)
+        return _evidence(sigma, x, torch.from_numpy(targets.sum(0)), n, d)
 
 
-def _evidence(sigma: torch.Tensor, x: torch.Tensor, targets: torch.Tensor, n: int, d: int) -> float:
-    """The fixed-point iteration of alpha and beta for every class at once, then the mean log evidence."""
+def _evidence(sigma: torch.Tensor, x: torch.Tensor, counts: torch.Tensor, n: int, d: int) -> float:
+    """The fixed-point iteration of alpha and beta for every class at once, then the mean log evidence.
+
+    ``counts``: each class's images, ||y||^2 of its one-hot column. Each class stops at its own step, as the
+    reference's per-class loop does."""
     sigma = sigma[:, None]
     x2 = x**2
-    residual_outside = (targets**2).sum(0) - x2.sum(0)  # the part of y outside the span of the features
-    classes = targets.shape[1]
+    residual_outside = counts - x2.sum(0)  # the part of y outside the span of the features
+    classes = x.shape[1]
     alpha = torch.ones(classes, dtype=torch.float64)
     beta = torch.ones(classes, dtype=torch.float64)
     m2 = torch.zeros_like(alpha)
@@ -69,12 +78,12 @@ def _evidence(sigma: torch.Tensor, x: torch.Tensor, targets: torch.Tensor, n: in
     active = torch.ones(classes, dtype=torch.bool)
     for _ in range(MAX_ITERATIONS):
         t = alpha / beta
-        gamma = (sigma / (sigma + t)).sum(0)
-        new_m2 = (sigma * x2 / (t + sigma) ** 2).sum(0)
-        new_res2 = (x2 / (1 + sigma / t) ** 2).sum(0) + residual_outside
-        new_alpha = gamma / (new_m2 + EPSILON)
-        new_beta = (n - gamma) / (new_res2 + EPSILON)
-        alpha, beta = torch.where(active, new_alpha, alpha), torch.where(active, new_beta, beta)
+        shrink = sigma / (sigma + t)  # sigma / (sigma + t); 1 / (1 + sigma / t) is 1 - shrink
+        gamma = shrink.sum(0)
+        new_m2 = (shrink**2 * x2 / sigma).sum(0)
+        new_res2 = ((1 - shrink) ** 2 * x2).sum(0) + residual_outside
+        alpha = torch.where(active, gamma / (new_m2 + EPSILON), alpha)
+        beta = torch.where(active, (n - gamma) / (new_res2 + EPSILON), beta)
         m2, res2 = torch.where(active, new_m2, m2), torch.where(active, new_res2, res2)
         active &= (alpha / beta - t).abs() / t > TOLERANCE
         if not active.any():

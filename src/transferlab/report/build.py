@@ -26,6 +26,7 @@ from .bundles import SavedModels, model_path
 from .html import Page
 from .noise import add_uncertainty
 from .plots import figure_uri
+from .ranking import TAU_CSV, is_rank, ranking_html, ranking_markdown, ranking_sections, tau_csv_rows
 from .records import RunRecord
 from .sanity import FINDING_COLUMNS, finding_rows, sanity_findings
 from .tables import (
@@ -52,17 +53,18 @@ MAX_CONFUSION = 60
 MAX_GALLERIES = 6
 
 
-REPORT_FILES = ("comparison.csv", "runs.csv", "confused_pairs.csv", "report.md", "report.html")
+REPORT_FILES = ("comparison.csv", "runs.csv", "confused_pairs.csv", "ranking.csv", "report.md", "report.html")
 
 
 def write_report(records: list[RunRecord], out: Path, title: str = "transferlab report", description: str = "",
                  images: bool = True, notes: list[str] = (), new_images: Path | None = None,
-                 audit: dict | None = None) -> dict[str, Path]:
+                 audit: dict | None = None, rank_scores: dict[str, list[str]] | None = None) -> dict[str, Path]:
     """Render ``records`` into ``out`` as a whole; returns the files written (html, markdown, csv tables).
 
     ``notes`` are the study plan's (skipped backbones are named in the sanity section);
     ``new_images`` is a folder of outside images for every saved model to classify; ``audit`` the summary of
-    ``transferlab audit`` on the study's data (``report.audit_section.audit_summary``), shown as its own section.
+    ``transferlab audit`` on the study's data (``report.audit_section.audit_summary``), shown as its own section;
+    ``rank_scores`` the scores each rank method of the study names (``report.ranking``; default: all it measured).
     """
     out = Path(out)
     lock = FolderLock(out.parent, f".{out.name}.lock")
@@ -71,11 +73,11 @@ def write_report(records: list[RunRecord], out: Path, title: str = "transferlab 
     except WriteError as exc:
         raise WriteError(f"cannot write the report folder {out}: {str(exc).rsplit(': ', 1)[-1]}") from None
     with lock:  # one writer at a time: the folder swap below is not safe against a second one
-        return _write_report(records, out, title, description, images, notes, new_images, audit)
+        return _write_report(records, out, title, description, images, notes, new_images, audit, rank_scores)
 
 
 def _write_report(records, out: Path, title: str, description: str, images: bool, notes, new_images,
-                  audit: dict | None = None) -> dict:
+                  audit: dict | None = None, rank_scores: dict | None = None) -> dict:
     _recover(out)
     _check_replaceable(out)
     try:
@@ -83,7 +85,8 @@ def _write_report(records, out: Path, title: str, description: str, images: bool
     except OSError as exc:
         raise WriteError(f"cannot write the report folder {out}: {(exc.strerror or str(exc)).lower()}") from None
     try:
-        written = _write_files(records, staging, title, description, images, list(notes), new_images, audit)
+        written = _write_files(records, staging, title, description, images, list(notes), new_images, audit,
+                               rank_scores)
         staging.chmod(folder_mode())  # mkdtemp makes it private; its files were created under the umask
         _swap_in(staging, out)
     except Exception as exc:
@@ -97,7 +100,11 @@ def _write_report(records, out: Path, title: str, description: str, images: bool
 
 
 def _write_files(records, folder: Path, title: str, description: str, images: bool, notes: list[str],
-                 new_images: Path | None, audit: dict | None = None) -> dict[str, Path]:
+                 new_images: Path | None, audit: dict | None = None, rank_scores: dict | None = None
+                 ) -> dict[str, Path]:
+    ranking = ranking_sections(records, rank_scores)
+    status = _status_line(records)
+    records = [r for r in records if not (is_rank(r) and r.done)]  # scores, not test accuracies: their own section
     done = [r for r in records if r.done]
     findings = finding_rows(sanity_findings(records, list(notes)))
     comparison = comparison_rows(records)
@@ -110,10 +117,13 @@ def _write_files(records, folder: Path, title: str, description: str, images: bo
         "runs_csv": write_csv(runs, folder / "runs.csv", [k for k, _ in RUN_COLUMNS]),
         "confused_pairs_csv": write_csv(pairs, folder / "confused_pairs.csv", [k for k, _ in PAIR_COLUMNS]),
     }
+    if ranking:
+        files["ranking_csv"] = write_csv(tau_csv_rows(ranking), folder / "ranking.csv", TAU_CSV)
     md = [f"# {markdown_text(title)}\n", f"{markdown_text(description)}\n" if description else "",
-          _status_line(records) + "\n",
+          status + "\n",
           "## Sanity checks\n", markdown(findings, FINDING_COLUMNS) if findings else "No run was flagged.\n",
           audit_markdown(audit) if audit else "",
+          ranking_markdown(ranking) if ranking else "",
           "## Comparison\n", markdown(comparison, COMPARISON_COLUMNS),
           "\n\n".join(markdown_text(sentence) for sentence in noise + versus) + "\n" if noise + versus else "",
           "\n## Runs\n", markdown(runs, RUN_COLUMNS),
@@ -122,7 +132,7 @@ def _write_files(records, folder: Path, title: str, description: str, images: bo
     files["markdown"].write_text("\n".join(part for part in md if part), encoding="utf-8")
     files["html"] = folder / "report.html"
     files["html"].write_text(_html(records, done, comparison, noise, runs, pairs, findings, title, description,
-                                   images, new_images, versus, audit), encoding="utf-8")
+                                   images, new_images, versus, audit, ranking, status), encoding="utf-8")
     return files
 
 
@@ -175,15 +185,17 @@ def _status_line(records: list[RunRecord]) -> str:
 
 
 def _html(records, done, comparison, noise, runs, pairs, findings, title, description, images, new_images,
-          versus=(), audit: dict | None = None) -> str:
+          versus=(), audit: dict | None = None, ranking=(), status: str | None = None) -> str:
     page = Page(title)
     models = SavedModels()  # each saved model loaded once for all the sections that draw from it
     if description:
         page.paragraph(description)
-    page.paragraph(_status_line(records), "note")
+    page.paragraph(status or _status_line(records), "note")
     _sanity(page, findings)
     if audit:
         audit_html(page, audit)
+    if ranking:
+        ranking_html(page, ranking)
     if images:
         _samples(page, records)
     page.heading("Comparison", "comparison-section")

@@ -17,6 +17,7 @@ from ..backbones.weights import find_weights
 from ..errors import UserError
 from ..finetune.config import FinetuneConfig
 from ..probing.config import ProbeConfig
+from ..rank.config import RankConfig
 from .axes import setting_text
 from .identity import data_fingerprint, run_id
 from .spec import (
@@ -30,7 +31,7 @@ from .spec import (
     method_path,
 )
 
-RUNNERS = {ProbeConfig: "probe", FinetuneConfig: "finetune"}
+RUNNERS = {ProbeConfig: "probe", FinetuneConfig: "finetune", RankConfig: "rank"}
 
 
 @dataclass
@@ -40,11 +41,11 @@ class PlannedRun:
     run_id: str
     study: str
     method: str
-    kind: str  # the method kind: probe, temperature, finetune, scratch
-    runner: str  # which API runs it: probe or finetune
+    kind: str  # the method kind: probe, temperature, finetune, scratch, rank
+    runner: str  # which API runs it: probe, finetune or rank
     backbone: str
     axes: dict[str, Any]  # the swept values of this run, e.g. {"per_class": 8, "seed": 1}
-    config: ProbeConfig | FinetuneConfig
+    config: ProbeConfig | FinetuneConfig | RankConfig
 
     def label(self) -> str:
         swept = setting_text(self.axes)
@@ -137,6 +138,10 @@ def _method_runs(spec: StudySpec, method: MethodSpec, backbones: list[BackboneSp
     runner = RUNNERS[config_class]
     for backbone in backbones:
         for values in itertools.product(*axes.values()):
+            if runner == "rank":  # one run per backbone: its candidates (layers x poolings) scored together
+                yield _rank_run(spec, method, backbone, {**options, "data": data}, dict(zip(axes, values)),
+                                fingerprint)
+                continue
             for combo in with_folds(dict(zip(axes, values)), options):
                 settings = {**options, **combo, "data": data, "backbone": backbone.name}
                 if method.kind != "scratch":
@@ -149,6 +154,19 @@ def _method_runs(spec: StudySpec, method: MethodSpec, backbones: list[BackboneSp
                     _check_layer(spec, method, config, combo)
                 yield PlannedRun(run_id(runner, config, fingerprint), spec.name, method.name, method.kind, runner,
                                  backbone.name, combo, config)
+
+
+def _rank_run(spec: StudySpec, method: MethodSpec, backbone: BackboneSpec, settings: dict, combo: dict,
+              fingerprint: str) -> PlannedRun:
+    if backbone.weights is not None:
+        raise _located(spec, method, combo, UserError(
+            f"rank loads timm's own weights: backbone {backbone.name} with 'weights: {backbone.weights}' cannot be "
+            "ranked (list the method's backbones without it)"))
+    settings = {k: v for k, v in {**settings, **combo}.items() if k not in ("folds", "fold")}  # its own val split
+    settings.update(backbones=[backbone.name], random_init=backbone.random_init)
+    config = _config(spec, method, RankConfig, settings, combo)
+    return PlannedRun(run_id("rank", config, fingerprint), spec.name, method.name, method.kind, "rank",
+                      backbone.name, combo, config)
 
 
 def with_folds(combo: dict[str, Any], options: dict[str, Any]) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import UserError
+from ..rank.result import RankResult
 from ..results import RunResult
 from .environment import environment
 from .plan import PlannedRun, StudyPlan
@@ -86,8 +87,13 @@ class RunEvent:
     seconds_left: float | None
 
 
-def execute(run: PlannedRun, models_dir: Path, progress: StageProgress | None) -> RunResult:
-    """Run one planned run through the public API; its typed result (ProbeResult or FinetuneResult)."""
+def execute(run: PlannedRun, models_dir: Path, progress: StageProgress | None) -> RunResult | RankResult:
+    """Run one planned run through the public API; its typed result (ProbeResult, FinetuneResult or, for a rank
+    method, RankResult)."""
+    if run.runner == "rank":
+        from ..rank.run import run_rank
+
+        return run_rank(run.config, progress)
     if run.runner == "probe":
         from ..probing.run import run_probe
 
@@ -194,8 +200,8 @@ def _run_one(run: PlannedRun, store: RunStore, models_dir: Path, progress: Stage
     try:
         with store.heartbeat(claim):
             result = runner(run, models_dir, progress)
-        if not isinstance(result, RunResult):
-            raise TypeError(f"the runner returned a {type(result).__name__}, not a RunResult")
+        if not isinstance(result, (RunResult, RankResult)):
+            raise TypeError(f"the runner returned a {type(result).__name__}, not a RunResult or RankResult")
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the run is not left "running"
         exc.run = run  # type: ignore[attr-defined]  # the run it stopped, for the caller's one line
         store.fail(run.run_id, str(exc) or "interrupted", "", time.perf_counter() - started, environment(), claim)
@@ -208,8 +214,8 @@ def _run_one(run: PlannedRun, store: RunStore, models_dir: Path, progress: Stage
         return RunOutcome(run, "failed", seconds, error=message)
     seconds = time.perf_counter() - started
     if not store.finish(run.run_id, result, seconds, environment(), claim):
-        return RunOutcome(run, "lost", seconds, accuracy=result.accuracy)
-    return RunOutcome(run, "done", seconds, accuracy=result.accuracy)
+        return RunOutcome(run, "lost", seconds, accuracy=getattr(result, "accuracy", None))
+    return RunOutcome(run, "done", seconds, accuracy=getattr(result, "accuracy", None))
 
 
 def _stored_accuracy(store: RunStore, run_id: str) -> float | None:

@@ -11,12 +11,15 @@ A study is written in YAML::
       - {name: two-stage, kind: finetune, freeze: two-stage, epochs: 5}
       - {name: from-scratch, kind: scratch, epochs: 20}
       - {name: temperature, kind: temperature, sweep: {temperature: [0.5, 1, 4]}}
+      - {name: scores, kind: rank, layers: ["2", "4"], scores: [logme, knn_accuracy]}
     sweep:
       per_class: [4, 8, 16, 32]
       seed: [0, 1, 2]
 
 Method keys are the fields of ``ProbeConfig`` (kinds ``probe``, ``temperature``)
-or ``FinetuneConfig`` (kinds ``finetune``, ``scratch``). Every value a method gets
+or ``FinetuneConfig`` (kinds ``finetune``, ``scratch``) or ``RankConfig`` (kind ``rank``: each backbone's
+candidates scored before training, shown in the report beside the other methods' accuracies; its ``scores``
+key picks which of ``rank.config.SCORES`` the report compares). Every value a method gets
 (its own, the study's ``settings`` and each swept value) is checked when the file
 loads by the config record's own validation (``parse_head`` for heads, the freeze
 policy syntax, ranges): any mistake is a ``UserError`` naming the file and line.
@@ -33,6 +36,7 @@ from ..finetune.config import FinetuneConfig
 from ..finetune.freeze import check_policy
 from ..heads.spec import FINETUNE_HEADS, PROBE_HEADS, parse_head
 from ..probing.config import ProbeConfig
+from ..rank.config import SCORES, RankConfig
 from .schema import coerce, field_types, suggestion, unknown_key
 from .yaml_nodes import Key, Lines, load_located, parse_located
 
@@ -41,14 +45,18 @@ KINDS: dict[str, type] = {
     "temperature": ProbeConfig,  # softmax(ImageNet logits / T) + a new softmax layer
     "finetune": FinetuneConfig,  # freeze policies, two-stage training
     "scratch": FinetuneConfig,  # the small CNN trained from random weights
+    "rank": RankConfig,  # transferability scores of each backbone's candidates, before training
 }
 HEADS_OF: dict[type, tuple[str, ...]] = {ProbeConfig: PROBE_HEADS, FinetuneConfig: FINETUNE_HEADS}
 FIXED_OPTIONS: dict[str, dict[str, Any]] = {"temperature": {"head": "softmax"}, "scratch": {"freeze": "none"}}
-NOT_PER_METHOD = {"data", "backbone"}  # set by the study, not by a method
+NOT_PER_METHOD = {"data", "backbone", "backbones"}  # set by the study, not by a method
 # Global sweep axes that only make sense for some kinds (a method's own sweep may still use them).
-AXIS_KINDS = {"temperature": {"temperature"}, "layer": {"probe"}, "pooling": {"probe"}}
+TRAINED = {"probe", "temperature", "finetune", "scratch"}
+AXIS_KINDS = {"temperature": {"temperature"}, "layer": {"probe"}, "pooling": {"probe"}, "folds": TRAINED,
+              "fold": TRAINED}  # rank scores on its own validation split: no folds
 TOP_KEYS = ("name", "description", "data", "backbones", "methods", "sweep", "settings", "store", "report", "new_images")
 METHOD_KEYS = ("name", "kind", "sweep", "backbones")
+RANK_KEYS = ("scores",)  # a rank method's own keys beside its config's: the scores its report section compares
 BACKBONE_KEYS = ("name", "weights", "random_init", "optional")
 SCRATCH_BACKBONE = "small-cnn"
 
@@ -69,6 +77,7 @@ class MethodSpec:
     sweep: dict[str, list]  # the method's own axes (override the study's)
     backbones: list[str] | None = None  # a subset of the study's backbones
     index: int | None = None  # its place in the file's methods list (to point at its line)
+    scores: list[str] | None = None  # kind rank: the scores its report section shows (None: every one measured)
 
     @property
     def config_class(self) -> type:
@@ -248,11 +257,12 @@ def _method(value: Any, path: Key, lines: Lines, backbones: list[BackboneSpec], 
     name = _text(value.get("name", kind), path + ("name",), lines, "name")
     fields = {k: v for k, v in field_types(config_class).items() if k not in NOT_PER_METHOD}
     options: dict[str, Any] = {}
+    own_keys = METHOD_KEYS + (RANK_KEYS if kind == "rank" else ())
     for key, item in value.items():
-        if key in METHOD_KEYS:
+        if key in own_keys:
             continue
         if key not in fields:
-            raise unknown_key(lines, path + (key,), f"a {kind} method", list(fields) + list(METHOD_KEYS))
+            raise unknown_key(lines, path + (key,), f"a {kind} method", list(fields) + list(own_keys))
         if key == "lr" and item == "auto" and "lr_find" in fields:  # fastai's habit: the rate found by lr-find
             options["lr_find"] = True
             continue
@@ -265,7 +275,21 @@ def _method(value: Any, path: Key, lines: Lines, backbones: list[BackboneSpec], 
             if item not in known:
                 raise lines.error(path + ("backbones", i), f"backbone {item!r} is not in the study's backbones ({', '.join(known)})")
     sweep = _sweep(value.get("sweep", {}), path + ("sweep",), lines, config_class)
-    return MethodSpec(name=name, kind=kind, options=options, sweep=sweep, backbones=subset, index=index)
+    scores = _scores(value["scores"], path + ("scores",), lines) if kind == "rank" and "scores" in value else None
+    return MethodSpec(name=name, kind=kind, options=options, sweep=sweep, backbones=subset, index=index,
+                      scores=scores)
+
+
+def _scores(value: Any, path: Key, lines: Lines) -> list[str]:
+    """A rank method's ``scores``: names from ``SCORES``, at least one."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise lines.error(path, f"scores needs at least one of {', '.join(SCORES)}")
+    for i, item in enumerate(items):
+        if item not in SCORES:
+            raise lines.error(path + (i,) if isinstance(value, list) else path,
+                              f"unknown score {item!r}{suggestion(str(item), SCORES)}: use {', '.join(SCORES)}")
+    return [str(item) for item in items]
 
 
 # -- what each method gets, and the config record's own checks of every value -----------------------------------
@@ -274,6 +298,7 @@ def _method(value: Any, path: Key, lines: Lines, backbones: list[BackboneSpec], 
 def method_options(spec: StudySpec, method: MethodSpec) -> dict[str, Any]:
     """The fixed config values of a method: the study's settings its config has, its kind's, then its own."""
     names = set(field_types(method.config_class))
+    names -= {"folds", "fold"} if method.kind not in TRAINED else set()  # rank scores on its own val split
     options = {k: v for k, v in spec.settings.items() if k in names}
     options.update(FIXED_OPTIONS.get(method.kind, {}))
     options.update(method.options)

@@ -10,8 +10,8 @@ and a heartbeat the worker keeps fresh (see ``claims``), so another worker skips
 run that is being worked on and takes over one whose worker died. A result is
 written only by the holder of the claim, so a run is never recorded twice.
 
-A result is stored as the JSON of its typed record (``ProbeResult`` or
-``FinetuneResult``, by the run's ``runner``) with the version of that layout
+A result is stored as the JSON of its typed record (``ProbeResult``,
+``FinetuneResult`` or, for a rank method, ``RankResult``, by the run's ``runner``) with the version of that layout
 (``result_schema``); reading a run gives the typed record back. Reading commands
 open the store read-only and never create one.
 """
@@ -29,6 +29,7 @@ from typing import Any, Iterator
 
 from ..finetune.result import FinetuneResult
 from ..probing.result import ProbeResult
+from ..rank.result import RankResult
 from ..readback import is_number, result_problem
 from ..results import RunResult
 from .claims import Claim, ClaimPolicy, Heartbeat, claim_is_stale
@@ -43,8 +44,8 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,          -- stable hash of the run's config (see study.identity)
     study TEXT,
     method TEXT,
-    kind TEXT,                    -- probe, temperature, finetune, scratch
-    runner TEXT,                  -- probe or finetune
+    kind TEXT,                    -- probe, temperature, finetune, scratch, rank
+    runner TEXT,                  -- probe, finetune or rank
     backbone TEXT,
     axes TEXT,                    -- JSON: the swept values of this run
     config TEXT NOT NULL,         -- JSON: the full run config
@@ -100,7 +101,7 @@ class RunRow:
     status: str
     accuracy: float | None
     seconds: float | None
-    result: RunResult | None  # ProbeResult or FinetuneResult; None until done, or stored in a layout not read here
+    result: RunResult | RankResult | None  # ProbeResult, FinetuneResult or RankResult; None until done, or stored in a layout not read here
     environment: dict | None
     model_path: str | None
     error: str | None
@@ -281,8 +282,8 @@ class RunStore:
 
         With ``claim``, only while that claim holds: False (nothing written) if another worker took the run.
         """
-        if not isinstance(result, RunResult):
-            raise TypeError(f"a run's result must be a RunResult (ProbeResult or FinetuneResult), "
+        if not isinstance(result, (RunResult, RankResult)):
+            raise TypeError(f"a run's result must be a RunResult (ProbeResult or FinetuneResult) or a RankResult, "
                             f"got {type(result).__name__}")
         where, key = self._holder(run_id, claim)
         with self.transaction() as db:
@@ -291,7 +292,7 @@ class RunStore:
                 UPDATE runs SET status = 'done', accuracy = ?, seconds = ?, result = ?, result_schema = ?,
                     environment = ?, model_path = ?, finished_at = ?, pid = NULL, claim_token = NULL,
                     heartbeat = NULL WHERE {where}""",
-                (result.accuracy, seconds, json.dumps(dataclasses.asdict(result), default=str), RESULT_SCHEMA,
+                (getattr(result, "accuracy", None), seconds, json.dumps(dataclasses.asdict(result), default=str), RESULT_SCHEMA,
                  json.dumps(environment), getattr(result, "model_path", None), _now(), *key)).rowcount == 1
 
     def fail(self, run_id: str, error: str, traceback: str, seconds: float, environment: dict,
@@ -362,15 +363,15 @@ class RunStore:
         return iter(self.runs())
 
 
-RESULT_CLASSES: dict[str, type[RunResult]] = {"probe": ProbeResult, "finetune": FinetuneResult}
+RESULT_CLASSES: dict[str, type] = {"probe": ProbeResult, "finetune": FinetuneResult, "rank": RankResult}
 
 
-def result_class(runner: str | None) -> type[RunResult] | None:
+def result_class(runner: str | None) -> type | None:
     """The typed result a runner kind stores."""
     return RESULT_CLASSES.get(runner or "")
 
 
-def decode_result(text: str | None, schema: int | None, runner: str | None) -> RunResult | None:
+def decode_result(text: str | None, schema: int | None, runner: str | None) -> RunResult | RankResult | None:
     """The typed result stored as ``text``; None without one, or for a layout or runner this version cannot read."""
     cls = result_class(runner)
     if not text or schema != RESULT_SCHEMA or cls is None:
@@ -378,7 +379,7 @@ def decode_result(text: str | None, schema: int | None, runner: str | None) -> R
     try:
         data = json.loads(text)
         return cls.from_dict(data) if isinstance(data, dict) else None
-    except (ValueError, TypeError):  # a torn or foreign record must not sink a listing or a report
+    except (ValueError, TypeError, KeyError):  # a torn or foreign record must not sink a listing or a report
         return None
 
 
@@ -406,7 +407,7 @@ def _decode(row: Any, now: float | None = None, expiry: float | None = None) -> 
     for column in JSON_COLUMNS:
         data[column] = _json_column(data.get(column), {} if column in ("axes", "config") else None)
     data["result"] = decode_result(data["result"], data.get("result_schema"), data["runner"])
-    if data["result"] is not None:
+    if isinstance(data["result"], RunResult):  # (a RankResult has no accuracy to check)
         problem = stored_result_problem(data["result"], data.get("accuracy"))
         if problem:  # edited or damaged in the store: not a result anything may compute with
             data["result"], data["result_problem"] = None, problem
