@@ -180,3 +180,14 @@ def test_a_rank_method_plans_one_run_per_backbone_and_leaves_the_folds_to_the_ot
     assert isinstance(config, RankConfig) and config.backbones == ["test_resnet"] and config.random_init
     assert config.poolings == ["avg", "max"] and config.batch_size == 4 and config.folds is None
     assert sorted(r.config.fold for r in plan.runs if r.kind == "probe") == [0, 0, 1, 1]
+
+
+def test_a_logged_study_leaves_its_rank_runs_unlogged(tmp_path, cli):
+    """``study run --log``: the probe's runs log, the rank method's (a record without log fields) plan as they are."""
+    hard_folders(tmp_path / "data", per_class=4)
+    backbones = "{name: test_efficientnet, random_init: true}, {name: test_resnet, random_init: true}"
+    study = write_study(tmp_path, STUDY.format(backbones=backbones))
+    result = cli("study", "run", str(study), "--store", str(tmp_path / "runs.sqlite"), "--dry-run", "--log",
+                 "tensorboard", "--log-dir", str(tmp_path / "logs"))
+    assert result.returncode == 0, result.stderr
+    assert "scores" in result.stdout + result.stderr and "logreg" in result.stdout + result.stderr
