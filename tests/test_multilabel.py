@@ -77,3 +77,82 @@ def test_bad_multi_label_input_is_one_error_line(cli, multi_list, header, cell, 
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
     assert message in result.stderr
+
+
+@pytest.mark.filterwarnings("ignore:Label 0 is present in all training examples")
+def test_the_head_initialised_from_the_probe_computes_the_one_vs_rest_logits():
+    import torch
+    from torch import nn
+
+    from transferlab.engine.inputs import TensorInputs
+    from transferlab.engine.runtime import Runtime
+    from transferlab.engine.scoring import MultiLabelScoring
+    from transferlab.finetune.head_init import fit_probe_head
+    from transferlab.heads.sklearn_heads import one_vs_rest_logreg_head
+
+    class Identity(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.classifier = nn.Linear(12, 3)
+
+        def forward(self, x, start=0):
+            return self.classifier(x)
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 12)) * rng.uniform(0.1, 5, size=12) + rng.normal(size=12)
+    classes = np.arange(60) % 3  # label sets {0}, {0, 1}, {0, 2}: label 0 on every image
+    rows = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 1]], dtype=np.float32)
+    X[classes == 1, 3] += 2.0
+    X[classes == 2, 5] -= 2.0
+    model = Identity()
+    inputs = TensorInputs(torch.tensor(X, dtype=torch.float32), torch.tensor(classes))
+    fit_probe_head(model, model.classifier, inputs, Runtime(), batch_size=16, seed=0, scoring=MultiLabelScoring(rows))
+
+    expected = one_vs_rest_logreg_head(seed=0).fit(X, rows[classes]).predict_proba(X)
+    probabilities = torch.sigmoid(model(torch.tensor(X, dtype=torch.float32))).detach().numpy()
+    np.testing.assert_allclose(probabilities[:, 1:], expected[:, 1:], rtol=1e-4, atol=1e-4)
+    assert np.all(probabilities[:, 0] > 0.99)  # the label every image has
+
+
+def test_multi_label_finetune_and_predict_print_both_labels_of_a_two_label_image(cli, multi_list, tmp_path):
+    model = tmp_path / "model"
+    result = cli("finetune", "--data", str(multi_list), *TINY, "--freeze", "two-stage", "--epochs", "1",
+                 "--stage2-epochs", "1", "--augment", "none", "--output", str(model), "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["classes"] == ["green", "red"] and set(record["label_scores"]) == {"green", "red"}
+    assert record["history"][0]["head_fit"] == "logreg"  # stage 1: the one-vs-rest probe folded into the head
+    meta = json.loads((model / "transferlab.json").read_text())
+    assert meta["multi_label"]["threshold"] == record["threshold"]
+
+    yellow = sorted((multi_list.parent / "images" / "yellow").iterdir())
+    predicted = cli("predict", str(model), *map(str, yellow), "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    both = [item for item in json.loads(predicted.stdout) if {g["label"] for g in item["labels"]} == {"green", "red"}]
+    assert len(both) > len(yellow) / 2
+    shown = cli("predict", str(model), str(both[0]["image"]))
+    line = shown.stdout.strip().splitlines()[0]
+    assert "green" in line and "red" in line
+
+
+def test_a_study_report_shows_each_labels_figures(cli, multi_list, tmp_path):
+    from study_fixtures import TINY_BACKBONE, write_study
+
+    study = write_study(tmp_path, f"""
+        name: colours
+        data: {multi_list}
+        backbones: [{TINY_BACKBONE}]
+        settings: {{num_workers: 0, batch_size: 8, precision: fp32, image_size: 64}}
+        methods:
+          - {{name: logreg, kind: probe, head: logreg}}
+        """)
+    store = str(tmp_path / "runs.sqlite")
+    ran = cli("study", "run", str(study), "--store", store)
+    assert ran.returncode == 0, ran.stderr
+    report = cli("study", "report", str(study), "--store", store, "--out", str(tmp_path / "out"), "--no-images")
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "out" / "report.md").read_text()
+    section = text.split("## Per-label figures (multi-label runs)")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "logreg" in line]
+    assert sorted(line.split(" | ")[2] for line in rows) == ["green", "red"]
+    assert "Per-label figures" in (tmp_path / "out" / "report.html").read_text()

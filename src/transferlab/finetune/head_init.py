@@ -5,7 +5,9 @@ Stage 2 then starts from the probe's own decision rule instead of a head trained
 Adam, and with early stopping's baseline at stage 1's validation score (``EarlyStopping.start_from``),
 a fine-tune ends at the probe's weights unless unfreezing did better on the validation images. The
 regression is the probe's ``logreg`` head (floored standardisation, C=0.1); its scaling folds into the
-linear layer's weights, so the network computes exactly the probe's logits.
+linear layer's weights, so the network computes exactly the probe's logits. Multi-label data (a ``scoring``
+from ``engine.scoring``) gets the multi-label probe's one-vs-rest regressions, one logit per label
+(``finetune.multilabel.fold_one_vs_rest``): stage 1 with binary cross-entropy learns slowly, the probe does not.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import nn
 
 from ..engine.loop import evaluate
 from ..engine.runtime import Runtime
-from ..heads.sklearn_heads import logreg_head
+from ..heads.sklearn_heads import logreg_head, one_vs_rest_logreg_head
 
 
 
@@ -47,9 +49,18 @@ def head_inputs(model: nn.Module, linear: nn.Linear, inputs, runtime: Runtime, b
     return torch.cat(captured).numpy(), torch.cat(labels).numpy()
 
 
-def fit_probe_head(model: nn.Module, linear: nn.Linear, train, runtime: Runtime, batch_size: int, seed: int) -> None:
-    """Set ``linear`` to the probe's logistic regression fitted on ``train``'s frozen features."""
+def fit_probe_head(model: nn.Module, linear: nn.Linear, train, runtime: Runtime, batch_size: int, seed: int,
+                   scoring=None) -> None:
+    """Set ``linear`` to the probe's logistic regression fitted on ``train``'s frozen features (multi-label, with
+    a ``scoring``: the one-vs-rest regressions on the multi-hot targets)."""
     X, y = head_inputs(model, linear, train, runtime, batch_size)
+    if scoring is not None:
+        from .multilabel import fold_one_vs_rest
+
+        targets = scoring.targets(torch.as_tensor(y, dtype=torch.long)).numpy()
+        weight, bias = fold_one_vs_rest(one_vs_rest_logreg_head(seed=seed).fit(X, targets), linear.out_features)
+        _set_linear(linear, weight, bias)
+        return
     pipeline = logreg_head(seed=seed).fit(X, y)
     scaler, regression = pipeline[0], pipeline[-1]
     coef = regression.coef_ / scaler.scale_  # logits of x: coef . (x - mean) / scale + intercept
@@ -60,6 +71,10 @@ def fit_probe_head(model: nn.Module, linear: nn.Linear, train, runtime: Runtime,
     bias = np.full(linear.out_features, intercept.min() - 10.0)  # a class with no training image: never chosen
     weight[regression.classes_] = coef
     bias[regression.classes_] = intercept
+    _set_linear(linear, weight, bias)
+
+
+def _set_linear(linear: nn.Linear, weight: np.ndarray, bias: np.ndarray) -> None:
     with torch.no_grad():
         linear.weight.copy_(torch.as_tensor(weight, dtype=linear.weight.dtype))
         if linear.bias is not None:
@@ -67,17 +82,17 @@ def fit_probe_head(model: nn.Module, linear: nn.Linear, train, runtime: Runtime,
 
 
 def probe_stage(model: nn.Module, train, val, runtime: Runtime, batch_size: int, seed: int, stage: str,
-                epoch: int) -> dict:
+                epoch: int, scoring=None) -> dict:
     """Stage 1 done as the probe: fit the head, then the history record of the one 'epoch' it counts as."""
     started = time.perf_counter()
     linear = final_linear(model.classifier)
     assert linear is not None, "the probe's head initialisation needs a linear head"
-    fit_probe_head(model, linear, train, runtime, batch_size, seed)
-    trained = evaluate(model, train, runtime, batch_size)
+    fit_probe_head(model, linear, train, runtime, batch_size, seed, scoring)
+    trained = evaluate(model, train, runtime, batch_size, scoring=scoring)
     record = {"epoch": epoch, "stage": stage, "head_fit": "logreg", "lr": 0.0,
               "train_loss": trained["loss"], "train_accuracy": trained["accuracy"]}
     if val is not None and len(val):
-        scores = evaluate(model, val, runtime, batch_size)
+        scores = evaluate(model, val, runtime, batch_size, scoring=scoring)
         record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
     record["seconds"] = time.perf_counter() - started
     return record

@@ -23,6 +23,7 @@ from ..engine.inputs import CachedInputs, DecodedInputs, ImageInputs, kept_image
 from ..engine.learner import Learner
 from ..engine.loop import collect
 from ..engine.runtime import Runtime
+from ..engine.scoring import loss_sum as scored_loss_sum
 from ..errors import UserError
 from ..evaluation import inference_ms_per_image, score
 from ..options import runtime_of, settings_id
@@ -36,6 +37,7 @@ from .calibrate import after_training
 from .config import FinetuneConfig
 from .freeze import check_on_backbone
 from .head_init import final_linear, probe_stage
+from .multilabel import multilabel_scoring, multilabel_test_scores
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
@@ -143,12 +145,13 @@ class FinetuneRun:
         if note:
             log.warning(note)
             self.splits.notes.append(note)
+        self.scoring = multilabel_scoring(self.splits.label_sets, c)  # None: one class per image
         scratch = from_scratch(c)
         self.backbone: Backbone = load_backbone(c.backbone, weights=c.weights, random_init=scratch, seed=c.seed,
                                                 image_size=c.image_size)
         with torch.random.fork_rng():
             torch.manual_seed(c.seed)
-            self.model = TransferModel.from_backbone(self.backbone, len(self.splits.classes), c.head, c.dropout,
+            self.model = TransferModel.from_backbone(self.backbone, len(self.splits.outputs), c.head, c.dropout,
                                                      c.pooling)
         self.runtime.prepare(self.model)
         self.stages: list[TrainStage] = plan(c, self.model.units, scratch)
@@ -165,6 +168,8 @@ class FinetuneRun:
 
     def make_loss(self):
         c = self.config
+        if self.scoring is not None:  # binary cross-entropy per label (label smoothing is for one class per image)
+            return self.scoring, None
         classes = len(self.splits.classes)
         if c.mixup or c.cutmix:
             if c.class_weights:
@@ -317,7 +322,7 @@ class FinetuneRun:
             sampler = balanced_sampler([s.label for s in self.train_samples], self.runtime)
         return Learner(self.model, self.runtime, self.loss_fn, self.stage_optimizer, batch_size=c.batch_size,
                        seed=c.seed, callbacks=callbacks, mix=self.mix, schedule_func=self.stage_schedule,
-                       accumulate=c.accumulate, sampler=sampler, history=history or [])
+                       accumulate=c.accumulate, sampler=sampler, history=history or [], scoring=self.scoring)
 
     def stage_optimizer(self, model: TransferModel, stage: TrainStage) -> torch.optim.Optimizer:
         return build_optimizer(model, stage.optimizer, stage.head_lr, stage.backbone_lr, stage.layer_decay,
@@ -352,7 +357,7 @@ class FinetuneRun:
         val = self.stage_inputs(self.val_samples, "val", training=False)
         try:
             record = probe_stage(self.model, train, val, self.runtime, c.batch_size, c.seed, stage.name,
-                                 len(learner.history) + 1)
+                                 len(learner.history) + 1, self.scoring)
         finally:
             train.close()
             val.close()
@@ -389,14 +394,19 @@ class FinetuneRun:
         test_seconds = phases.close(TEST_PHASES, time.perf_counter() - test_started)
         if not truth:
             raise UserError(f"no readable test images in {self.splits.root} ({self.splits.evaluated_on})")
-        calibration, calibration_meta = after_training(self.model, self.val_samples, self.splits.test,
-                                                       self.eval_transform, self.runtime, c.batch_size, c.calibrate,
-                                                       c.tta)
+        if self.scoring is None:
+            scores = score(truth, predicted, self.splits.classes, kept_paths)
+            calibration, bundle_meta = after_training(self.model, self.val_samples, self.splits.test,
+                                                      self.eval_transform, self.runtime, c.batch_size, c.calibrate,
+                                                      c.tta)
+        else:
+            scores, calibration = self.multilabel_scores(predicted, truth, kept_paths), {}
+            bundle_meta = {"multi_label": {"threshold": scores["threshold"]}}
         last_stage = self.last_stage  # the last stage trained: a later one may have been skipped
         self.model.freeze(last_stage.frozen_units)
         trainable, frozen = self.model.parameter_counts()
         epoch_seconds = [h["seconds"] for h in history]
-        classes = self.splits.classes
+        classes = self.splits.outputs
         model = self.model
         result = FinetuneResult(
             backbone=c.backbone,
@@ -438,7 +448,7 @@ class FinetuneRun:
             notes=list(self.splits.notes),
             config=asdict(c),
             runtime=self.runtime.describe(),
-            **score(truth, predicted, classes, kept_paths),
+            **scores,
             **calibration,
         )
         if self.runtime.is_main:
@@ -453,10 +463,20 @@ class FinetuneRun:
                 "head": {"spec": c.head, "dropout": c.dropout, "pooling": c.pooling},
                 "feature_dim": model.feature_dim,
                 "training": summary,
-                **calibration_meta,
+                **bundle_meta,
             })
             remove_checkpoint(self.output)
         return result
+
+    def multilabel_scores(self, probabilities: list[list[float]], truth: list[int], paths: list[Path]) -> dict:
+        """The multi-label score fields: the threshold tuned on the validation images, the test images at it."""
+        samples = self.val_samples
+        batches = image_batches([s.path for s in samples], self.eval_transform, self.config.batch_size,
+                                self.config.num_workers, self.runtime.pin_memory, self.runtime.device)
+        found = collect(self.model, batches, self.runtime)
+        return multilabel_test_scores(self.scoring, found.outputs, [samples[i].label for i in found.indices],
+                                      np.asarray(probabilities, dtype=np.float32).reshape(len(truth), -1), truth,
+                                      self.splits.outputs, paths)
 
     def predict_test(self) -> tuple[list[int], list[int], list[Path], float | None]:
         """Predicted and true labels of the readable test images, with their paths and the mean test loss (each
@@ -469,9 +489,10 @@ class FinetuneRun:
         decoded = self.phases.seconds.get("test_decode", 0.0)
         found = collect(self.model, self.phases.waiting(batches, "test_decode"), self.runtime)
         labels = torch.tensor([samples[i].label for i in found.indices], dtype=torch.long)
-        loss_sum = float(torch.nn.functional.cross_entropy(found.outputs, labels, reduction="sum")) if found.indices \
-            else 0.0
-        predicted = found.outputs.argmax(1).tolist() if found.indices else []
+        loss_sum = float(scored_loss_sum(self.scoring, found.outputs, labels)) if found.indices else 0.0
+        # multi-label: every label's probability, scored at the threshold tuned on the validation images
+        decided = found.outputs.argmax(1) if self.scoring is None else found.outputs.sigmoid()
+        predicted = decided.tolist() if found.indices else []
         truth, paths = labels.tolist(), [samples[i].path for i in found.indices]
         unreadable = [samples[i].path for i in found.unreadable]
         self.phases.add("test_predict",
