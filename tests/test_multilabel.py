@@ -134,6 +134,10 @@ def test_multi_label_finetune_and_predict_print_both_labels_of_a_two_label_image
     line = shown.stdout.strip().splitlines()[0]
     assert "green" in line and "red" in line
 
+    from transferlab import Predictor
+
+    assert sorted(Predictor.load(model, device="cpu").predict(both[0]["image"]).labels) == ["green", "red"]
+
 
 def test_a_study_report_shows_each_labels_figures(cli, multi_list, tmp_path):
     from study_fixtures import TINY_BACKBONE, write_study
