@@ -165,7 +165,7 @@ class Recorder:
                 a["mix"] = mixing
             return real_train(*bound.args, **bound.kwargs)
 
-        def evaluate(model, inputs, runtime, batch_size, forward=None):
+        def evaluate(model, inputs, runtime, batch_size, forward=None, scoring=None):
             seen = Evaluation(recorder.seen.epochs[-1].stage if recorder.seen.epochs else "", [], inputs.start)
             recorder.seen.evaluations.append(seen)
             forward = forward or inputs.forward
@@ -174,7 +174,7 @@ class Recorder:
                 seen.inputs.append(x.detach().clone())
                 return forward(module, x)
 
-            return real_evaluate(model, inputs, runtime, batch_size, recording_forward)
+            return real_evaluate(model, inputs, runtime, batch_size, recording_forward, scoring)
 
         monkeypatch.setattr(loop, "_train_epoch", train_epoch)
         monkeypatch.setattr(loop, "evaluate", evaluate)

@@ -8,7 +8,7 @@ held in memory as the data path's ``MemoryImage`` records, so they take the very
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +19,7 @@ from .data.memory import MemoryImage
 from .engine.runtime import Runtime, resolve_runtime
 from .errors import UserError
 from .finetune.bundle import Bundle, load_bundle
-from .finetune.use import class_probabilities
+from .finetune.use import check_multi_label_views, class_probabilities
 from .tta import check_views
 
 IN_MEMORY = Path("<in-memory image>")
@@ -33,6 +33,7 @@ class Prediction:
     probability: float
     top: list[tuple[str, float]]  # the k most probable classes, most probable first
     probabilities: dict[str, float]  # every class the model knows, in the model's class order
+    labels: list[str] = field(default_factory=list)  # a multi-label model: every label over its threshold
 
     def __str__(self) -> str:
         return ", ".join(f"{label} {p:.3f}" for label, p in self.top)
@@ -49,6 +50,7 @@ class Predictor:
     def __init__(self, bundle: Bundle, runtime: Runtime, top_k: int = 3, batch_size: int = 32, tta: int = 1):
         self.tta = check_views(tta)
         self.bundle = bundle
+        check_multi_label_views(bundle, self.tta)
         self.runtime = runtime
         self.top_k = max(1, min(int(top_k), len(bundle.classes)))
         self.batch_size = batch_size
@@ -102,7 +104,11 @@ class Predictor:
         values = [float(p) for p in probabilities]
         order = sorted(range(len(values)), key=lambda i: -values[i])[: self.top_k]
         top = [(self.bundle.classes[i], values[i]) for i in order]
-        return Prediction(top[0][0], top[0][1], top, dict(zip(self.bundle.classes, values)))
+        threshold = self.bundle.threshold
+        labels = [] if threshold is None else [self.bundle.classes[i] for i in sorted(range(len(values)),
+                                                                                    key=lambda i: -values[i])
+                                               if values[i] >= threshold]
+        return Prediction(top[0][0], top[0][1], top, dict(zip(self.bundle.classes, values)), labels)
 
 
 def _image_item(image: Any, index: int) -> Path | MemoryImage:

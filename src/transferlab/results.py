@@ -46,6 +46,12 @@ class RunResult:
     tta: int = 1  # views averaged for tta_accuracy
     tta_accuracy: float | None = None  # test accuracy with test-time augmentation (None: tta 1)
     predictions: list[dict] = field(default_factory=list)  # per test image: path, true, predicted
+    # multi-label runs (``metrics.multilabel``): ``accuracy`` is then the subset accuracy (every label of an image
+    # right), ``macro_f1`` the F1 at ``threshold`` averaged over labels, ``classes`` the labels
+    threshold: float | None = None  # a label is predicted over this probability (tuned on validation)
+    micro_f1: float | None = None
+    mean_average_precision: float | None = None  # over the labels with a positive test image
+    label_scores: dict = field(default_factory=dict)  # per label: ap, f1 (at threshold), images (positive, test)
     history: list[dict] = field(default_factory=list)  # per epoch, for trained heads and fine-tuning
     unreadable_count: int = 0
     unreadable_examples: list[str] = field(default_factory=list)
@@ -136,6 +142,30 @@ class RunResult:
         from .stats import interval_text
 
         return f"{self.accuracy:.{digits}f} {interval_text(*self.interval())}".rstrip()
+
+    @property
+    def multi_label(self) -> bool:
+        return self.threshold is not None
+
+    def accuracy_row(self) -> tuple[str, str]:
+        """The accuracy with its interval, named for what it is (multi-label: subset accuracy)."""
+        name = "subset accuracy [95% interval]" if self.multi_label else "accuracy [95% interval]"
+        return name, self.accuracy_text()
+
+    def multilabel_rows(self) -> list[tuple[str, object]]:
+        """The multi-label figures for the table: mAP, F1 at the threshold, each label's AP and F1 (none for a
+        single-label run)."""
+        if not self.multi_label:
+            return []
+        mean_ap = self.mean_average_precision
+        rows: list[tuple[str, object]] = [
+            ("mean average precision", mean_ap if mean_ap is not None else "n/a"),
+            (f"F1 at threshold {self.threshold:.2f} (macro / micro)", pair_text(self.macro_f1, self.micro_f1)),
+        ]
+        for name, scores in self.label_scores.items():
+            ap = "-" if scores.get("ap") is None else f"{scores['ap']:.3f}"
+            rows.append((f"  {name}: AP / F1", f"{ap} / {scores['f1']:.3f} ({scores['images']} test images)"))
+        return rows
 
     def calibration_text(self) -> str:
         """``0.031 (0.118 before T = 1.62)``: the test ECE, and before temperature scaling when calibrated."""

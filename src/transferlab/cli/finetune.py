@@ -71,8 +71,8 @@ def finetune(as_json: bool, print_config: bool, **options) -> None:
         ("evaluated on", f"{result.evaluated_on} ({result.test_images} images)"),
         ("recipe", result.recipe),
         ("runs on", result.runs_on),
-        ("test accuracy [95% interval]", result.accuracy_text()),
-        ("macro F1", result.macro_f1),
+        (f"test {result.accuracy_row()[0]}", result.accuracy_text()),
+        *(result.multilabel_rows() or [("macro F1", result.macro_f1)]),
         ("test-time augmentation accuracy", result.tta_text()),
         ("calibration error (ECE, 15 bins)", result.calibration_text()),
         ("epochs run", result.epochs_run),
@@ -115,7 +115,8 @@ def predict(model, images, top_k, gradcam, tta, as_json, **options):
         if "error" in item:
             click.echo(f"{item['image']}: {item['error']}")
             continue
-        guesses = ", ".join(f"{g['label']} {g['probability']:.3f}" for g in item["top"])
+        shown = item.get("labels", item["top"])  # a multi-label model: every label over its threshold
+        guesses = ", ".join(f"{g['label']} {g['probability']:.3f}" for g in shown) or "no label over the threshold"
         click.echo(f"{item['image']}: {guesses}")
     if gradcam:
         click.echo(f"Grad-CAM heat maps of the top classes in {gradcam}")

@@ -35,6 +35,7 @@ from ..errors import UserError
 from ..storage import file_digest
 from .builtin import require_data_folder, resolve_data_path
 from .images import UNREADABLE_ERRORS, UnreadableImage
+from .labelsets import LabelSets
 from .packed import sort_name
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,18 @@ class DatasetSplits:
     evaluated_on: str  # e.g. "val/", "test/", "test (15% split, seed 0)"
     notes: list[str] = field(default_factory=list)
     val_from_train: bool = False  # validation carved out of the training images (a method without one trains on them)
+    label_sets: LabelSets | None = None  # multi-label data: each class is a set of labels (``data.labelsets``)
 
     def train_and_validation(self, fraction: float = 0.15, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
         """Training and validation samples; validation carved from train (stratified) if none is given."""
         if self.val is not None:
             return self.train, self.val
         return stratified_split(self.train, fraction, seed)
+
+    @property
+    def outputs(self) -> list[str]:
+        """What a model of this data predicts: its classes, or for multi-label data its labels."""
+        return self.label_sets.names if self.label_sets is not None else self.classes
 
     def counts(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val or []), "test": len(self.test)}
@@ -456,7 +463,9 @@ def select_classes(splits: DatasetSplits, names: list[str] | None = None, count:
             return None
         return [Sample(s.path, relabel[s.label]) for s in samples if s.label in relabel]
 
-    return replace(splits, classes=keep, train=pick(splits.train), val=pick(splits.val), test=pick(splits.test))
+    label_sets = splits.label_sets and splits.label_sets.pick([splits.classes.index(c) for c in keep])
+    return replace(splits, classes=keep, train=pick(splits.train), val=pick(splits.val), test=pick(splits.test),
+                   label_sets=label_sets)
 
 
 def limit_per_class(splits: DatasetSplits, per_class: int | None, seed: int = 0) -> DatasetSplits:

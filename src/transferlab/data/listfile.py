@@ -6,6 +6,9 @@ The format, for ``--data list.csv``:
 - the first line is a header naming the columns, and is required: ``path`` and
   ``label``, and optionally ``split`` (``train``, ``val``/``validation``/``valid``,
   ``test``); no other column is accepted, so a typo is not silently ignored;
+- multi-label data has a ``labels`` column in place of ``label``: several labels per
+  image, ``;``-separated (``daffodil;yellow``); each distinct set of labels is a class
+  of the splits, and ``DatasetSplits.label_sets`` says which labels it holds;
 - a relative ``path`` is relative to the folder holding the list file, not to the
   current folder (the list can move with its images); blank rows are skipped;
 - classes are the distinct labels, sorted. Without a ``split`` column the images are
@@ -20,24 +23,26 @@ class-per-folder layout: either would let one image leak across the splits.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import UserError
 from ..pathkinds import wrong_kind
 from .builtin import LIST_SUFFIXES
+from .labelsets import SEPARATOR, LabelSets, label_set_name
 
 REQUIRED_COLUMNS = ("path", "label")
-COLUMNS = (*REQUIRED_COLUMNS, "split")
+COLUMNS = (*REQUIRED_COLUMNS, "labels", "split")
 
 
 @dataclass(frozen=True)
 class ListedImage:
     path: Path
-    label: str
+    label: str  # a ``labels`` column's set of labels: sorted, ``;``-joined (``labelsets.label_set_name``)
     split: str | None  # "train", "val" or "test"; None without a split column
     line: int
+    multi_label: bool = False  # listed in a ``labels`` column
 
 
 def is_list_file(path: Path) -> bool:
@@ -83,10 +88,16 @@ def read_list(list_file: Path) -> list[ListedImage]:
     columns = [name.strip().lower() for name in header]
     for name in columns:
         if name not in COLUMNS:
-            raise UserError(f"{list_file}:1: unknown column {name!r}: the columns are path, label and optionally split "
-                            "(the first line is a header)")
+            raise UserError(f"{list_file}:1: unknown column {name!r}: the columns are path, label (or labels, "
+                            "several per image) and optionally split (the first line is a header)")
     if len(set(columns)) != len(columns):
         raise UserError(f"{list_file}:1: a column is named twice")
+    if "label" in columns and "labels" in columns:
+        raise UserError(f"{list_file}:1: both a label and a labels column: use label (one per image) or labels "
+                        f"(several per image, {SEPARATOR}-separated), not both")
+    multi_label = "labels" in columns
+    if multi_label:
+        columns = ["label" if name == "labels" else name for name in columns]
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
         raise UserError(f"{list_file}:1: no {missing[0]!r} column: the first line must name the columns "
@@ -101,6 +112,11 @@ def read_list(list_file: Path) -> list[ListedImage]:
         values = dict(zip(columns, (field.strip() for field in row)))
         if not values["path"]:
             raise UserError(f"{where}: empty path")
+        if multi_label:
+            values["label"] = label_set_name([label.strip() for label in values["label"].split(SEPARATOR)
+                                              if label.strip()])
+            if not values["label"]:
+                raise UserError(f"{where}: empty labels")
         if not values["label"]:
             raise UserError(f"{where}: empty label")
         path = Path(values["path"]).expanduser()
@@ -112,7 +128,7 @@ def read_list(list_file: Path) -> list[ListedImage]:
             split = SPLIT_NAMES.get(values["split"].lower())
             if split is None:
                 raise UserError(f"{where}: unknown split {values['split']!r}: use train, val or test")
-        listed.append(ListedImage(path, values["label"], split, line))
+        listed.append(ListedImage(path, values["label"], split, line, multi_label))
     if not listed:
         raise UserError(f"{list_file}: lists no images")
     _check_each_image_once(list_file, listed)
@@ -146,12 +162,18 @@ def _check_each_image_once(list_file: Path, listed: list[ListedImage]) -> None:
 
 def read_list_splits(list_file: Path, ratios: tuple[float, float, float], seed: int):
     """The ``DatasetSplits`` of a list file: its own splits if it has a split column, else split by ``ratios``."""
-    from .layout import DatasetSplits, Sample, split_by_ratios
-
     listed = read_list(list_file)
     classes = sorted({item.label for item in listed})
     if len(classes) < 2:
         raise UserError(f"{list_file} needs at least two labels, found {len(classes)} ({classes[0]})")
+    label_sets = LabelSets.of_classes(classes) if listed[0].multi_label else None
+    return replace(_splits(list_file, listed, classes, ratios, seed), label_sets=label_sets)
+
+
+def _splits(list_file: Path, listed: list[ListedImage], classes: list[str], ratios: tuple[float, float, float],
+            seed: int):
+    from .layout import DatasetSplits, Sample, split_by_ratios
+
     if listed[0].split is None:
         samples = [Sample(item.path, classes.index(item.label)) for item in listed]
         return split_by_ratios(list_file, classes, samples, ratios, seed)

@@ -41,7 +41,8 @@ class Learner:
     ``batch_size`` is the global batch (split over the processes); ``accumulate`` N sums the gradients of N
     batches before each optimizer step (an N-times larger batch in memory of one); ``sampler`` draws an epoch's
     rows (default: the runtime's seeded permutation, the same for every process count). ``history`` gathers
-    every fit's epoch records.
+    every fit's epoch records. ``scoring`` (``engine.scoring``): how the epochs' loss and accuracy are measured
+    (None: cross-entropy and the arg-max class; multi-label: binary cross-entropy and subset accuracy).
     """
 
     model: nn.Module
@@ -58,6 +59,7 @@ class Learner:
     accumulate: int = 1
     sampler: Sampler | None = None
     history: list[dict] = field(default_factory=list)
+    scoring: Any = None
 
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch of ``train``."""
@@ -97,12 +99,13 @@ class Learner:
             order = self.epoch_order(len(train), seed, epoch)
             with epoch_random(seed_here, runtime):  # dropout, augmentation, mixup: the same on a resumed run
                 record.update(loop._train_epoch(state, trained, forward, self.loss_fn, train, order, runtime, scaler,
-                                                local_batch, seed_here, callbacks, self.mix, self.accumulate))
+                                                local_batch, seed_here, callbacks, self.mix, self.accumulate,
+                                                self.scoring))
             runtime.sync_buffers(model)  # one set of BatchNorm statistics for validation and checkpoints
             for callback in callbacks:
                 callback.on_validate_start(state)
             if val is not None and len(val):
-                scores = loop.evaluate(model, val, runtime, local_batch)
+                scores = loop.evaluate(model, val, runtime, local_batch, scoring=self.scoring)
                 record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
             record["seconds"] = time.perf_counter() - started
             state.history.append(record)
@@ -123,8 +126,8 @@ class Learner:
     def evaluate(self, inputs: Any = None) -> dict[str, float]:
         """Mean loss and accuracy of the model on ``inputs`` (default: ``val``)."""
         inputs = self.val if inputs is None else inputs
-        return loop.evaluate(self.model, inputs, self.runtime, process_batch_size(self.batch_size,
-                                                                                  self.runtime.world_size))
+        return loop.evaluate(self.model, inputs, self.runtime,
+                             process_batch_size(self.batch_size, self.runtime.world_size), scoring=self.scoring)
 
     def predict(self, batches) -> loop.Collected:
         """The model's outputs on image batches (``data.image_batches``), collected in order."""

@@ -28,6 +28,8 @@ from ..errors import UserError
 from . import distributed
 from .callbacks import Callback
 from .runtime import Runtime
+from .scoring import correct as count_correct
+from .scoring import loss_sum
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 # (the module to call: the model, or its DDP wrapper in training; batch) -> logits: the inputs' own ``forward``
@@ -114,9 +116,10 @@ def steps_digest(steps_per_rank: list[list[list[int]]]) -> str:
 
 def _train_epoch(state: FitState, trained: nn.Module, forward: ModuleForward, loss_fn: LossFn, train,
                  order: list[int], runtime: Runtime, scaler: torch.amp.GradScaler, batch_size: int, seed: int,
-                 callbacks: Sequence[Callback], mix: Mix | None, accumulate: int = 1) -> dict[str, Any]:
+                 callbacks: Sequence[Callback], mix: Mix | None, accumulate: int = 1, scoring=None) -> dict[str, Any]:
     """One epoch over ``order``; with ``accumulate`` N the gradients of N batches are summed before each optimizer
-    step, each batch's loss weighted by its share of the N batches' rows: one step of an N-times larger batch."""
+    step, each batch's loss weighted by its share of the N batches' rows: one step of an N-times larger batch.
+    ``scoring``: how a sample counts as right (``engine.scoring``; None: the arg-max class)."""
     model, optimizer = state.model, state.optimizer
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
@@ -153,7 +156,7 @@ def _train_epoch(state: FitState, trained: nn.Module, forward: ModuleForward, lo
             if state.schedule is not None:
                 state.schedule.step()
         total_loss += float(loss.detach()) * len(y)
-        correct += int((logits.detach().argmax(1) == y).sum())
+        correct += count_correct(scoring, logits.detach(), y)
         seen += len(y)
         for callback in callbacks:
             callback.on_batch_end(state, step + 1, n_batches)
@@ -163,9 +166,10 @@ def _train_epoch(state: FitState, trained: nn.Module, forward: ModuleForward, lo
 
 
 def evaluate(model: nn.Module, inputs, runtime: Runtime, batch_size: int,
-             forward: ModuleForward | None = None) -> dict[str, float]:
+             forward: ModuleForward | None = None, scoring=None) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on labelled ``inputs`` (eval mode, no gradients), each batch
-    through ``inputs.forward`` unless ``forward`` is given.
+    through ``inputs.forward`` unless ``forward`` is given; ``scoring`` (``engine.scoring``): multi-label's binary
+    cross-entropy and subset accuracy instead.
 
     Over several processes each takes its contiguous slice (no sample dropped or repeated) and the
     sums are added up, so the figures are those of one process.
@@ -181,8 +185,8 @@ def evaluate(model: nn.Module, inputs, runtime: Runtime, batch_size: int,
                 with runtime.autocast():
                     logits = forward(model, x)
                 logits = logits.float()
-                total_loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
-                correct += int((logits.argmax(1) == y).sum())
+                total_loss += float(loss_sum(scoring, logits, y))
+                correct += count_correct(scoring, logits, y)
                 seen += len(y)
     finally:
         model.train(was_training)

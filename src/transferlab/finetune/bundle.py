@@ -64,6 +64,13 @@ class Bundle:
         """What ``--calibrate`` fitted: the logits are divided by it before the softmax (1: not calibrated)."""
         return float(self.meta.get("calibration", {}).get("temperature", 1.0))
 
+    @property
+    def threshold(self) -> float | None:
+        """A multi-label model's threshold (tuned on its validation images): every label whose sigmoid is over it is
+        predicted; None for a single-label model (softmax over its classes)."""
+        threshold = self.meta.get("multi_label", {}).get("threshold")
+        return None if threshold is None else float(threshold)
+
     def transform(self):
         """The model's evaluation transform on uint8 tensors (as its training used)."""
         return TensorEvalTransform(self.meta["preprocessing"])
@@ -141,11 +148,14 @@ def _check_meta(meta: dict, where: Path) -> None:
     size = pre.get("input_size") if isinstance(pre, dict) else None
     if not (isinstance(size, list) and len(size) == 3 and all(isinstance(s, int) and 0 < s <= 4096 for s in size)):
         raise bad("preprocessing.input_size must be three sizes (channels, height, width)")
-    calibration = meta.get("calibration", {})
+    calibration, multi_label = meta.get("calibration", {}), meta.get("multi_label", {})
     if not isinstance(calibration, dict):
         raise bad("calibration must give the temperature")
+    if not isinstance(multi_label, dict):
+        raise bad("multi_label must give the threshold")
     problem = (number_problem("head.dropout", head["dropout"], 0.0, 1.0) or _preprocessing_problem(pre)
-               or number_problem("calibration.temperature", calibration.get("temperature"), 1e-3, 1e3, optional=True))
+               or number_problem("calibration.temperature", calibration.get("temperature"), 1e-3, 1e3, optional=True)
+               or number_problem("multi_label.threshold", multi_label.get("threshold"), 0.0, 1.0, optional=True))
     if problem:
         raise bad(problem)
 

@@ -23,6 +23,7 @@ from ..engine.inputs import CachedInputs, DecodedInputs, ImageInputs, kept_image
 from ..engine.learner import Learner
 from ..engine.loop import collect
 from ..engine.runtime import Runtime
+from ..engine.scoring import loss_sum as scored_loss_sum
 from ..errors import UserError
 from ..evaluation import inference_ms_per_image, score
 from ..options import runtime_of, settings_id
@@ -36,6 +37,7 @@ from .calibrate import after_training
 from .config import FinetuneConfig
 from .freeze import check_on_backbone
 from .head_init import final_linear, fit_probe_head, head_inputs, probe_stage
+from .multilabel import multilabel_scoring, multilabel_test_scores
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
@@ -143,12 +145,13 @@ class FinetuneRun:
         if note:
             log.warning(note)
             self.splits.notes.append(note)
+        self.scoring = multilabel_scoring(self.splits.label_sets, c)  # None: one class per image
         scratch = from_scratch(c)
         self.backbone: Backbone = load_backbone(c.backbone, weights=c.weights, random_init=scratch, seed=c.seed,
                                                 image_size=c.image_size)
         with torch.random.fork_rng():
             torch.manual_seed(c.seed)
-            self.model = TransferModel.from_backbone(self.backbone, len(self.splits.classes), c.head, c.dropout,
+            self.model = TransferModel.from_backbone(self.backbone, len(self.splits.outputs), c.head, c.dropout,
                                                      c.pooling)
         self.runtime.prepare(self.model)
         self.stages: list[TrainStage] = plan(c, self.model.units, scratch)
@@ -167,6 +170,8 @@ class FinetuneRun:
 
     def make_loss(self):
         c = self.config
+        if self.scoring is not None:  # binary cross-entropy per label (label smoothing is for one class per image)
+            return self.scoring, None
         classes = len(self.splits.classes)
         if c.mixup or c.cutmix:
             if c.class_weights:
@@ -327,7 +332,7 @@ class FinetuneRun:
                 finally:
                     inputs.close()
         fit_probe_head(linear, np.concatenate([X for X, _ in self.head_features]),
-                       np.concatenate([y for _, y in self.head_features]), c.seed)
+                       np.concatenate([y for _, y in self.head_features]), c.seed, self.scoring)
         note = (f"the model is stage 1's probe head (no later stage beat it on validation), fitted again on the "
                 f"{len(self.train_samples) + len(self.val_samples)} training and validation images, as the probe is")
         log.info(note)
@@ -354,7 +359,7 @@ class FinetuneRun:
             sampler = balanced_sampler([s.label for s in self.train_samples], self.runtime)
         return Learner(self.model, self.runtime, self.loss_fn, self.stage_optimizer, batch_size=c.batch_size,
                        seed=c.seed, callbacks=callbacks, mix=self.mix, schedule_func=self.stage_schedule,
-                       accumulate=c.accumulate, sampler=sampler, history=history or [])
+                       accumulate=c.accumulate, sampler=sampler, history=history or [], scoring=self.scoring)
 
     def stage_optimizer(self, model: TransferModel, stage: TrainStage) -> torch.optim.Optimizer:
         return build_optimizer(model, stage.optimizer, stage.head_lr, stage.backbone_lr, stage.layer_decay,
@@ -407,7 +412,7 @@ class FinetuneRun:
                       for samples, name in ((self.train_samples, "train"), (self.val_samples, "val")))
         try:
             record, self.head_features = probe_stage(self.model, train, val, self.runtime, c.batch_size, c.seed,
-                                                     stage.name, len(learner.history) + 1)
+                                                     stage.name, len(learner.history) + 1, self.scoring)
         finally:
             for inputs in (train, val):
                 if not any(inputs is kept for kept in carried.values()):
@@ -461,14 +466,19 @@ class FinetuneRun:
         test_seconds = phases.close(TEST_PHASES, time.perf_counter() - test_started)
         if not truth:
             raise UserError(f"no readable test images in {self.splits.root} ({self.splits.evaluated_on})")
-        calibration, calibration_meta = after_training(self.model, self.val_samples, self.splits.test,
-                                                       self.eval_transform, self.runtime, c.batch_size, c.calibrate,
-                                                       c.tta, (test_logits, np.asarray(truth, dtype=np.int64)))
+        if self.scoring is None:
+            scores = score(truth, predicted, self.splits.classes, kept_paths)
+            calibration, bundle_meta = after_training(self.model, self.val_samples, self.splits.test,
+                                                      self.eval_transform, self.runtime, c.batch_size, c.calibrate,
+                                                      c.tta, (test_logits, np.asarray(truth, dtype=np.int64)))
+        else:
+            scores, calibration = self.multilabel_scores(predicted, truth, kept_paths), {}
+            bundle_meta = {"multi_label": {"threshold": scores["threshold"]}}
         last_stage = self.last_stage  # the last stage trained: a later one may have been skipped
         self.model.freeze(last_stage.frozen_units)
         trainable, frozen = self.model.parameter_counts()
         epoch_seconds = [h["seconds"] for h in history]
-        classes = self.splits.classes
+        classes = self.splits.outputs
         model = self.model
         result = FinetuneResult(
             backbone=c.backbone,
@@ -510,7 +520,7 @@ class FinetuneRun:
             notes=list(self.splits.notes),
             config=asdict(c),
             runtime=self.runtime.describe(),
-            **score(truth, predicted, classes, kept_paths),
+            **scores,
             **calibration,
         )
         if self.runtime.is_main:
@@ -525,14 +535,25 @@ class FinetuneRun:
                 "head": {"spec": c.head, "dropout": c.dropout, "pooling": c.pooling},
                 "feature_dim": model.feature_dim,
                 "training": summary,
-                **calibration_meta,
+                **bundle_meta,
             })
             remove_checkpoint(self.output)
         return result
 
+    def multilabel_scores(self, probabilities: list[list[float]], truth: list[int], paths: list[Path]) -> dict:
+        """The multi-label score fields: the threshold tuned on the validation images, the test images at it."""
+        samples = self.val_samples
+        batches = image_batches([s.path for s in samples], self.eval_transform, self.config.batch_size,
+                                self.config.num_workers, self.runtime.pin_memory, self.runtime.device)
+        found = collect(self.model, batches, self.runtime)
+        return multilabel_test_scores(self.scoring, found.outputs, [samples[i].label for i in found.indices],
+                                      np.asarray(probabilities, dtype=np.float32).reshape(len(truth), -1), truth,
+                                      self.splits.outputs, paths)
+
     def predict_test(self) -> tuple[list[int], list[int], list[Path], float | None, np.ndarray]:
-        """Predicted and true labels of the readable test images, with their paths, the mean test loss and the
-        logits (each process predicts its slice; the slices are gathered in order)."""
+        """Predicted and true labels of the readable test images (multi-label: every label's probability), with
+        their paths, the mean test loss and the logits (each process predicts its slice; the slices are gathered
+        in order)."""
         mine = self.runtime.shard(len(self.splits.test))
         samples = self.splits.test[mine.start : mine.stop]
         batches = image_batches([s.path for s in samples], self.eval_transform, self.config.batch_size,
@@ -541,17 +562,18 @@ class FinetuneRun:
         decoded = self.phases.seconds.get("test_decode", 0.0)
         found = collect(self.model, self.phases.waiting(batches, "test_decode"), self.runtime)
         labels = torch.tensor([samples[i].label for i in found.indices], dtype=torch.long)
-        loss_sum = float(torch.nn.functional.cross_entropy(found.outputs, labels, reduction="sum")) if found.indices \
-            else 0.0
-        predicted = found.outputs.argmax(1).tolist() if found.indices else []
+        loss_sum = float(scored_loss_sum(self.scoring, found.outputs, labels)) if found.indices else 0.0
+        # multi-label: every label's probability, scored at the threshold tuned on the validation images
+        decided = found.outputs.argmax(1) if self.scoring is None else found.outputs.sigmoid()
+        predicted = decided.tolist() if found.indices else []
         truth, paths = labels.tolist(), [samples[i].path for i in found.indices]
         unreadable = [samples[i].path for i in found.unreadable]
         self.phases.add("test_predict",
                         time.perf_counter() - started - (self.phases.seconds.get("test_decode", 0.0) - decoded))
-        logits = found.outputs.numpy() if found.indices else np.zeros((0, len(self.splits.classes)), np.float32)
+        logits = found.outputs.numpy() if found.indices else np.zeros((0, 0), np.float32)
         parts = self.runtime.gather((predicted, truth, paths, unreadable, loss_sum, logits))
         self.unreadable.update(p for part in parts for p in part[3])
         truth = [t for part in parts for t in part[1]]
         loss = sum(part[4] for part in parts) / len(truth) if truth else None
         return ([p for part in parts for p in part[0]], truth, [p for part in parts for p in part[2]], loss,
-                np.concatenate([part[5] for part in parts]))
+                np.concatenate([part[5] for part in parts if len(part[5])] or [np.zeros((0, 0), np.float32)]))

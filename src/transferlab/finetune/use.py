@@ -50,7 +50,8 @@ def bundle_forward(bundle: Bundle, tta: int = 1):
 
 def class_probabilities(bundle: Bundle, items: list, batch_size: int = 32,
                         runtime: Runtime = CPU, tta: int = 1) -> list:
-    """Each item's class probabilities (a float32 tensor over ``bundle.classes``), None for an unreadable file.
+    """Each item's class probabilities (a float32 tensor over ``bundle.classes``; a multi-label model's: every
+    label's own sigmoid), None for an unreadable file.
 
     ``items``: image files or in-memory images (``MemoryImage``), through the bundle's own preprocessing and the
     engine's ``predict``, as ``transferlab predict`` classifies them (calibrated when the bundle was; ``tta``
@@ -60,19 +61,22 @@ def class_probabilities(bundle: Bundle, items: list, batch_size: int = 32,
     batches = image_batches(items, bundle.transform(), batch_size, None, runtime.pin_memory, runtime.device)
     found = collect(bundle.model, batches, runtime, forward)
     if found.indices:  # (none when every item was unreadable)
-        for i, row in zip(found.indices, found.outputs.softmax(dim=1)):
+        rows = found.outputs.softmax(dim=1) if bundle.threshold is None else found.outputs.sigmoid()
+        for i, row in zip(found.indices, rows):
             probabilities[i] = row
     return probabilities
 
 
 def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32,
                    runtime: Runtime = CPU, gradcam: str | Path | None = None, tta: int = 1) -> list[dict]:
-    """Top-k classes per image (``tta`` views averaged); unreadable files are listed with an error instead.
+    """Top-k classes per image (``tta`` views averaged); unreadable files are listed with an error instead. A
+    multi-label model also lists every label over its threshold (``labels``), most probable first.
 
     ``gradcam``: a new (or empty) folder for a Grad-CAM heat map of each image's top class.
     """
     check_views(tta)
     bundle = _on(model if isinstance(model, Bundle) else load_bundle(model), runtime)
+    check_multi_label_views(bundle, tta)
     files = image_files(inputs)
     k = max(1, min(top_k, len(bundle.classes)))
     results: list[dict] = []
@@ -86,6 +90,10 @@ def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: 
             "top": [{"label": bundle.classes[int(c)], "probability": round(float(p), 4)}
                     for p, c in zip(top.values, top.indices)],
         })
+        if bundle.threshold is not None:
+            ranked = probabilities.sort(descending=True)
+            results[-1]["labels"] = [{"label": bundle.classes[int(c)], "probability": round(float(p), 4)}
+                                     for p, c in zip(ranked.values, ranked.indices) if p >= bundle.threshold]
     if gradcam is not None:
         from .gradcam import write_gradcams
 
@@ -94,6 +102,12 @@ def predict_images(model: str | Path | Bundle, inputs: list[str | Path], top_k: 
             if path is not None:
                 r["gradcam"] = str(path)
     return results
+
+
+def check_multi_label_views(bundle: Bundle, tta: int) -> None:
+    """Test-time augmentation averages softmax probabilities: a multi-label model has a sigmoid per label."""
+    if bundle.threshold is not None and tta > 1:
+        raise UserError("--tta averages softmax probabilities over views: not for a multi-label model")
 
 
 def evaluation_samples(root: Path) -> tuple[Path, list[str], list]:
@@ -130,6 +144,9 @@ def evaluate_folder(model: str | Path | Bundle, data: str | Path, batch_size: in
     """
     check_views(tta)
     bundle = _on(model if isinstance(model, Bundle) else load_bundle(model), runtime)
+    if bundle.threshold is not None:
+        raise UserError("evaluate scores one class per image; a multi-label model's test figures (mAP, F1, subset "
+                        "accuracy) are in its fine-tune result (transferlab.json)")
     root = resolve_data_path(data)
     if not root.is_dir() and not is_list_file(root):
         raise wrong_kind(root, "data folder", "a folder or a .csv/.tsv list of images")

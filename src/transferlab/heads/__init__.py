@@ -8,7 +8,7 @@ HEADS = PROBE_HEADS
 
 
 def make_head(spec: str | HeadSpec, *, C: float | None = None, k: int = 5, dropout: float = 0.2, seed: int = 0,
-              runtime=None, **training):
+              runtime=None, multi_label: bool = False, **training):
     """A head from its spec: ``logreg``, ``svm``, ``knn``, ``mlp``, ``mlp:512,256``, ``linear`` or ``softmax``.
 
     Every head is a scikit-learn classifier (``fit``, ``predict``, ``predict_proba`` where it has
@@ -16,9 +16,17 @@ def make_head(spec: str | HeadSpec, *, C: float | None = None, k: int = 5, dropo
     same layer on features scaled as a whole (for temperature-scaled probabilities, whose shape is
     the point of the experiment). ``training``: the torch heads' ``MLPHead`` parameters (``max_epochs``,
     ``lr``, ``weight_decay`` (None: the head's default), ``patience``, ``monitor``, ``batch_size``,
-    ``on_epoch``); the scikit-learn heads have none of them.
+    ``on_epoch``); the scikit-learn heads have none of them. ``multi_label``: multi-hot targets, for which only
+    ``logreg`` is made (one-vs-rest).
     """
     head = spec if isinstance(spec, HeadSpec) else parse_head(spec)
+    if multi_label:
+        from ..errors import UserError
+        from .sklearn_heads import one_vs_rest_logreg_head
+
+        if head.kind != "logreg":
+            raise UserError(f"multi-label data takes the logreg head (one-vs-rest logistic regression), not {head}")
+        return one_vs_rest_logreg_head(C if C is not None else 0.1, seed)
     if head.kind in ("logreg", "svm", "knn"):
         from .sklearn_heads import knn_head, logreg_head, svm_head
 

@@ -23,13 +23,14 @@ from ..evaluation import INFERENCE_BATCH, full_batch, inference_ms_per_image, pe
 from ..features import FeatureExtractor, FeatureSet
 from ..heads import make_head
 from ..engine.callbacks import early_stopping_of
-from ..heads.spec import takes_validation
+from ..heads.spec import parse_head, takes_validation
 from ..options import runtime_of, settings_id
 from ..progress_bars import StageProgress, stage_bars
 from ..timing import FROZEN_PHASES, TEST_PHASES, TRAINING_PHASES, Phases, phase_sum
 from ..tracking import Tracker, open_tracker
 from .calibrate import probe_calibration
 from .config import ProbeConfig
+from .multilabel import fit_multilabel_probe
 from .result import ProbeResult
 
 
@@ -97,18 +98,13 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
         phases.add(f"{split}_cache_read", fs.cache_seconds)
         phases.add(f"{split}_decode", fs.decode_seconds)
         phases.add(f"{split}_frozen_forward", fs.forward_seconds)
-    with single_threaded_blas():
-        with phases.measure("head_fit"):
-            given_val = len(ys["val"]) and takes_validation(config.head)  # --calibrate keeps one for the temperature
-            head.fit(xs["train"], ys["train"], **({"X_val": xs["val"], "y_val": ys["val"]} if given_val else {}))
-        with phases.measure("test_predict"):
-            predicted = head.predict(xs["test"])
-        test_loss = _log_loss(head, xs["test"], ys["test"])
-        train_accuracy = float(np.mean(head.predict(xs["train"]) == ys["train"]))
-        head_ms = per_image_ms(lambda: head.predict(full_batch(xs["test"])), INFERENCE_BATCH)
-        calibration = probe_calibration(head, xs, ys, len(splits.classes), config.calibrate)
-
     test_kept = [parts["test"][i] for i in extracted["test"].kept]
+    with single_threaded_blas():
+        if splits.label_sets is not None:
+            scores = fit_multilabel_probe(head, xs, ys, splits.label_sets, [s.path for s in test_kept], phases)
+        else:
+            scores = _fit_single_label(config, head, xs, ys, splits, [s.path for s in test_kept], phases)
+        head_ms = per_image_ms(lambda: head.predict(full_batch(xs["test"])), INFERENCE_BATCH)
     unreadable = [str(p) for fs in extracted.values() for p in fs.unreadable]
     extraction = list(extracted.values())
     seconds = sum(fs.seconds for fs in extraction)
@@ -124,7 +120,7 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
         pooling=config.pooling if extractor.layer not in ("pre_logits", "logits") else "model",
         data=str(splits.root),
         evaluated_on=splits.evaluated_on,
-        classes=splits.classes,
+        classes=splits.outputs,
         train_images=len(ys["train"]),
         val_images=len(ys["val"]),
         test_images=len(ys["test"]),
@@ -146,32 +142,50 @@ def _run_probe(config: ProbeConfig, progress: StageProgress | None, runtime: Run
         history=history,
         val_accuracy_max=max((h["val_accuracy"] for h in history), default=None),
         val_accuracy_final=history[-1]["val_accuracy"] if history else None,
-        train_accuracy_final=history[-1]["train_accuracy"] if history else train_accuracy,
         training_seconds=phase_sum(phases.seconds, TRAINING_PHASES),
         train_features_seconds=phase_sum(phases.seconds, FROZEN_PHASES),
         train_features_from_cache=extracted["train"].from_cache + extracted["val"].from_cache,
         test_features_from_cache=extracted["test"].from_cache,
-        test_loss=test_loss,
         test_seconds=phase_sum(phases.seconds, TEST_PHASES),
         phases=dict(phases.seconds),
         notes=splits.notes,
         config=asdict(config),
         runtime=runtime.describe(),
-        **score(ys["test"], predicted, splits.classes, [s.path for s in test_kept]),
-        **calibration,
+        **scores,
     )
+
+
+def _fit_single_label(config: ProbeConfig, head, xs: dict[str, np.ndarray], ys: dict[str, np.ndarray],
+                      splits: DatasetSplits, test_paths: list[Path], phases: Phases) -> dict:
+    """Fit ``head`` on the training features' classes; the result's score, loss and calibration fields."""
+    with phases.measure("head_fit"):
+        given_val = len(ys["val"]) and takes_validation(config.head)  # --calibrate keeps one for the temperature
+        head.fit(xs["train"], ys["train"], **({"X_val": xs["val"], "y_val": ys["val"]} if given_val else {}))
+    with phases.measure("test_predict"):
+        predicted = head.predict(xs["test"])
+    test_loss = _log_loss(head, xs["test"], ys["test"])
+    train_accuracy = float(np.mean(head.predict(xs["train"]) == ys["train"]))
+    history = getattr(head, "history_", [])
+    return {
+        "test_loss": test_loss,
+        "train_accuracy_final": history[-1]["train_accuracy"] if history else train_accuracy,
+        **score(ys["test"], predicted, splits.classes, test_paths),
+        **probe_calibration(head, xs, ys, len(splits.classes), config.calibrate),
+    }
 
 
 def probe_head(config: ProbeConfig, splits: DatasetSplits, validation: list[Sample], runtime: Runtime,
                tracker: Tracker | None):
     """The scikit-learn estimator ``config.head`` names, with every head option (each head takes its own);
     early stopping is off by default on a validation set too small to stop on (a note says so)."""
+    stops_on = validation and (splits.label_sets is None or takes_validation(config.head))  # not the threshold's
     monitor, patience, note = early_stopping_of("val_loss", config.head_patience,
-                                                splits.small_validation() if validation else None)
+                                                splits.small_validation() if stops_on else None)
     if note:
         log.warning(note)
         splits.notes.append(note)
     return make_head(config.head, C=config.C, dropout=config.dropout, seed=config.seed, runtime=runtime.alone(),
+                     multi_label=splits.label_sets is not None,
                      max_epochs=config.head_epochs, lr=config.head_lr, weight_decay=config.head_weight_decay,
                      patience=patience, monitor=monitor, batch_size=config.head_batch_size,
                      on_epoch=tracker.epoch if tracker else None)
@@ -228,12 +242,30 @@ def probe_parts(config: ProbeConfig) -> tuple[DatasetSplits, dict[str, list[Samp
     """The dataset a probe of ``config`` reads and its train, validation (for a head that takes one) and test
     images; the training images are the same for every head."""
     needs_validation = takes_validation(config.head) or config.calibrate
-    splits = load_dataset(config.data, ratios=tuple(config.ratios), seed=config.seed, classes=config.classes,
-                          num_classes=config.num_classes, per_class=config.per_class,
-                          val_per_class=config.val_per_class, test_per_class=config.test_per_class,
-                          validation=needs_validation, folds=config.folds, fold=config.fold)
+
+    def load(validation: bool) -> DatasetSplits:
+        return load_dataset(config.data, ratios=tuple(config.ratios), seed=config.seed, classes=config.classes,
+                            num_classes=config.num_classes, per_class=config.per_class,
+                            val_per_class=config.val_per_class, test_per_class=config.test_per_class,
+                            validation=validation, folds=config.folds, fold=config.fold)
+
+    splits = load(needs_validation)
+    if splits.label_sets is not None:
+        check_multilabel_probe(config)
+        if not needs_validation:  # the threshold is tuned on a validation set
+            needs_validation = True
+            splits = load(needs_validation)
     train, val = (splits.train_and_validation(seed=config.seed) if needs_validation else (splits.train, []))
     return splits, {"train": train, "val": val, "test": splits.test}
+
+
+def check_multilabel_probe(config: ProbeConfig) -> None:
+    """Multi-label data takes the one-vs-rest logreg head, without a temperature or --calibrate (softmax-based)."""
+    if parse_head(config.head).kind != "logreg":
+        raise UserError(f"multi-label data takes the logreg head (one-vs-rest logistic regression), not {config.head}")
+    if config.calibrate or config.temperature is not None:
+        raise UserError("--calibrate and --temperature scale softmax probabilities: multi-label data has one sigmoid "
+                        "per label")
 
 
 def _extract(extractor: FeatureExtractor, samples: list[Sample], name: str,

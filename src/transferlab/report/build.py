@@ -31,11 +31,13 @@ from .records import RunRecord
 from .sanity import FINDING_COLUMNS, finding_rows, sanity_findings
 from .tables import (
     COMPARISON_COLUMNS,
+    LABEL_COLUMNS,
     PAIR_COLUMNS,
     RUN_COLUMNS,
     comparison_rows,
     confused_pair_rows,
     group_by_setting,
+    label_rows,
     markdown,
     markdown_text,
     run_rows,
@@ -128,6 +130,9 @@ def _write_files(records, folder: Path, title: str, description: str, images: bo
           "\n\n".join(markdown_text(sentence) for sentence in noise + versus) + "\n" if noise + versus else "",
           "\n## Runs\n", markdown(runs, RUN_COLUMNS),
           "\n## Most-confused class pairs\n", markdown(pairs, PAIR_COLUMNS)]
+    labels = label_rows(done)
+    if labels:  # multi-label runs: their per-label figures
+        md += ["\n## Per-label figures (multi-label runs)\n", markdown(labels, LABEL_COLUMNS)]
     files["markdown"] = folder / "report.md"
     files["markdown"].write_text("\n".join(part for part in md if part), encoding="utf-8")
     files["html"] = folder / "report.html"
@@ -237,6 +242,13 @@ def _html(records, done, comparison, noise, runs, pairs, findings, title, descri
         _filters(page, done, models)
     if new_images is not None:
         _outside_images(page, done, new_images, models)
+    labels = label_rows(done)
+    if labels:
+        page.heading("Per-label figures (multi-label runs)", "labels-section")
+        page.paragraph("Each label's average precision (ranking the test images by its probability) and F1 at the "
+                       "run's threshold, tuned on the validation images; test accuracy is the subset accuracy "
+                       "(every label of an image right).", "note")
+        page.table(labels, LABEL_COLUMNS, "labels", numeric=("ap", "images", "mean_ap", "subset_accuracy"))
     page.heading("All runs", "runs-section")
     page.table(runs, RUN_COLUMNS, "runs", numeric=("accuracy", "macro_f1", "seconds", "seed", "fold"))
     _environment(page, done)

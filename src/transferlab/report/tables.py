@@ -35,6 +35,9 @@ RUN_COLUMNS = [
     ("macro_f1", "macro F1"), ("ece", "ECE"), ("seconds", "run seconds"),
     ("error", "error"),
 ]
+LABEL_COLUMNS = [("run", "run"), ("label", "method / backbone"), ("name", "label"), ("ap", "AP"),
+                 ("f1", "F1 at threshold"), ("images", "test images"), ("mean_ap", "run mAP"),
+                 ("subset_accuracy", "run subset accuracy")]
 PAIR_COLUMNS = [("run", "run"), ("label", "method / backbone"), ("true", "true class"), ("predicted", "predicted as"),
                 ("count", "images")]
 
@@ -181,6 +184,23 @@ def run_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
         "ece": f"{r.result.ece:.4f}" if r.done and r.result.ece is not None else "",
         "seconds": f"{r.seconds:.1f}" if r.seconds is not None else "", "error": r.error or "",
     } for r in records]
+
+
+def label_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
+    """Per label of every finished multi-label run: its average precision, F1 at the run's threshold and test
+    images with the label, beside the run's mean AP and subset accuracy (no rows for single-label runs)."""
+    rows = []
+    for r in records:
+        if not (r.done and r.result.multi_label):
+            continue
+        mean_ap = r.result.mean_average_precision
+        for name, scores in r.result.label_scores.items():
+            rows.append({"run": r.id, "label": r.label(), "name": name,
+                         "ap": "" if scores.get("ap") is None else f"{scores['ap']:.3f}",
+                         "f1": f"{scores['f1']:.3f} (at {r.result.threshold:.2f})", "images": scores["images"],
+                         "mean_ap": "" if mean_ap is None else f"{mean_ap:.3f}",
+                         "subset_accuracy": f"{r.result.accuracy:.4f}"})
+    return rows
 
 
 def confused_pairs(matrix: list[list[int]], classes: list[str], top: int = 3) -> list[tuple[str, str, int]]:
