@@ -28,10 +28,10 @@ def sample_logits(model: torch.nn.Module, samples: list[Sample], transform, runt
     part = samples[mine.start : mine.stop]
     batches = image_batches([s.path for s in part], transform, batch_size, None, runtime.pin_memory, runtime.device)
     found = collect(model, batches, runtime, scored_forward(model, temperature, views))
-    width = len(getattr(model, "classes", [])) or 0
-    logits = found.outputs.numpy() if found.indices else np.zeros((0, width), dtype=np.float32)
+    logits = found.outputs.numpy() if found.indices else np.zeros((0, 0), dtype=np.float32)
     parts = runtime.gather((logits, [part[i].label for i in found.indices]))
-    return np.concatenate([p[0] for p in parts]), np.asarray([y for p in parts for y in p[1]], dtype=np.int64)
+    every = [p[0] for p in parts if len(p[0])] or [np.zeros((0, 0), dtype=np.float32)]  # a rank may have none
+    return np.concatenate(every), np.asarray([y for p in parts for y in p[1]], dtype=np.int64)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
