@@ -87,7 +87,7 @@ def test_the_head_initialised_from_the_probe_computes_the_one_vs_rest_logits():
     from transferlab.engine.inputs import TensorInputs
     from transferlab.engine.runtime import Runtime
     from transferlab.engine.scoring import MultiLabelScoring
-    from transferlab.finetune.head_init import fit_probe_head
+    from transferlab.finetune.head_init import fit_probe_head, head_inputs
     from transferlab.heads.sklearn_heads import one_vs_rest_logreg_head
 
     class Identity(nn.Module):
@@ -106,7 +106,8 @@ def test_the_head_initialised_from_the_probe_computes_the_one_vs_rest_logits():
     X[classes == 2, 5] -= 2.0
     model = Identity()
     inputs = TensorInputs(torch.tensor(X, dtype=torch.float32), torch.tensor(classes))
-    fit_probe_head(model, model.classifier, inputs, Runtime(), batch_size=16, seed=0, scoring=MultiLabelScoring(rows))
+    X_seen, y = head_inputs(model, model.classifier, inputs, Runtime(), batch_size=16)
+    fit_probe_head(model.classifier, X_seen, y, seed=0, scoring=MultiLabelScoring(rows))
 
     expected = one_vs_rest_logreg_head(seed=0).fit(X, rows[classes]).predict_proba(X)
     probabilities = torch.sigmoid(model(torch.tensor(X, dtype=torch.float32))).detach().numpy()
