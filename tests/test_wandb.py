@@ -48,11 +48,29 @@ def item_key(item) -> str:
     return item.key or ".".join(item.nested_key)
 
 
+def finished_records(path: Path, wait: float = 120.0) -> list:
+    """The run file's records once its ``exit`` record is in: W&B's service process writes the file, and under load
+    it may still be writing when ``finish()`` has returned in the run's own process."""
+    import time
+
+    from google.protobuf.message import DecodeError
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            records = list(offline_records(path))
+        except DecodeError:  # a record still being written
+            records = []
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records or list(offline_records(path))
+        time.sleep(0.5)
+
+
 def read_run(folder: Path) -> dict:
     """The one offline run under ``folder``: name, project, config, history rows, summary and artifact names."""
     (path,) = folder.glob("wandb/offline-run-*/run-*.wandb")
     run = {"config": {}, "history": [], "summary": {}, "artifacts": []}
-    for record in offline_records(path):
+    for record in finished_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run["name"], run["project"] = record.run.display_name, record.run.project
