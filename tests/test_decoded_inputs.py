@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import random
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -68,11 +72,54 @@ def test_kept_images_are_the_evaluation_resize_and_each_epoch_draws_new_augmenta
     kept = DecodedInputs.decode([half_white_file] * 8, torch.zeros(8, dtype=torch.long), transform.keeper(),
                                 transform, num_workers=0)
     assert all(min(image.shape[-2:]) == transform.keep_size for image in kept.images)  # 32 / crop_pct 1.0
-    torch.manual_seed(0)
-    first = torch.cat([x for x, _, _ in kept.batches(4, range(8))])
-    second = torch.cat([x for x, _, _ in kept.batches(4, range(8))])
+    first = torch.cat([x for x, _, _ in kept.batches(4, range(8), seed=1)])
+    second = torch.cat([x for x, _, _ in kept.batches(4, range(8), seed=2)])
+    again = torch.cat([x for x, _, _ in kept.batches(4, range(8), seed=1)])
     assert first.shape == (8, 3, 32, 32)
-    assert not torch.allclose(first, second)
+    assert not torch.allclose(first, second)  # another epoch's seed: other crops
+    assert torch.equal(first, again)
+    assert len({tuple(image.flatten()[:64].tolist()) for image in first}) > 1  # one file, eight crops
+
+
+def test_an_images_augmentation_depends_on_its_epoch_seed_and_row_alone(half_white_file):
+    """Not on the worker that draws it, the number of workers, the batch it falls in, or the caller's random
+    state; and the caller's random state is left as it was."""
+    transform = train_transform(DATA_CONFIG, ["flip", "crop", "randaugment"])
+    labels = torch.zeros(8, dtype=torch.long)
+
+    def epoch(workers: int, batch_size: int, order) -> dict[int, torch.Tensor]:
+        kept = DecodedInputs.decode([half_white_file] * 8, labels, transform.keeper(), transform, num_workers=0)
+        kept.num_workers = workers
+        states = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
+        try:
+            return {int(i): x for xs, _, rows in kept.batches(batch_size, order, seed=5) for i, x in zip(rows, xs)}
+        finally:
+            kept.shutdown()
+            assert torch.equal(torch.get_rng_state(), states[0]) and random.getstate() == states[1]
+            assert (np.random.get_state()[1] == states[2]).all()
+
+    torch.manual_seed(0)
+    alone = epoch(0, 4, range(8))
+    torch.manual_seed(123)
+    shuffled = epoch(2, 3, [5, 2, 7, 0, 1, 6, 3, 4])
+    assert alone.keys() == shuffled.keys()
+    assert all(torch.equal(alone[i], shuffled[i]) for i in alone)
+
+
+def worker_pid(image):
+    return torch.tensor([os.getpid()])
+
+
+def test_the_workers_persist_from_epoch_to_epoch_and_stop_with_the_run(half_white_file):
+    """Forked afresh every epoch, workers made the training process copy every page it wrote again."""
+    kept = DecodedInputs.decode([half_white_file] * 8, torch.zeros(8, dtype=torch.long), F.pil_to_tensor,
+                                worker_pid, num_workers=2)
+    epochs = [{int(p) for x, _, _ in kept.batches(2, range(8), seed=s) for p in x} for s in range(3)]
+    assert len(epochs[0]) == 2 and os.getpid() not in epochs[0]
+    assert epochs[0] == epochs[1] == epochs[2]
+    assert {p.pid for p in multiprocessing.active_children()} >= epochs[0]
+    kept.shutdown()
+    assert not {p.pid for p in multiprocessing.active_children()} & epochs[0]
 
 
 def test_a_kept_image_is_only_shrunk_never_enlarged():

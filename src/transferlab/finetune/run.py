@@ -33,7 +33,7 @@ from ..timing import TEST_PHASES, TRAINING_PHASES, Phases
 from ..tracking import Tracker, open_tracker
 from .augment import BatchMix, train_transform
 from .bundle import META_NAME, save_bundle
-from .calibrate import after_training
+from .calibrate import after_training, sample_logits
 from .config import FinetuneConfig
 from .freeze import check_on_backbone
 from .head_init import final_linear, fit_probe_head, head_inputs, probe_stage
@@ -458,21 +458,23 @@ class FinetuneRun:
 
     def finish(self, history: list[dict], training_seconds: float, stage2_start: int | None) -> FinetuneResult:
         c = self.config
+        if self.kept is not None:
+            self.kept.shutdown()  # its workers: training is over
         phases = self.phases
         phases.add("train_network", sum(h["seconds"] for h in history))  # every epoch's, validation included
         phases.close(TRAINING_PHASES, training_seconds)
         test_started = time.perf_counter()
-        predicted, truth, kept_paths, test_loss, test_logits = self.predict_test()
+        test_logits, truth, kept_paths, test_loss = self.predict_test()
         test_seconds = phases.close(TEST_PHASES, time.perf_counter() - test_started)
         if not truth:
             raise UserError(f"no readable test images in {self.splits.root} ({self.splits.evaluated_on})")
         if self.scoring is None:
-            scores = score(truth, predicted, self.splits.classes, kept_paths)
+            scores = score(truth, test_logits.argmax(1).tolist(), self.splits.classes, kept_paths)
             calibration, bundle_meta = after_training(self.model, self.val_samples, self.splits.test,
                                                       self.eval_transform, self.runtime, c.batch_size, c.calibrate,
                                                       c.tta, (test_logits, np.asarray(truth, dtype=np.int64)))
         else:
-            scores, calibration = self.multilabel_scores(predicted, truth, kept_paths), {}
+            scores, calibration = self.multilabel_scores(test_logits, truth, kept_paths), {}
             bundle_meta = {"multi_label": {"threshold": scores["threshold"]}}
         last_stage = self.last_stage  # the last stage trained: a later one may have been skipped
         self.model.freeze(last_stage.frozen_units)
@@ -540,20 +542,17 @@ class FinetuneRun:
             remove_checkpoint(self.output)
         return result
 
-    def multilabel_scores(self, probabilities: list[list[float]], truth: list[int], paths: list[Path]) -> dict:
+    def multilabel_scores(self, test_logits: np.ndarray, truth: list[int], paths: list[Path]) -> dict:
         """The multi-label score fields: the threshold tuned on the validation images, the test images at it."""
-        samples = self.val_samples
-        batches = image_batches([s.path for s in samples], self.eval_transform, self.config.batch_size,
-                                self.config.num_workers, self.runtime.pin_memory, self.runtime.device)
-        found = collect(self.model, batches, self.runtime)
-        return multilabel_test_scores(self.scoring, found.outputs, [samples[i].label for i in found.indices],
-                                      np.asarray(probabilities, dtype=np.float32).reshape(len(truth), -1), truth,
-                                      self.splits.outputs, paths)
+        val_logits, val_labels = sample_logits(self.model, self.val_samples, self.eval_transform, self.runtime,
+                                               self.config.batch_size)
+        probabilities = torch.from_numpy(test_logits).sigmoid().numpy()
+        return multilabel_test_scores(self.scoring, torch.from_numpy(val_logits), val_labels.tolist(),
+                                      probabilities, truth, self.splits.outputs, paths)
 
-    def predict_test(self) -> tuple[list[int], list[int], list[Path], float | None, np.ndarray]:
-        """Predicted and true labels of the readable test images (multi-label: every label's probability), with
-        their paths, the mean test loss and the logits (each process predicts its slice; the slices are gathered
-        in order)."""
+    def predict_test(self) -> tuple[np.ndarray, list[int], list[Path], float | None]:
+        """The logits and true labels of the readable test images, with their paths and the mean test loss (each
+        process predicts its slice; the slices are gathered in order)."""
         mine = self.runtime.shard(len(self.splits.test))
         samples = self.splits.test[mine.start : mine.stop]
         batches = image_batches([s.path for s in samples], self.eval_transform, self.config.batch_size,
@@ -563,17 +562,14 @@ class FinetuneRun:
         found = collect(self.model, self.phases.waiting(batches, "test_decode"), self.runtime)
         labels = torch.tensor([samples[i].label for i in found.indices], dtype=torch.long)
         loss_sum = float(scored_loss_sum(self.scoring, found.outputs, labels)) if found.indices else 0.0
-        # multi-label: every label's probability, scored at the threshold tuned on the validation images
-        decided = found.outputs.argmax(1) if self.scoring is None else found.outputs.sigmoid()
-        predicted = decided.tolist() if found.indices else []
         truth, paths = labels.tolist(), [samples[i].path for i in found.indices]
         unreadable = [samples[i].path for i in found.unreadable]
         self.phases.add("test_predict",
                         time.perf_counter() - started - (self.phases.seconds.get("test_decode", 0.0) - decoded))
         logits = found.outputs.numpy() if found.indices else np.zeros((0, 0), np.float32)
-        parts = self.runtime.gather((predicted, truth, paths, unreadable, loss_sum, logits))
+        parts = self.runtime.gather((logits, truth, paths, unreadable, loss_sum))
         self.unreadable.update(p for part in parts for p in part[3])
         truth = [t for part in parts for t in part[1]]
         loss = sum(part[4] for part in parts) / len(truth) if truth else None
-        return ([p for part in parts for p in part[0]], truth, [p for part in parts for p in part[2]], loss,
-                np.concatenate([part[5] for part in parts if len(part[5])] or [np.zeros((0, 0), np.float32)]))
+        every = [part[0] for part in parts if len(part[0])] or [np.zeros((0, 0), np.float32)]  # a rank may have none
+        return np.concatenate(every), truth, [p for part in parts for p in part[2]], loss
