@@ -22,8 +22,8 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     recipe: str = option("default", RECIPE_HELP, choices=RECIPE_NAMES)
     freeze: str | None = option(None, "all | none | half | first:N | top:K | first:50% | top:25% | "
                                 "from:MODULE | first:params:T | top:params:40% | two-stage | two-stage:POLICY "
-                                "(default: the recipe's: two-stage, two-stage:top:1 for fast; "
-                                "none from scratch; `transferlab layers NAME` lists the units).")
+                                "(default: the recipe's: two-stage:first:25% for default, two-stage:top:1 for fast, "
+                                "two-stage for best; none from scratch; `transferlab layers NAME` lists the units).")
     head: str = option("linear", "linear (the model's own classifier, reset) or mlp:512,256.")
     dropout: float = option(0.2, "Dropout between the mlp head's hidden layers.", minimum=0.0, maximum=0.95)
     pooling: str = option("pre_logits", "What the new head sees: pre_logits (the model's own head input: VGG's "
