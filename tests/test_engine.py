@@ -172,3 +172,28 @@ def test_a_resumed_fit_names_its_epochs_from_where_it_goes_on():
                       blobs(), batch_size=30, callbacks=[BatchProgress(lambda label, *_: labels.append(label))])
     learner.fit(3, first_epoch=1)
     assert labels == ["train epoch 2/3"] * 2 + ["train epoch 3/3"] * 2
+
+
+def stopped_at(values: list[float], patience: int, baseline: float | None = None) -> tuple[int, int, bool]:
+    """(epochs run, 0-based epoch kept (-1: the record started from), stopped) of an accuracy curve."""
+    model = nn.Linear(1, 1)
+    stopper = EarlyStopping("val_accuracy", patience=patience)
+    state = FitState(model, None, None, "train", len(values))
+    if baseline is not None:
+        stopper.start_from({"val_accuracy": baseline}, model)
+    run = 0
+    for epoch, accuracy in enumerate(values):
+        state.epoch, run = epoch, epoch + 1
+        stopper.on_epoch_end(state, {"val_accuracy": accuracy})
+        if state.stop:
+            break
+    return run, stopper.best_epoch, state.stop
+
+
+def test_patience_counts_from_the_fits_own_best_and_the_stage_before_is_kept_until_beaten():
+    # a stage that first falls below the stage before (heavy augmentation) and climbs back above it
+    assert stopped_at([0.56, 0.65, 0.69, 0.70, 0.82, 0.80], patience=3, baseline=0.8) == (6, 4, False)
+    # one that only falls: stopped `patience` epochs after its own best, the stage before kept
+    assert stopped_at([0.5, 0.4, 0.3, 0.2, 0.9], patience=3, baseline=0.8) == (4, -1, True)
+    # without a record to start from, the fit's best is the best kept
+    assert stopped_at([0.5, 0.6, 0.55, 0.58, 0.9], patience=2) == (4, 1, True)

@@ -70,7 +70,7 @@ def help_of(command: str, name: str) -> str:
 def test_the_prose_defaults_are_what_the_code_does():
     from transferlab.data.loading import default_workers
     from transferlab.engine.callbacks import DEFAULT_PATIENCE
-    from transferlab.finetune.recipes import RECIPES
+    from transferlab.finetune.recipes import FEW_PER_CLASS, RECIPES
     from transferlab.finetune.run import default_policy
     from transferlab.heads import make_head
     from transferlab.heads.spec import HEAD_WEIGHT_DECAY
@@ -84,14 +84,24 @@ def test_the_prose_defaults_are_what_the_code_does():
     said = re.search(r"default ([\d.e-]+), softmax ([\d.e-]+)\)", help_of("probe", "head_weight_decay"))
     assert said and (float(said[1]), float(said[2])) == (decay["mlp"], decay["softmax"])
     ratios = {name: round(1 / recipe.stage2_lr_ratio) for name, recipe in RECIPES.items()}
-    assert len(set(ratios.values())) == 1
-    assert f"the recipe's: --lr / {ratios['default']} in every recipe" in help_of("finetune", "stage2_lr")
+    assert ratios["best"] == ratios["default"]
+    assert (f"the recipe's: --lr / {ratios['default']}; --lr / {ratios['fast']} for fast"
+            in help_of("finetune", "stage2_lr"))
+    few = RECIPES["default"].few
+    epochs = {name: recipe.stage2_epochs for name, recipe in RECIPES.items()}
+    assert few.stage2_epochs == epochs["best"]
+    assert (f"the recipe's: {epochs['default']}; {epochs['best']} for best, and for default under "
+            f"{FEW_PER_CLASS} training images per class; {epochs['fast']} for fast" in help_of("finetune",
+                                                                                             "stage2_epochs"))
+    assert few.label_smoothing == RECIPES["best"].label_smoothing and few.augment == RECIPES["best"].augment
+    assert (f"the recipe's: {RECIPES['default'].label_smoothing:g}; {few.label_smoothing:g} for best, and for "
+            f"default under {FEW_PER_CLASS}" in help_of("finetune", "label_smoothing"))
     policies = {name: default_policy(FinetuneConfig(data="x", recipe=name)) for name in RECIPES}
     assert (f"default: the recipe's: {policies['default']} for default, {policies['fast']} for fast, "
             f"{policies['best']} for best;" in help_of("finetune", "freeze"))
     augments = {name: ",".join(recipe.augment) or "none" for name, recipe in RECIPES.items()}
-    assert (f"the recipe's: {augments['default']}; {augments['best']} for best; {augments['fast']} for fast"
-            in help_of("finetune", "augment"))
+    assert (f"the recipe's: {augments['default']}; {augments['best']} for best, and for default under "
+            f"{FEW_PER_CLASS} training images per class; {augments['fast']} for fast" in help_of("finetune", "augment"))
     monitors = {recipe.early_stopping for recipe in RECIPES.values()}
     assert len(monitors) == 1 and f"the recipe's: {monitors.pop()} in every recipe" in help_of("finetune",
                                                                                              "early_stopping")

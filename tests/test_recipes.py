@@ -16,7 +16,7 @@ from transferlab.engine.learner import Learner
 from transferlab.engine.callbacks import EarlyStopping
 from transferlab.finetune import FinetuneConfig
 from transferlab.finetune.freeze import plan_stages
-from transferlab.finetune.recipes import RECIPES
+from transferlab.finetune.recipes import FEW_PER_CLASS, RECIPES
 from transferlab.finetune.run import config_id, finetune, resolved
 from transferlab.study.identity import run_id
 from helpers import make_class_folders
@@ -36,6 +36,7 @@ def stages(monkeypatch):
                      "unit_lrs": [lr for name, lr in rates.items() if name != "head"],
                      "label_smoothing": learner.loss_fn.label_smoothing, "train_bn": learner.model.train_bn,
                      "inputs": type(learner.train).__name__,
+                     "augment": repr(getattr(learner.train, "transform", None)),
                      "monitor": [c.monitor for c in learner.callbacks if isinstance(c, EarlyStopping)][0]})
         return real_fit(learner, 1, stage, *args)
 
@@ -61,12 +62,15 @@ def test_each_recipes_values_reach_the_loop(blurred_classes, tmp_path, weights, 
     recipe = RECIPES[name]
     result = tuned(blurred_classes, tmp_path / name, weights, recipe=name)
 
+    assert result.train_images / 4 < FEW_PER_CLASS  # 17 per class: the recipe's values for a small training set
+    values = recipe.few or recipe
     assert recipe.head_init == "probe" and result.history[0]["head_fit"] == "logreg"
     (fine,) = stages  # stage 1 is the probe's regression, fitted without the loop
-    assert fine["stage"] == "fine-tune" and fine["epochs"] == recipe.stage2_epochs
+    assert fine["stage"] == "fine-tune" and fine["epochs"] == values.stage2_epochs
     assert fine["head_lr"] == pytest.approx(1e-3 * recipe.stage2_lr_ratio)
     assert fine["unit_lrs"][0] == pytest.approx(1e-3 * recipe.stage2_lr_ratio)
-    assert fine["label_smoothing"] == recipe.label_smoothing
+    assert fine["label_smoothing"] == values.label_smoothing
+    assert ("RandAugment" in fine["augment"]) == ("randaugment" in values.augment)
     assert fine["train_bn"] is False
     assert fine["inputs"] == ("DecodedInputs" if recipe.augment else "CachedInputs")
     assert fine["monitor"] == recipe.early_stopping
@@ -76,6 +80,24 @@ def test_each_recipes_values_reach_the_loop(blurred_classes, tmp_path, weights, 
     per_unit = (1 / recipe.stage2_spread) ** (1 / (units - 1))  # the stem `spread` times below the top unit
     assert all(low / high == pytest.approx(per_unit) for high, low in zip(fine["unit_lrs"], fine["unit_lrs"][1:]))
     assert result.recipe.startswith(f"{name} (") and "given" not in result.recipe
+    assert (f"under {FEW_PER_CLASS}" in result.recipe) == (recipe.few is not None)
+
+
+def test_the_default_trains_longer_and_harder_on_under_20_images_per_class(tmp_path, weights, stages):
+    """Under 20 training images per class stage 2 runs the default's small-set values; above, its usual ones. The
+    class sizes are the only difference; what the loop received tells them apart."""
+    default, few = RECIPES["default"], RECIPES["default"].few
+    runs = {}
+    for per_class in (19, 40):  # split 70/15/15: about 13 and 28 per class to train on
+        data = make_class_folders(tmp_path / f"data{per_class}", {k: per_class for k in "abcd"})
+        runs[per_class] = tuned(data, tmp_path / f"m{per_class}", weights)
+    small, large = (s for s in stages if s["stage"] == "fine-tune")
+    assert runs[19].train_images / 4 < FEW_PER_CLASS <= runs[40].train_images / 4
+    assert (small["epochs"], small["label_smoothing"]) == (few.stage2_epochs, few.label_smoothing)
+    assert (large["epochs"], large["label_smoothing"]) == (default.stage2_epochs, default.label_smoothing)
+    assert "RandAugment" in small["augment"] and "RandAugment" not in large["augment"]
+    assert f"{runs[19].train_images / 4:.3g} training images per class (under 20)" in runs[19].recipe
+    assert "under" not in runs[40].recipe
 
 
 def test_explicit_options_beat_the_recipe(class_folders, tmp_path, weights, stages):

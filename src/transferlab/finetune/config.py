@@ -49,10 +49,11 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     epochs: int | None = option(None, "Maximum epochs (of stage 1 for two-stage; default: the recipe's, 10).",
                                 minimum=1)
     stage2_epochs: int | None = option(None, "two-stage: maximum epochs after unfreezing (default: --epochs when "
-                                       "given, else the recipe's).",
+                                       "given, else the recipe's: 15; 30 for best, and for default under 20 "
+                                       "training images per class; 5 for fast).",
                                        minimum=1)
     stage2_lr: float | None = option(None, "two-stage: learning rate of the head and the top unit after "
-                                     "unfreezing (default: the recipe's: --lr / 10 in every recipe); units below train "
+                                     "unfreezing (default: the recipe's: --lr / 10; --lr / 100 for fast); units below train "
                                      "lower.",
                                      above=0.0)
     early_stopping: str | None = option(None, "Metric early stopping watches (best weights are restored; "
@@ -63,7 +64,8 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                                   minimum=1)
     augment: list[str] | None = option(None, "Comma-separated: flip, rotate, zoom, crop, randaugment, "
                                        "trivialaugment, or none (default: the recipe's: flip,crop; flip,crop,randaugment "
-                                       "for best; none for fast).")
+                                       "for best, and for default under 20 training images per class; none for "
+                                       "fast).")
     rotation: float = option(10.0, "Largest rotation of the 'rotate' augmentation, in degrees either way.",
                              above=0.0, maximum=180.0)
     zoom: float = option(0.2, "Largest zoom of the 'zoom' augmentation, in or out, as a fraction (0.2: 80-120%).",
@@ -77,7 +79,7 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     mixup: float = option(0.0, "Mixup alpha (0: off).", minimum=0.0)
     cutmix: float = option(0.0, "CutMix alpha (0: off).", minimum=0.0)
     label_smoothing: float | None = option(None, "Label smoothing of the loss (default: the recipe's: 0; 0.1 for "
-                                           "best).", minimum=0.0, maximum=0.5)
+                                           "best, and for default under 20 training images per class).", minimum=0.0, maximum=0.5)
     class_weights: bool = option(False, "Weight the loss by inverse class frequency.")
     sampler: str = option("shuffle", "How an epoch draws its training images: shuffle (each once) or balanced "
                           "(as many as the training set holds, with replacement, every class about equally often: "

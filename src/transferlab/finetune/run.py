@@ -58,18 +58,18 @@ def default_policy(config: FinetuneConfig) -> str:
     return config.freeze or ("none" if from_scratch(config) else recipe_of(config.recipe).freeze)
 
 
-def resolved(config: FinetuneConfig) -> FinetuneConfig:
+def resolved(config: FinetuneConfig, per_class: float | None = None) -> FinetuneConfig:
     """``config`` with its freeze policy (from scratch: none) and every training option it leaves unset taken
-    from its recipe."""
-    return replace(with_recipe(config), freeze=default_policy(config))
+    from its recipe (``per_class``: training images per class, once the data is split)."""
+    return replace(with_recipe(config, per_class), freeze=default_policy(config))
 
 
-def recipe_text(config: FinetuneConfig) -> str:
+def recipe_text(config: FinetuneConfig, per_class: float | None = None) -> str:
     """The recipe as results state it, with the options given explicitly over it."""
     given = [name for name in ("freeze", "epochs", "stage2_epochs", "stage2_lr", "layer_decay", "train_bn",
                                "label_smoothing", "augment", "early_stopping", "head_init")
              if getattr(config, name) is not None]
-    text = recipe_of(config.recipe).describe()
+    text = recipe_of(config.recipe).describe(per_class)
     return f"{text}; given: {', '.join(given)}" if given else text
 
 
@@ -123,7 +123,8 @@ class FinetuneRun:
 
     def __init__(self, config: FinetuneConfig, progress: StageProgress | None = None,
                  on_epoch: EpochCallback | None = None, runtime: Runtime | None = None):
-        self.config = resolved(config)
+        self.given = config
+        self.config = resolved(config)  # completed for the training set's size once the data is split (prepare)
         self.recipe = recipe_text(config)
         self.runtime = runtime or runtime_of(config)
         self.progress = progress if self.runtime.is_main else None  # one progress bar, one table: rank 0's
@@ -140,6 +141,9 @@ class FinetuneRun:
                                    num_classes=c.num_classes, per_class=c.per_class, val_per_class=c.val_per_class,
                                    test_per_class=c.test_per_class, validation=True, folds=c.folds, fold=c.fold)
         self.train_samples, self.val_samples = self.splits.train_and_validation(seed=c.seed)
+        per_class = len(self.train_samples) / max(1, len(self.splits.outputs))
+        self.config = c = resolved(self.given, per_class)
+        self.recipe = recipe_text(self.given, per_class)
         self.early_stopping, self.patience, note = early_stopping_of(c.early_stopping, c.patience,
                                                                     self.splits.small_validation())
         if note:
