@@ -81,6 +81,11 @@ def loaded_batches(dataset, labels: torch.Tensor, batch_size: int, order: Sequen
     workers = default_workers() if num_workers is None else num_workers
     loader = DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=workers, collate_fn=collate_batch,
                         pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
+    yield from labelled(loader, labels)
+
+
+def labelled(loader: DataLoader, labels: torch.Tensor) -> Batches:
+    """(images, labels, indices) of each batch ``loader`` collates, batches with no readable image skipped."""
     for batch in loader:
         if batch.images is not None:
             index = torch.tensor(batch.indices, dtype=torch.long)
@@ -248,10 +253,7 @@ class DecodedInputs(EntersModel):
                                       sampler=self._keys, num_workers=workers, collate_fn=collate_batch,
                                       pin_memory=self.pin_memory, persistent_workers=workers > 0,
                                       generator=torch.Generator().manual_seed(0))  # leaves the global one alone
-        for batch in self._loader:
-            if batch.images is not None:
-                index = torch.tensor(batch.indices, dtype=torch.long)
-                yield batch.images, self.labels[index], index
+        yield from labelled(self._loader, self.labels)
 
     def shutdown(self) -> None:
         """Stop the persistent workers (they hold a fork of the process)."""
