@@ -149,3 +149,13 @@ def test_augment_none_turns_the_recipes_augmentation_off(cli, class_folders, tmp
               "--output", str(tmp_path / "m"), "--json")
     assert out.returncode == 0, out.stderr
     assert [s["inputs"] for s in stages] == ["CachedInputs", "CachedInputs"]  # no stage augments
+
+
+def test_the_small_set_values_adapt_only_the_recipes_own_stages():
+    """A freeze policy given explicitly, or a run from scratch, keeps the recipe's usual values at any size."""
+    few = RECIPES["default"].few
+    assert resolved(FinetuneConfig(data="x"), 10).label_smoothing == few.label_smoothing
+    assert resolved(FinetuneConfig(data="x"), 30).label_smoothing == RECIPES["default"].label_smoothing
+    for given in ({"freeze": "two-stage:first:25%"}, {"backbone": "small-cnn"}):
+        config = resolved(FinetuneConfig(data="x", **given), 10)
+        assert (config.label_smoothing, config.stage2_epochs) == (0.0, RECIPES["default"].stage2_epochs)

@@ -61,7 +61,13 @@ def default_policy(config: FinetuneConfig) -> str:
 def resolved(config: FinetuneConfig, per_class: float | None = None) -> FinetuneConfig:
     """``config`` with its freeze policy (from scratch: none) and every training option it leaves unset taken
     from its recipe (``per_class``: training images per class, once the data is split)."""
-    return replace(with_recipe(config, per_class), freeze=default_policy(config))
+    return replace(with_recipe(config, recipe_size(config, per_class)), freeze=default_policy(config))
+
+
+def recipe_size(config: FinetuneConfig, per_class: float | None) -> float | None:
+    """``per_class`` where the run follows its recipe's own stages, else None: a recipe's values for a small
+    training set adapt those stages, not a freeze policy given explicitly or a from-scratch run."""
+    return per_class if config.freeze is None and not from_scratch(config) else None
 
 
 def recipe_text(config: FinetuneConfig, per_class: float | None = None) -> str:
@@ -69,7 +75,7 @@ def recipe_text(config: FinetuneConfig, per_class: float | None = None) -> str:
     given = [name for name in ("freeze", "epochs", "stage2_epochs", "stage2_lr", "layer_decay", "train_bn",
                                "label_smoothing", "augment", "early_stopping", "head_init")
              if getattr(config, name) is not None]
-    text = recipe_of(config.recipe).describe(per_class)
+    text = recipe_of(config.recipe).describe(recipe_size(config, per_class))
     return f"{text}; given: {', '.join(given)}" if given else text
 
 
