@@ -42,9 +42,13 @@ class Recipe:
         """``recipe: NAME (...)`` as results and ``--help`` state it; with ``per_class`` (training images per
         class), what the recipe changed for a training set that small."""
         text = f"{self.name} ({self.summary})"
-        if self.few is not None and per_class is not None and per_class < FEW_PER_CLASS:
+        if self.few_for(per_class) is not None:
             text += f"; {per_class:.3g} training images per class (under {FEW_PER_CLASS}): {self.few.summary}"
         return text
+
+    def few_for(self, per_class: float | None) -> "Few | None":
+        """The small-set values where ``per_class`` (training images per class) is under FEW_PER_CLASS."""
+        return self.few if per_class is not None and per_class < FEW_PER_CLASS else None
 
 
 FEW_PER_CLASS = 20  # measured at 10 (few) and 30 (not few) images per class; where between them is not measured
@@ -97,7 +101,7 @@ def with_recipe(config: Any, per_class: float | None = None) -> Any:
     epochs: ``epochs`` when that is given, as before recipes); ``per_class``: the training images per class,
     once the data is split, for the recipe's values for a small training set."""
     recipe = recipe_of(config.recipe)
-    few = recipe.few if recipe.few is not None and per_class is not None and per_class < FEW_PER_CLASS else None
+    few = recipe.few_for(per_class)
     values: dict[str, Any] = {
         "epochs": recipe.epochs,
         "stage2_epochs": (config.epochs if config.epochs is not None

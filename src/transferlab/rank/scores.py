@@ -23,20 +23,6 @@ MAX_ITERATIONS = 11  # the reference's cap: it converges in two or three steps
 TOLERANCE = 1e-3  # relative change of alpha / beta at which a class stops
 
 
-def one_blas_thread():
-    """BLAS and LAPACK on one thread for the small float64 factorizations: under load a thread pool cost up to
-    50x (an eigendecomposition of a 1280 x 1280 Gram matrix took 56 s on 2 busy cores, 1.1 s on one thread)."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
-
-
-_CONTROLLER = None
-
-
 def logme(features: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
     """The LogME score (mean over classes of the per-sample log evidence) of ``features`` (N, D) for integer
     ``labels`` (N,).
@@ -53,7 +39,9 @@ def logme(features: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor
     targets = np.zeros((n, int(y.max()) + 1))
     targets[np.arange(n), y] = 1.0
     primal = n > d  # the weights' side: K = F^T F (D x D) and right-hand sides F^T y; else K = F F^T and y
-    with one_blas_thread():
+    from ..probing.run import single_threaded_blas
+
+    with single_threaded_blas():  # as the probes are timed; a busy thread pool cost up to 50x
         gram, rhs = (f.T @ f, f.T @ targets) if primal else (f @ f.T, targets)
         diagonal, off, rotated = _tridiagonal(gram, rhs)
         sigma, info = lapack.dsterf(diagonal, off)
