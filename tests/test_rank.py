@@ -114,6 +114,30 @@ def test_every_score_puts_separable_features_above_noise():
     assert nce(informative, y) > nce(uninformative, y) + 0.1
 
 
+def blas_threads() -> dict[str, int]:
+    from threadpoolctl import threadpool_info
+
+    return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+
+def test_logme_runs_on_one_blas_thread_and_gives_the_threads_back(monkeypatch):
+    """As the probes are timed (a busy BLAS pool beside torch's threads cost up to 50x); the limiter is taken from
+    one scan of the loaded libraries, so entering it costs microseconds, not the scan's milliseconds."""
+    from threadpoolctl import threadpool_limits
+
+    import transferlab.rank.scores as scores
+
+    seen = []
+    reduce = scores._tridiagonal
+    monkeypatch.setattr(scores, "_tridiagonal", lambda *a: (seen.append(blas_threads()), reduce(*a))[1])
+    separable, _, y = separable_and_noise()
+    with threadpool_limits(limits=2, user_api="blas"):
+        logme(separable, y)
+        after = blas_threads()
+    assert seen and set(seen[0].values()) == {1}
+    assert set(after.values()) == {2}
+
+
 @wires("RankConfig.backbones", "RankConfig.layers", "RankConfig.poolings", "RankConfig.random_init")
 def test_rank_orders_candidates_by_logme_and_reports_every_score(class_folders, cli):
     result = cli("rank", "--data", str(class_folders), "--backbones", "efficientnet_lite0,test_efficientnet",

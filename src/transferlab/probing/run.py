@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ..backbones import load_backbone
 from ..backbones.units import check_layer
@@ -195,7 +196,17 @@ def single_threaded_blas():
     """BLAS on one thread for the heads: after the backbone ran, torch's OpenMP threads keep
     spinning and starve OpenBLAS's own threads (a 1088x1280, 17-class logistic regression took
     4.9 s with 2 BLAS threads, 0.31 s with one)."""
-    return threadpool_limits(limits=1, user_api="blas")
+    return _blas_libraries().limit(limits=1, user_api="blas")
+
+
+@functools.cache
+def _blas_libraries() -> ThreadpoolController:
+    """threadpoolctl's view of the loaded BLAS libraries, taken once: taking it scans every loaded library
+    (3-5 ms, more than LogME of a 40-dimension candidate). numpy's and scipy's OpenBLAS, the ones the heads and
+    LogME call (scikit-learn through them), are loaded before it is taken."""
+    import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS)
+
+    return ThreadpoolController()
 
 
 def temperature_features(features: np.ndarray, temperature: float | None) -> np.ndarray:
