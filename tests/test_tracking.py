@@ -15,6 +15,7 @@ import pytest
 from study_fixtures import TINY_BACKBONE, make_image_folder, write_study
 from test_finetune import tiny_config
 from transferlab.finetune import run_finetune
+from transferlab.finetune.config import FinetuneConfig
 from transferlab.finetune.run import config_id
 from transferlab.probing.config import ProbeConfig
 from transferlab.probing.run import probe_run_name, run_probe
@@ -101,6 +102,22 @@ def test_finetune_logs_each_epoch_the_params_and_final_metrics_to_tensorboard(cl
     assert params["lr"] == pytest.approx(1e-3)
     assert params["epochs"] == 2
     assert params["freeze"] == "half"
+
+
+@needs_tensorboard
+def test_finetune_logs_the_recipes_values_for_the_training_sets_size(class_folders, tmp_path, weights):
+    """Under 20 training images per class the default recipe trains with RandAugment and label smoothing 0.1:
+    the logged parameters are the ones the run used, not those of the config before the data was split."""
+    config = FinetuneConfig(data=str(class_folders), output=str(tmp_path / "model"), backbone="test_efficientnet",
+                            weights=weights, batch_size=8, num_workers=0, epochs=1, log=["tensorboard"],
+                            log_dir=str(tmp_path / "tb"))
+    result = run_finetune(config)
+
+    assert "under 20" in result.recipe
+    params = tensorboard_params(tensorboard_events(tmp_path / "tb" / "finetune" / "model"))
+    assert params["label_smoothing"] == pytest.approx(0.1)
+    assert "randaugment" in params["augment"]
+    assert params["freeze"] == "two-stage:first:25%"
 
 
 @needs_mlflow

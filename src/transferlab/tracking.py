@@ -351,9 +351,9 @@ def run_names(config: Any, command: str, default_run: str) -> tuple[str, str]:
     return experiment, run
 
 
-def open_tracker(config: Any, command: str, default_run: str, is_main: bool = True) -> Tracker:
+def open_tracker(config: Any, command: str, default_run: str, is_main: bool = True, start: bool = True) -> Tracker:
     """The sinks ``config.log`` asks for (none off the main process, where only rank 0 logs), started with
-    the config's fields as parameters."""
+    the config's fields as parameters (``start=False``: the caller starts it once its config is complete)."""
     backends = check_backends(config.log or [])
     if not backends or not is_main:
         return Tracker([])
@@ -378,5 +378,6 @@ def open_tracker(config: Any, command: str, default_run: str, is_main: bool = Tr
         Tracker(sinks).close(failed=True)
         raise
     tracker = Tracker(sinks)
-    tracker.start(dataclasses.asdict(config))
+    if start:
+        tracker.start(dataclasses.asdict(config))
     return tracker

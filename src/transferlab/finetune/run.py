@@ -150,6 +150,7 @@ class FinetuneRun:
         per_class = len(self.train_samples) / max(1, len(self.splits.outputs))
         self.config = c = resolved(self.given, per_class)
         self.recipe = recipe_text(self.given, per_class)
+        self.tracker.start(asdict(c))
         self.early_stopping, self.patience, note = early_stopping_of(c.early_stopping, c.patience,
                                                                     self.splits.small_validation())
         if note:
@@ -281,7 +282,9 @@ class FinetuneRun:
         check_on_backbone(self.config.freeze, self.config.backbone, self.config.pooling)
         with self.lock:
             self.check_output()
-            with open_tracker(self.config, "finetune", self.log_name(), self.runtime.is_main) as self.tracker:
+            # started in prepare(): the parameters are the config as completed for the training set's size
+            with open_tracker(self.config, "finetune", self.log_name(), self.runtime.is_main,
+                              start=False) as self.tracker:
                 result = self.train_and_finish()
                 self.tracker.outputs(result, self.log_name(), self.output)
         return result
