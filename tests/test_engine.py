@@ -174,10 +174,12 @@ def test_a_resumed_fit_names_its_epochs_from_where_it_goes_on():
     assert labels == ["train epoch 2/3"] * 2 + ["train epoch 3/3"] * 2
 
 
-def stopped_at(values: list[float], patience: int, baseline: float | None = None) -> tuple[int, int, bool]:
+def stopped_at(values: list[float], patience: int, baseline: float | None = None,
+               margin: float = 0.0) -> tuple[int, int, bool]:
     """(epochs run, 0-based epoch kept (-1: the record started from), stopped) of an accuracy curve."""
     model = nn.Linear(1, 1)
     stopper = EarlyStopping("val_accuracy", patience=patience)
+    stopper.baseline_margin = margin
     state = FitState(model, None, None, "train", len(values))
     if baseline is not None:
         stopper.start_from({"val_accuracy": baseline}, model)
@@ -188,6 +190,33 @@ def stopped_at(values: list[float], patience: int, baseline: float | None = None
         if state.stop:
             break
     return run, stopper.best_epoch, state.stop
+
+
+def test_a_margin_keeps_the_stage_before_until_beaten_by_more_than_it():
+    """``keep_margin`` 1 of 100 validation images (a margin of 1.5%): one image up is not enough, two are; the
+    epoch kept by the stopper and the one the result names agree."""
+    from transferlab.finetune.run import keep_margin_fraction, restored_epoch
+
+    margin = keep_margin_fraction(1, 100)
+    assert stopped_at([0.81, 0.80, 0.81], patience=5, baseline=0.8, margin=margin)[1] == -1
+    assert stopped_at([0.81, 0.82, 0.81], patience=5, baseline=0.8, margin=margin)[1] == 1
+    assert stopped_at([0.81, 0.80, 0.81], patience=5, baseline=0.8)[1] == 0
+    history = [{"epoch": 1, "stage": "head", "val_accuracy": 0.80}, {"epoch": 2, "stage": "fine-tune", "val_accuracy": 0.81}]
+    assert restored_epoch(history, "val_accuracy", margin) == 1
+    assert restored_epoch(history, "val_accuracy") == 2
+    assert restored_epoch(history + [{"epoch": 3, "stage": "fine-tune", "val_accuracy": 0.82}], "val_accuracy", margin) == 3
+
+
+def test_a_stage_that_cannot_beat_the_stage_before_by_the_margin_is_skipped():
+    from types import SimpleNamespace
+
+    from transferlab.finetune.run import FinetuneRun, keep_margin_fraction
+
+    run = FinetuneRun.__new__(FinetuneRun)  # only the two attributes the decision reads
+    run.early_stopping, stage = "val_accuracy", SimpleNamespace(keeps_earlier_end=True)
+    for images, before, skipped in ((0, 0.99, False), (0, 1.0, True), (1, 0.98, False), (1, 0.99, True)):
+        run.keep_margin = keep_margin_fraction(images, 100)
+        assert run.cannot_improve(stage, [{"val_accuracy": before}]) is skipped, (images, before)
 
 
 def test_patience_counts_from_the_fits_own_best_and_the_stage_before_is_kept_until_beaten():

@@ -37,7 +37,9 @@ def stages(monkeypatch):
                      "label_smoothing": learner.loss_fn.label_smoothing, "train_bn": learner.model.train_bn,
                      "inputs": type(learner.train).__name__,
                      "augment": repr(getattr(learner.train, "transform", None)),
-                     "monitor": [c.monitor for c in learner.callbacks if isinstance(c, EarlyStopping)][0]})
+                     "monitor": [c.monitor for c in learner.callbacks if isinstance(c, EarlyStopping)][0],
+                     "margin": [c.baseline_margin for c in learner.callbacks if isinstance(c, EarlyStopping)][0],
+                     "val_images": len(learner.val)})
         return real_fit(learner, 1, stage, *args)
 
     monkeypatch.setattr(Learner, "fit", spy)
@@ -74,6 +76,8 @@ def test_each_recipes_values_reach_the_loop(blurred_classes, tmp_path, weights, 
     assert fine["train_bn"] is False
     assert fine["inputs"] == ("DecodedInputs" if recipe.augment else "CachedInputs")
     assert fine["monitor"] == recipe.early_stopping
+    margin = (recipe.keep_margin + 0.5) / fine["val_images"] if recipe.keep_margin else 0.0  # fast: 2 images
+    assert fine["margin"] == pytest.approx(margin)
     units = result.backbone_layers
     frozen = plan_stages(recipe.freeze, units)[-1].frozen_units  # fast: all but the top; default and best: none
     assert result.frozen_layers == frozen and len(fine["unit_lrs"]) == units - frozen
@@ -135,6 +139,17 @@ def test_recipe_on_the_command_line_reaches_the_result(cli, class_folders, tmp_p
     result = json.loads(out.stdout)
     assert result["recipe"].startswith("fast (") and result["recipe"].endswith("given: stage2_epochs")
     assert [(s["stage"], s["epochs"]) for s in stages] == [("fine-tune", 2)]  # stage 1: the probe's regression
+
+
+@wires("FinetuneConfig.keep_margin")
+def test_keep_margin_on_the_command_line_reaches_early_stopping(cli, class_folders, tmp_path, weights, stages):
+    out = cli("finetune", "--data", str(class_folders), "--backbone", "test_efficientnet", "--weights", weights,
+              "--keep-margin", "3", "--stage2-epochs", "1", "--workers", "0", "--output", str(tmp_path / "m"),
+              "--json")
+    assert out.returncode == 0, out.stderr
+    (fine,) = stages
+    assert fine["margin"] == pytest.approx(3.5 / fine["val_images"])  # more than 3 images: at least 4
+    assert json.loads(out.stdout)["recipe"].endswith("given: stage2_epochs, keep_margin")
 
 
 def test_an_unknown_recipe_is_one_error_line(cli):

@@ -63,9 +63,11 @@ class EarlyStopping(Callback):
 
     def start_from(self, record: dict, model: torch.nn.Module) -> None:
         """Begin with ``record``'s score and ``model``'s current weights as the best so far (the stage before's
-        end): a later stage then keeps them unless it beats them on validation."""
+        end): a later stage then keeps them unless it beats them on validation by more than ``baseline_margin``
+        (validation accuracy; a margin does not apply to the loss)."""
         if self.monitor in record:
-            self.best, self.best_epoch = record[self.monitor], -1
+            margin = self.baseline_margin if self.monitor == "val_accuracy" else 0.0
+            self.best, self.best_epoch = record[self.monitor] + margin, -1
             self.best_state = copy.deepcopy(model.state_dict())
 
     def improved(self, value: float, over: float | None = None) -> bool:
@@ -76,6 +78,7 @@ class EarlyStopping(Callback):
         return value > over + self.min_delta
 
     baseline: dict | None = None  # a record to start from (``start_from``) at the next fit's start
+    baseline_margin: float = 0.0  # what a later epoch's accuracy must beat the baseline's by to be kept
 
     def on_fit_start(self, state: "FitState") -> None:
         if not hasattr(self, "_fresh"):

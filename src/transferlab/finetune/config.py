@@ -74,6 +74,10 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
                                    "logistic regression on the frozen features, fitted once; stage 2 keeps it unless "
                                    "unfreezing does better on validation) or sgd (epochs of --optimizer). Default: "
                                    "the recipe's.", choices=HEAD_INITS)
+    keep_margin: int | None = option(None, "two-stage, early stopping on val_accuracy: stage 2's weights are kept "
+                                     "only when they classify more than N validation images more right than the "
+                                     "stage before's end (default: the recipe's: 0, any gain; 1 for fast, whose "
+                                     "small steps change a few images and gain one by chance).", minimum=0)
     stage2_optimizer: str | None = option(None, "two-stage: optimizer after unfreezing, e.g. adam then rmsprop "
                                           "(default: --optimizer).")
     mixup: float = option(0.0, "Mixup alpha (0: off).", minimum=0.0)

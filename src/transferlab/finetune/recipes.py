@@ -36,6 +36,7 @@ class Recipe:
     early_stopping: str  # the metric: label smoothing makes the validation loss stop falling before accuracy does
     summary: str
     head_init: str = "sgd"  # stage 1 of two-stage: "probe" fits the probe's logistic regression as the head
+    keep_margin: int = 0  # validation images stage 2 must get right beyond the stage before's end to be kept
     few: "Few | None" = None  # what changes when the training set has under FEW_PER_CLASS images per class
 
     def describe(self, per_class: float | None = None) -> str:
@@ -74,7 +75,8 @@ FEW_DEFAULT = Few(30, ("flip", "crop", "randaugment"), 0.1,
 RECIPES: dict[str, Recipe] = {
     "fast": Recipe("fast", "two-stage:top:1", 10, 5, 0.01, 100.0, 0.0, (), "val_accuracy",
                    "the probe's logistic regression as the head, then the top unit for up to 5 epochs at lr/100 "
-                   "on cached frozen features, kept only if validation accuracy rises", head_init="probe"),
+                   "on cached frozen features, kept only if it classifies at least 2 more validation images right",
+                   head_init="probe", keep_margin=1),
     "default": Recipe("default", "two-stage:first:25%", 10, 15, 0.1, 100.0, 0.0, ("flip", "crop"), "val_accuracy",
                       "the probe's logistic regression as the head, then every unit but the bottom quarter for up to "
                       "15 epochs at lr/10 falling 100x to the stem with flips and random resized crops, kept only "
@@ -111,6 +113,7 @@ def with_recipe(config: Any, per_class: float | None = None) -> Any:
         "augment": list(few.augment if few else recipe.augment),
         "early_stopping": recipe.early_stopping,
         "head_init": recipe.head_init,
+        "keep_margin": recipe.keep_margin,
     }
     names = {f.name for f in fields(config)}
     unset = {k: v for k, v in values.items() if k in names and getattr(config, k) is None}

@@ -73,7 +73,7 @@ def recipe_size(config: FinetuneConfig, per_class: float | None) -> float | None
 def recipe_text(config: FinetuneConfig, per_class: float | None = None) -> str:
     """The recipe as results state it, with the options given explicitly over it."""
     given = [name for name in ("freeze", "epochs", "stage2_epochs", "stage2_lr", "layer_decay", "train_bn",
-                               "label_smoothing", "augment", "early_stopping", "head_init")
+                               "label_smoothing", "augment", "early_stopping", "head_init", "keep_margin")
              if getattr(config, name) is not None]
     text = recipe_of(config.recipe).describe(recipe_size(config, per_class))
     return f"{text}; given: {', '.join(given)}" if given else text
@@ -108,20 +108,28 @@ def run_finetune(config: FinetuneConfig, progress: StageProgress | None = None, 
     return FinetuneRun(config, progress, on_epoch, runtime).run()
 
 
-def restored_epoch(history: list[dict], monitor: str) -> int:
+def restored_epoch(history: list[dict], monitor: str, margin: float = 0.0) -> int:
     """The epoch whose weights the model ends with: the last stage's best by the monitored metric, or the
-    stage before's last epoch when no epoch of the last stage beat it (``EarlyStopping.start_from``)."""
+    stage before's last epoch when no epoch of the last stage beat it (``EarlyStopping.start_from``), on
+    validation accuracy by more than ``margin`` (``keep_margin`` as a fraction of the validation images)."""
     if not history:
         return 0
     if monitor == "none":
         return history[-1]["epoch"]
     first = next(i for i, h in enumerate(history) if h["stage"] == history[-1]["stage"])
+    earlier = history[first - 1] if first > 0 and monitor in history[first - 1] else None
     candidates = [h for h in history[max(first - 1, 0):] if monitor in h]  # earliest first: ties keep the earlier
     if not candidates:
         return history[-1]["epoch"]
     if monitor == "val_loss":
         return min(candidates, key=lambda h: h["val_loss"])["epoch"]
-    return max(candidates, key=lambda h: h["val_accuracy"])["epoch"]
+    return max(candidates, key=lambda h: h["val_accuracy"] + (margin if h is earlier else 0.0))["epoch"]
+
+
+def keep_margin_fraction(images: int | None, validation_images: int) -> float:
+    """``keep_margin`` images as the accuracy a later stage must beat the stage before's by: half an image more,
+    so that equal counts never pass on rounding (0 stays 0: any gain)."""
+    return (images + 0.5) / max(1, validation_images) if images else 0.0
 
 
 class FinetuneRun:
@@ -153,6 +161,7 @@ class FinetuneRun:
         self.tracker.start(asdict(c))
         self.early_stopping, self.patience, note = early_stopping_of(c.early_stopping, c.patience,
                                                                     self.splits.small_validation())
+        self.keep_margin = keep_margin_fraction(c.keep_margin, len(self.val_samples))
         if note:
             log.warning(note)
             self.splits.notes.append(note)
@@ -326,7 +335,7 @@ class FinetuneRun:
 
     def ends_at_probe_head(self, history: list[dict]) -> bool:
         """Whether the weights the run ends with are stage 1's probe head (no later stage beat it on validation)."""
-        ended = restored_epoch(history, self.early_stopping)
+        ended = restored_epoch(history, self.early_stopping, self.keep_margin)
         return any(h["epoch"] == ended and h.get("head_fit") == "logreg" for h in history)
 
     def refit_probe_head(self) -> None:
@@ -392,7 +401,7 @@ class FinetuneRun:
         """Whether a later stage is bound to be thrown away: early stopping keeps the stage before's end unless
         validation accuracy rises above it, and it is already 1."""
         return (stage.keeps_earlier_end and bool(history) and self.early_stopping == "val_accuracy"
-                and history[-1].get("val_accuracy") == 1.0)
+                and history[-1].get("val_accuracy", 0.0) + self.keep_margin >= 1.0)
 
     def skip_note(self, stage: TrainStage) -> None:
         note = (f"the {stage.name} stage was skipped: the stage before classifies every validation image, and early "
@@ -443,6 +452,7 @@ class FinetuneRun:
             return
         # a later stage keeps the earlier one's end unless it beats it on validation
         self.stopper.baseline = learner.history[-1] if stage.keeps_earlier_end and learner.history else None
+        self.stopper.baseline_margin = self.keep_margin
         self.stage_data(learner, stage)
         first_epoch = 0
         if resumed:
@@ -519,7 +529,7 @@ class FinetuneRun:
             inference_ms_per_image=inference_ms_per_image(
                 model, model, kept_paths, self.eval_transform, self.runtime,
                 key=("finetune", self.backbone.timm_name, self.backbone.input_size, c.pooling, c.head, len(classes))),
-            best_epoch=restored_epoch(history, self.early_stopping),
+            best_epoch=restored_epoch(history, self.early_stopping, self.keep_margin),
             stage2_start_epoch=stage2_start,
             prefix_cache_used=c.prefix_cache and not c.augment,
             prefix_cache_seconds=self.prefix_seconds,
