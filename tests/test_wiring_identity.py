@@ -48,7 +48,7 @@ CHANGES: dict[str, tuple[dict, object]] = {
     "rotation": ({}, 20.0), "zoom": ({}, 0.3), "stage2_optimizer": ({}, "sgd"), "mixup": ({}, 0.2),
     "cutmix": ({}, 0.2), "label_smoothing": ({}, 0.1), "class_weights": ({}, True), "prefix_cache": ({}, False),
     "output": ({}, "elsewhere"), "resume": ({}, True), "ema": ({}, 0.99), "accumulate": ({}, 2),
-    "sampler": ({}, "balanced"), "head_init": ({}, "sgd"), "calibrate": ({}, True), "tta": ({}, 3),
+    "sampler": ({}, "balanced"), "head_init": ({}, "sgd"), "keep_margin": ({}, 2), "calibrate": ({}, True), "tta": ({}, 3),
     "lr_find": ({}, True),
     # probing
     "layer": ({}, "logits"), "temperature": ({}, 2.0), "C": ({}, 0.5), "head_epochs": ({}, 5),
