@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from helpers import make_class_folders
+from wiring import wires
 
 pytest.importorskip("optuna")
 
@@ -56,13 +57,38 @@ def test_auto_starts_a_trial_only_when_its_estimated_cost_fits_the_budget(data, 
     left by its estimate, and it stopped because the next would not (or cut a running one before an epoch)."""
     one = ("--backbones", "test_efficientnet", "--max-epochs", "2")
     auto(cli, data, tmp_path, "--budget", "3h", *one, "--max-trials", "1", output="first")
-    trail = auto(cli, data, tmp_path, "--budget", "20s", *one)
+    trail = auto(cli, data, tmp_path, "--budget", "20s", *one, "--trial-patience", "0")
     events = trail["workers"][trail["worker"]]
     started = [e for e in events if e["step"] == "trial"]
     assert all(e["left"] >= e["estimate"] > 0 for e in started)
     assert trail["stop_reason"].startswith("budget")
     assert events[-2]["step"] == "stop" and events[-2]["what"] == trail["stop_reason"]
     assert trail["budget_seconds"] == 20 and trail["winner"] is not None
+    import optuna
+
+    study = optuna.load_study(study_name=trail["study"], storage=f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    first = study.trials[0].user_attrs["costs"]  # the finished trial the estimates start from
+    finished = first["setup"] + sum(first["epochs"]) + first["tail"]
+    assert started and all(e["estimate"] >= finished for e in started)  # a whole trial, not its first epoch
+
+
+def test_each_shortlisted_backbone_is_tried_first_with_each_freeze_policy_at_lr_1e_3(data, tmp_path, cli):
+    trail = auto(cli, data, tmp_path, "--budget", "3h", "--finetune-top", "2", "--freezes", "all,top:1",
+                 "--max-epochs", "1", "--max-trials", "5")
+    first, second = trail["shortlist"]
+    assert [(t["backbone"], t["freeze"], t["lr"]) for t in trail["trials"][:4]] == [
+        (first, "all", 1e-3), (first, "top:1", 1e-3), (second, "all", 1e-3), (second, "top:1", 1e-3)]
+    assert trail["trials"][4]["lr"] != 1e-3  # then the sampler's own draws
+
+
+@wires("AutoConfig.trial_patience")
+def test_the_search_stops_after_trial_patience_trials_without_a_better_one(data, tmp_path, cli):
+    trail = auto(cli, data, tmp_path, "--budget", "3h", "--backbones", "test_efficientnet", "--max-epochs", "1",
+                 "--trial-patience", "2", "--max-trials", "12")
+    assert trail["stop_reason"].startswith("trial patience: 2 trials in a row"), trail["stop_reason"]
+    best = trail["winner"]["trial"]
+    assert [t["number"] for t in trail["trials"]][best + 1:] == [best + 1, best + 2]
+    assert all(t["value"] is None or t["value"] <= trail["winner"]["val_accuracy"] for t in trail["trials"])
 
 
 def test_a_budget_spent_while_ranking_leaves_out_the_rest_and_says_so(data, tmp_path, cli):

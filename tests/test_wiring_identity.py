@@ -23,7 +23,7 @@ from transferlab.auto.config import AutoConfig
 CONFIGS = (ProbeConfig, FinetuneConfig)  # the records whose runs a study identifies
 WIRED_CONFIGS = (*CONFIGS, RankConfig, AuditConfig, AutoConfig)  # every record with command-line options
 WIRING_MODULES = ("test_wiring_finetune", "test_wiring_probe", "test_recipes", "test_head_init", "test_calibration_tta",
-                  "test_learner_features", "test_wiring_rank", "test_rank", "test_audit", "test_wiring_auto")
+                  "test_learner_features", "test_wiring_rank", "test_rank", "test_audit", "test_wiring_auto", "test_auto")
 
 # The options that by contract only change how fast a run goes or where it writes (the records say so; this says
 # which ones may): a field moved in or out of this set changes which runs a study treats as the same experiment.

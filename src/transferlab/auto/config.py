@@ -37,6 +37,9 @@ class AutoConfig(DataOptions, RuntimeOptions):
     reduction_factor: int = option(3, "Successive halving keeps 1 in this many trials at each rung.", minimum=2)
     pruner: str = option("halving", "Optuna pruner: halving (successive halving) or hyperband.",
                          choices=("halving", "hyperband"))
+    trial_patience: int = option(6, "Stop once this many trials in a row (all workers together) have ended without "
+                                 "beating the best validation accuracy, even with budget left; 0 never stops early.",
+                                 minimum=0)
     max_trials: int | None = option(None, "Stop after this many fine-tuning trials of the study (all workers "
                                     "together), even with budget left.", minimum=1)
     study: str | None = option(None, "Optuna study name (default: auto- and a digest of the data and search "

@@ -42,7 +42,7 @@ class Costs:
         if measured.get("tail") is not None:
             self.tail.setdefault(key, []).append(measured["tail"])
 
-    def first_rung(self, min_epochs: int) -> float:
-        """A new trial's cost to its first pruning decision and a model saved: the worst case over the
-        candidates seen so far."""
-        return self.setup_of() + min_epochs * self.epoch_of() + self.tail_of()
+    def full_trial(self, epochs: int) -> float:
+        """A new trial's cost to its last epoch, test evaluation and saved model (only a finished trial can be
+        the winner): the worst case over the candidates seen so far."""
+        return self.setup_of() + epochs * self.epoch_of() + self.tail_of()

@@ -1,5 +1,7 @@
 """``run_auto``: LogME over every candidate, a logreg probe of the best few, then fine-tuning trials chosen by an
-Optuna sampler and cut by successive halving, each started only when its estimated cost fits the budget.
+Optuna sampler and cut by successive halving. A trial starts only when a finished trial's estimated cost fits the
+budget (a cut trial cannot be the winner), and the search ends early once ``trial_patience`` trials in a row bring
+no better validation accuracy.
 
 The Optuna study lives in the same database as the run store (a SQLite file or PostgreSQL), named by a digest
 of the data and the search settings: a second worker with the same arguments joins the search (the ranking and
@@ -30,7 +32,7 @@ from .trail import Trail, trail_html, trail_markdown
 log = logging.getLogger(__name__)
 DATA_FIELDS = ("seed", "per_class", "classes", "num_classes", "ratios", "val_per_class", "test_per_class")
 SEARCH_FIELDS = ("backbones", "random_init", "probe_top", "finetune_top", "freezes", "lr_min", "lr_max",
-                 "max_epochs", "min_epochs", "reduction_factor", "pruner")
+                 "max_epochs", "min_epochs", "reduction_factor", "pruner")  # not the budget nor when to stop
 
 
 class BudgetStop(Exception):
@@ -220,10 +222,29 @@ def _distributions(config: AutoConfig, shortlist: list[str]) -> dict:
 
 
 def _enqueue_defaults(study, config: AutoConfig, shortlist: list[str]) -> None:
-    """Each shortlisted backbone is tried first with the first freeze policy and a middle learning rate."""
+    """Every shortlisted backbone with every freeze policy is tried first at a middle learning rate (1e-3,
+    inside the range), the best probed backbone's first: the sampler's random start then explores around
+    known-good settings, and a tight budget still sees each policy of the best backbone."""
     lr = min(max(1e-3, config.lr_min), config.lr_max)
     for name in shortlist:
-        study.enqueue_trial({"backbone": name, "freeze": config.freezes[0], "lr": lr}, skip_if_exists=True)
+        for freeze in config.freezes:
+            study.enqueue_trial({"backbone": name, "freeze": freeze, "lr": lr}, skip_if_exists=True)
+
+
+def planned_epochs(config: AutoConfig, freeze: str) -> int:
+    """Epochs of a trial that is never pruned: a two-stage policy trains each stage ``max_epochs``."""
+    return config.max_epochs * (2 if freeze.startswith("two-stage") else 1)
+
+
+def _without_improvement(study, optuna) -> tuple[Any, int]:
+    """The best completed trial (any worker's) and how many trials have ended after it, none better."""
+    ended = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                     optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL))
+    complete = [t for t in ended if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        return None, 0
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    return best, sum(t.number > best.number for t in ended)
 
 
 def _started_trials(study, optuna) -> int:
@@ -236,13 +257,18 @@ def _search(study, config: AutoConfig, shortlist: list[str], budget: Budget, tra
             output: Path, optuna) -> str:
     """Trials until the budget, ``max_trials`` or a fault stops them; returns why it stopped."""
     distributions = _distributions(config, shortlist)
+    longest = max(planned_epochs(config, freeze) for freeze in config.freezes)
     while True:
         if config.max_trials is not None and _started_trials(study, optuna) >= config.max_trials:
             return f"max_trials ({config.max_trials}) reached"
-        estimate, left = costs.first_rung(config.min_epochs), budget.left  # one reading: the trail shows the decision
+        best, since = _without_improvement(study, optuna)
+        if config.trial_patience and since >= config.trial_patience:
+            return (f"trial patience: {since} trials in a row ended without beating trial {best.number}'s "
+                    f"validation accuracy {best.value:.4f}")
+        estimate, left = costs.full_trial(longest), budget.left  # one reading: the trail shows the decision
         if estimate > left:
-            return (f"budget: {left:.1f}s left, a new trial needs about {estimate:.1f}s to its first pruning "
-                    "decision and a saved model")
+            return (f"budget: {left:.1f}s left, a new trial needs about {estimate:.1f}s to finish (its epochs, the "
+                    "test evaluation and a saved model): only a finished trial can be the winner")
         trial = study.ask(distributions)
         stopped = _trial(study, trial, config, budget, trail, costs, output, optuna, estimate, left)
         if stopped:
@@ -258,9 +284,9 @@ def _trial(study, trial, config: AutoConfig, budget: Budget, trail: Trail, costs
     backbone, freeze, lr = trial.params["backbone"], trial.params["freeze"], trial.params["lr"]
     key = Costs.key(backbone, freeze)
     folder = output / "trials" / f"{trial.number:04d}"
-    planned = config.max_epochs * (2 if freeze.startswith("two-stage") else 1)
+    planned = planned_epochs(config, freeze)
     trail.add("trial", f"trial {trial.number}: {backbone}, freeze {freeze}, lr {lr:.2g}",
-              f"{left:.1f}s left >= about {estimate:.1f}s to its first rung", trial=trial.number,
+              f"{left:.1f}s left >= about {estimate:.1f}s to finish a trial", trial=trial.number,
               estimate=estimate, left=left)
     fc = FinetuneConfig(data=config.data, backbone=backbone, random_init=config.random_init, freeze=freeze, lr=lr,
                         epochs=config.max_epochs, early_stopping="val_accuracy", patience=planned,
@@ -393,6 +419,8 @@ def _winner(study, output: Path, trail: Trail, optuna) -> dict[str, Any] | None:
 def _trial_rows(study, optuna) -> list[dict[str, Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
+        if t.state == optuna.trial.TrialState.WAITING:  # enqueued, never started by any worker
+            continue
         rows.append({"number": t.number, "state": t.state.name.lower(), "backbone": t.params.get("backbone"),
                      "freeze": t.params.get("freeze"), "lr": t.params.get("lr"),
                      "epochs": max(t.intermediate_values, default=0), "value": t.value,
