@@ -48,10 +48,11 @@ class FinetuneConfig(DataOptions, BackboneOptions, RuntimeOptions, LogOptions):
     warmup_epochs: int = option(0, "Epochs of linear warm-up at the start of each stage.", minimum=0)
     epochs: int | None = option(None, "Maximum epochs (of stage 1 for two-stage; default: the recipe's, 10).",
                                 minimum=1)
-    stage2_epochs: int | None = option(None, "two-stage: maximum epochs after unfreezing (default: --epochs when "
-                                       "given, else the recipe's: 15; 30 for best, and for default under 20 "
-                                       "training images per class; 5 for fast).",
-                                       minimum=1)
+    stage2_epochs: int | None = option(None, "two-stage: maximum epochs after unfreezing, 0 for none (the run "
+                                       "ends with stage 1's head; default: --epochs when given, else the "
+                                       "recipe's: 15; 30 for best, and for default under 20 training images per "
+                                       "class; 5 for fast, none under 20).",
+                                       minimum=0)
     stage2_lr: float | None = option(None, "two-stage: learning rate of the head and the top unit after "
                                      "unfreezing (default: the recipe's: --lr / 10; --lr / 100 for fast); units below train "
                                      "lower.",

@@ -43,7 +43,8 @@ def plan(config, units, scratch: bool) -> list[TrainStage]:
     discriminative rates), BatchNorm statistics kept (re-estimated from a few small batches they would undo
     what the head learned: the TensorFlow tutorial's advice) and ``stage2_optimizer`` when given. A single stage
     trains at ``lr`` with BatchNorm statistics updating. With ``head_init: probe`` two-stage's first stage is the
-    probe's logistic regression (LP-FT); every later stage keeps the one before's end unless it beats it.
+    probe's logistic regression (LP-FT); every later stage keeps the one before's end unless it beats it. A later
+    stage of no epochs (``stage2_epochs: 0``) is left out: the run ends with stage 1's head.
     """
     c = config
     count = units if isinstance(units, int) else len(units)
@@ -63,6 +64,8 @@ def plan(config, units, scratch: bool) -> list[TrainStage]:
         backbone = c.backbone_lr if c.backbone_lr is not None else head
         train_bn = c.train_bn if c.train_bn is not None else (scratch or not second)
         head_init = c.head_init if len(frozen) > 1 and index == 0 and c.head_init else "sgd"
+        if index > 0 and epochs == 0:
+            continue
         stages.append(TrainStage(stage.name, stage.frozen_units, epochs, head, backbone, decay, train_bn, optimizer,
                                  c.seed * 7919 + index * 101, head_init, index > 0))
     return stages
