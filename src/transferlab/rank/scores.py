@@ -66,18 +66,24 @@ class _Tridiagonal:
     """T and the rotated right-hand sides: ``solve(t, classes)`` is (T + t_c I)^-1 r_c for each class c.
 
     The classes' shifted systems are solved as one block-diagonal tridiagonal system (the off-diagonal zero
-    between blocks): one LAPACK call per step instead of one per class."""
+    between blocks): one LAPACK call per step instead of one per class. Everything that does not change between
+    steps (the right-hand sides class by class, the blocks' off-diagonal) is laid out once."""
 
     def __init__(self, diagonal: np.ndarray, off: np.ndarray, rotated: np.ndarray):
-        self.diagonal, self.off, self.rotated = diagonal, off, rotated
+        self.diagonal = diagonal
+        self.rhs = np.ascontiguousarray(rotated.T)  # (classes, D): one class's right-hand side per row
+        classes, size = self.rhs.shape
+        blocks = np.zeros((classes, size))
+        blocks[:, :-1] = off
+        self.blocks = blocks.ravel()[:-1]  # every block's off-diagonal is T's: the first k blocks serve k classes
 
-    def solve(self, t: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    def solve(self, t: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(z, r): each class's solution and right-hand side, one class per row."""
         k, size = len(classes), len(self.diagonal)
-        diagonal = (self.diagonal[None, :] + t[:, None]).ravel()
-        off = np.zeros((k, size))
-        off[:, :-1] = self.off
-        rhs = self.rotated[:, classes].T.reshape(-1, 1)
-        return lapack.dptsv(diagonal, off.ravel()[:-1], rhs)[2].reshape(k, size).T
+        rhs = self.rhs[classes]
+        z = lapack.dptsv((self.diagonal + t[:, None]).ravel(), self.blocks[:k * size - 1], rhs.reshape(-1, 1),
+                         overwrite_d=1)[2]
+        return z.reshape(k, size), rhs
 
 
 def _evidence(system: _Tridiagonal, sigma: np.ndarray, counts: np.ndarray, n: int, d: int, primal: bool) -> float:
@@ -93,10 +99,10 @@ def _evidence(system: _Tridiagonal, sigma: np.ndarray, counts: np.ndarray, n: in
     active = np.arange(classes)
     for _ in range(MAX_ITERATIONS):
         t = alpha[active] / beta[active]
-        z = system.solve(t, active)
-        zz, zr = (z * z).sum(0), (z * system.rotated[:, active]).sum(0)
+        z, r = system.solve(t, active)
+        zz, zr = np.einsum("kd,kd->k", z, z), np.einsum("kd,kd->k", z, r)
         m2[active], res2[active] = ((zz, counts[active] - zr - t * zz) if primal else (zr - t * zz, t * t * zz))
-        gamma = (sigma[:, None] / (sigma[:, None] + t)).sum(0)
+        gamma = (sigma / (sigma + t[:, None])).sum(1)
         alpha[active] = gamma / (m2[active] + EPSILON)
         beta[active] = (n - gamma) / (res2[active] + EPSILON)
         active = active[np.abs(alpha[active] / beta[active] - t) / t > TOLERANCE]
