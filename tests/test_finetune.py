@@ -537,7 +537,7 @@ def test_small_cnn_trains_from_scratch_with_nothing_frozen(class_folders, tmp_pa
 @pytest.mark.parametrize("field, value, message", [
     ("epochs", 0, "epochs must be at least 1"), ("epochs", -1, "epochs must be at least 1"),
     ("lr", -1.0, "lr must be greater than 0"), ("lr", float("nan"), "lr must be a finite number"),
-    ("stage2_epochs", -3, "stage2_epochs must be at least 1"), ("dropout", 1.5, "dropout must be at most"),
+    ("stage2_epochs", -3, "stage2_epochs must be at least 0"), ("dropout", 1.5, "dropout must be at most"),
     ("head", "mlp:0", "mlp hidden sizes"), ("head", "svm", "unknown head 'svm'"),
     ("freeze", "first:x", "not a whole number"), ("batch_size", 0, "batch_size must be at least 1"),
     ("schedule", "step", "unknown schedule"), ("layer_decay", 1.5, "layer_decay must be at most 1"),

@@ -154,6 +154,19 @@ def test_the_recipe_is_in_the_run_id():
     assert len({run_id("finetune", c, "data") for c in ids.values()}) == 3
 
 
+@pytest.mark.parametrize("change", [{"stage2_epochs": 6}, {"few": None}])
+def test_a_changed_recipe_value_makes_its_runs_new_experiments(monkeypatch, change):
+    """A study store or a checkpoint never hands back a result of a recipe's old values (the same config, the
+    same transferlab version)."""
+    from dataclasses import replace
+
+    config = FinetuneConfig(data="digits", recipe="fast")
+    before = config_id(config), run_id("finetune", config, "data")
+    monkeypatch.setitem(RECIPES, "fast", replace(RECIPES["fast"], **change))
+    after = config_id(config), run_id("finetune", config, "data")
+    assert after[0] != before[0] and after[1] != before[1]
+
+
 def test_recipe_on_the_command_line_reaches_the_result(cli, class_folders, tmp_path, weights, stages):
     out = cli("finetune", "--data", str(class_folders), "--backbone", "test_efficientnet", "--weights", weights,
               "--recipe", "fast", "--stage2-epochs", "2", "--workers", "0", "--output", str(tmp_path / "m"), "--json")

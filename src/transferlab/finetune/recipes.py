@@ -14,7 +14,7 @@ torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 RECIPE_NAMES = ("fast", "default", "best")
@@ -98,6 +98,12 @@ RECIPE_HELP = ("fast | default | best: the values of every training option left 
 
 def recipe_of(name: str) -> Recipe:
     return RECIPES[name]
+
+
+def recipe_values(name: str | None) -> dict[str, Any] | None:
+    """Every value of recipe ``name`` (its small-set values too): part of a run's identity, so a recipe changed
+    by a new measurement makes its runs new experiments rather than reusing results of the old values."""
+    return asdict(RECIPES[name]) if name in RECIPES else None
 
 
 def with_recipe(config: Any, per_class: float | None = None) -> Any:

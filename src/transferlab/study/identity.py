@@ -10,6 +10,8 @@ skipped on a rerun and a failed one retried. The identity is made of:
   file (its path relative to the data folder and its content's SHA-256), so a changed,
   added or removed image makes every run a new experiment, and the same images in
   another folder are the same experiment;
+- a fine-tune's recipe values (``finetune.recipes``), which fill in every training option left unset: a
+  recipe changed by a new measurement makes its runs new experiments;
 - the transferlab version, since the code decides results as much as the config.
 
 The fingerprint is computed once per plan; file digests are cached by
@@ -40,7 +42,10 @@ def run_id(runner: str, config: Any, data_fingerprint: str) -> str:
     """16 hex digits of SHA-256 over the runner kind, the identity fields, the data and the version."""
     import transferlab
 
+    from ..finetune.recipes import recipe_values
+
     payload = json.dumps({"runner": runner, "config": identity_fields(config), "data": data_fingerprint,
+                          "recipe": recipe_values(getattr(config, "recipe", None)),
                           "transferlab": transferlab.__version__}, sort_keys=True, default=str)
     return text_digest(payload)[:16]
 
