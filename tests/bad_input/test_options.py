@@ -67,7 +67,7 @@ def test_probe_refuses_the_option(cli, data, isolated_cache, args, fragment):
 FINETUNE_CASES = [
     (("--epochs", "0"), "epochs"), (("--epochs", "-1"), "epochs"),
     (("--lr", "-1"), "lr"), (("--lr", "0"), "lr"), (("--lr", "nan"), "lr"), (("--lr", "inf"), "lr"),
-    (("--stage2-epochs", "-3"), "stage2-epochs"), (("--stage2-epochs", "0"), "stage2-epochs"),
+    (("--stage2-epochs", "-3"), "stage2-epochs"), (("--stage2-epochs", "-1"), "stage2-epochs"),
     (("--stage2-lr", "0"), "stage2-lr"), (("--stage2-lr", "nan"), "stage2-lr"),
     (("--backbone-lr", "-1"), "backbone-lr"), (("--layer-decay", "2"), "layer-decay"),
     (("--layer-decay", "0"), "layer-decay"), (("--weight-decay", "-1"), "weight-decay"),
