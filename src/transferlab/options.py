@@ -57,12 +57,17 @@ def result_fields(config: Any) -> dict[str, Any]:
 
 def settings_id(config: Any) -> str:
     """16 hex digits naming the settings that decide a run's result (the default output folder's and log run's
-    suffix): equal configs, however given (flags, ``--config`` file, Python), have equal ids."""
+    suffix): equal configs, however given (flags, ``--config`` file, Python), have equal ids. A config with a
+    ``recipe`` adds that recipe's values, which fill in its unset options."""
     import json
 
+    from .finetune.recipes import recipe_values
     from .storage import text_digest
 
-    return text_digest(json.dumps(result_fields(config), sort_keys=True, default=str))[:16]
+    settings = result_fields(config)
+    if "recipe" in settings:
+        settings["recipe_values"] = recipe_values(settings["recipe"])
+    return text_digest(json.dumps(settings, sort_keys=True, default=str))[:16]
 
 
 def check_types(config: Any, also: dict[str, tuple[type, ...]] | None = None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, replace
@@ -29,7 +28,7 @@ from ..errors import UserError
 from ..evaluation import inference_ms_per_image, score
 from ..options import runtime_of, settings_id
 from ..progress_bars import StageProgress, stage_bars
-from ..storage import FolderLock, folder_problem, text_digest
+from ..storage import FolderLock, folder_problem
 from ..timing import TEST_PHASES, TRAINING_PHASES, Phases
 from ..tracking import Tracker, open_tracker
 from .augment import BatchMix, train_transform
@@ -42,7 +41,7 @@ from .multilabel import multilabel_scoring, multilabel_test_scores
 from .model import TransferModel
 from .optim import build_optimizer, build_schedule
 from .prefix_cache import compute_prefix_outputs
-from .recipes import recipe_of, recipe_values, with_recipe
+from .recipes import recipe_of, with_recipe
 from .result import FinetuneResult
 from .sampling import balanced_sampler
 from .stages import TrainStage, plan
@@ -83,8 +82,7 @@ def recipe_text(config: FinetuneConfig, per_class: float | None = None) -> str:
 def config_id(config: FinetuneConfig) -> str:
     """Identity of the settings that determine the result (not how fast it runs or where it is saved): the
     config's and its recipe's values."""
-    return text_digest(json.dumps({"settings": settings_id(config), "recipe": recipe_values(config.recipe)},
-                                  sort_keys=True))[:16]
+    return settings_id(config)
 
 
 def default_output(config: FinetuneConfig) -> Path:
