@@ -55,19 +55,25 @@ def result_fields(config: Any) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
 
 
-def settings_id(config: Any) -> str:
-    """16 hex digits naming the settings that decide a run's result (the default output folder's and log run's
-    suffix): equal configs, however given (flags, ``--config`` file, Python), have equal ids. A config with a
-    ``recipe`` adds that recipe's values, which fill in its unset options."""
-    import json
-
+def result_settings(config: Any) -> dict[str, Any]:
+    """``result_fields`` and, for a config with a ``recipe``, that recipe's values (they fill in its unset
+    options): what a run's identity is made of, so a recipe changed by a new measurement makes new runs."""
     from .finetune.recipes import recipe_values
-    from .storage import text_digest
 
     settings = result_fields(config)
     if "recipe" in settings:
         settings["recipe_values"] = recipe_values(settings["recipe"])
-    return text_digest(json.dumps(settings, sort_keys=True, default=str))[:16]
+    return settings
+
+
+def settings_id(config: Any) -> str:
+    """16 hex digits naming the settings that decide a run's result (the default output folder's and log run's
+    suffix): equal configs, however given (flags, ``--config`` file, Python), have equal ids."""
+    import json
+
+    from .storage import text_digest
+
+    return text_digest(json.dumps(result_settings(config), sort_keys=True, default=str))[:16]
 
 
 def check_types(config: Any, also: dict[str, tuple[type, ...]] | None = None) -> None:

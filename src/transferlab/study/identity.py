@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..options import result_fields
+from ..options import result_settings
 from ..storage import atomic_write_text, cache_root, file_digest, text_digest
 
 DIGESTS_FOLDER = "digests"
@@ -34,18 +34,16 @@ NOT_IDENTITY = frozenset({"data"})  # replaced by the data fingerprint
 
 
 def identity_fields(config: Any) -> dict[str, Any]:
-    """The config's fields that decide its result (speed-only fields and the data path left out)."""
-    return {k: v for k, v in result_fields(config).items() if k not in NOT_IDENTITY}
+    """The config's fields that decide its result, and its recipe's values (speed-only fields and the data path
+    left out)."""
+    return {k: v for k, v in result_settings(config).items() if k not in NOT_IDENTITY}
 
 
 def run_id(runner: str, config: Any, data_fingerprint: str) -> str:
     """16 hex digits of SHA-256 over the runner kind, the identity fields, the data and the version."""
     import transferlab
 
-    from ..finetune.recipes import recipe_values
-
     payload = json.dumps({"runner": runner, "config": identity_fields(config), "data": data_fingerprint,
-                          "recipe": recipe_values(getattr(config, "recipe", None)),
                           "transferlab": transferlab.__version__}, sort_keys=True, default=str)
     return text_digest(payload)[:16]
 
